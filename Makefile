@@ -1,0 +1,46 @@
+# Set-up and the two everyday commands. Every target installs what it needs from scratch
+# into .venv, so a fresh clone needs only Python 3.10+ and make.
+#
+#   make demo   run the project's main job
+#   make test   run the test suite (fast tier; `make test-slow` for training runs)
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+PIP     = $(PY) -m pip
+# constraints/dev.txt pins torch to the CPU build these machines carry (see DEVELOPERS.md).
+INSTALL = $(PIP) install -c constraints/dev.txt
+
+.PHONY: install demo test test-slow lint format bench clean
+
+$(VENV)/.installed: pyproject.toml constraints/dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(INSTALL) --quiet torch==2.13.0
+	$(INSTALL) --quiet -e ".[dev,llm,rl,code]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/mallm demo
+
+test: install
+	$(PY) -m pytest -q
+
+test-slow: install
+	$(PY) -m pytest -q -m slow
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: install
+	$(PY) -m pytest benchmarks -q
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
