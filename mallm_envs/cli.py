@@ -115,6 +115,76 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from mallm_envs.agents.spec import build_agents
+    from mallm_envs.leaderboard import evaluate
+
+    info = {
+        "name": args.name or args.agent,
+        "spec": args.agent,
+        "model": args.model,
+        "revision": args.revision,
+        "decoding": json.loads(args.decoding) if args.decoding else None,
+        "description": args.description,
+    }
+    from mallm_envs.leaderboard.verify import check_agent_info
+
+    check_agent_info(info)
+    submission = evaluate(
+        args.env_id,
+        lambda env: build_agents(args.agent, env, seed=0),
+        agent_info=info,
+        limit=args.limit,
+        progress=not args.quiet,
+    )
+    submission.save(args.out)
+    s = submission.summary
+    r, sr = s["team_return"], s["success_rate"]
+    print(
+        f"{submission.env_id}: {s['episodes']} episodes, team return {r['mean']:.3f} "
+        f"[{r['low']:.3f}, {r['high']:.3f}], success {100 * sr['mean']:.1f}%"
+    )
+    print(f"submission written to {args.out}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from mallm_envs.leaderboard.verify import VerificationError, verify_file
+
+    status = 0
+    for path in args.files:
+        try:
+            report = verify_file(path)
+        except VerificationError as err:
+            print(f"FAIL {path}: {err}")
+            status = 1
+            continue
+        r = report.summary["team_return"]
+        note = (
+            f" (timing-adjusted episodes: {report.timing_adjusted})"
+            if report.timing_adjusted
+            else ""
+        )
+        print(
+            f"OK   {path}: {report.submission.env_id}, {report.summary['episodes']} episodes replayed, "
+            f"team return {r['mean']:.3f}{note}"
+        )
+    return status
+
+
+def cmd_board(args: argparse.Namespace) -> int:
+    from mallm_envs.leaderboard import build
+
+    boards, failures, written = build(args.root)
+    for env_id, entries in sorted(boards.items()):
+        print(f"{env_id}: {len(entries)} verified submission(s)")
+    for failure in failures:
+        print(f"REJECTED {failure}")
+    for path in written:
+        print(f"wrote {path}")
+    return 1 if failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mallm", description="Cooperative multi-agent text environments."
@@ -154,6 +224,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-lines", type=int, default=12)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("evaluate", help="play an env's official suite and write a submission")
+    p.add_argument("env_id")
+    p.add_argument(
+        "--agent",
+        required=True,
+        help="agent spec (as for play), one for all roles or comma-separated",
+    )
+    p.add_argument("--out", required=True, help="submission file to write (.json.gz)")
+    p.add_argument("--name", default=None, help="name shown on the board (default: the agent spec)")
+    p.add_argument("--model", default=None, help="model id or path, if any")
+    p.add_argument("--revision", default=None, help="model revision / commit, if any")
+    p.add_argument("--decoding", default=None, help="decoding settings as JSON")
+    p.add_argument("--description", default=None, help="free text")
+    p.add_argument(
+        "--limit", type=int, default=None, help="play only the first N episodes (not official)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("verify", help="re-check submissions by replaying every action")
+    p.add_argument("files", nargs="+")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("board", help="verify all submissions and rebuild the boards")
+    p.add_argument("root", nargs="?", default="leaderboards")
+    p.set_defaults(func=cmd_board)
     return parser
 
 
