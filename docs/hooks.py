@@ -1,0 +1,52 @@
+"""MkDocs hook: one page per registered env id, generated from the env module's docstring.
+
+The pages are built in memory at every `mkdocs build`, so they cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+from mkdocs.structure.files import File
+
+
+def _env_page(env_id: str, spec) -> str:
+    module = importlib.import_module(spec.entry_point.partition(":")[0])
+    doc = (module.__doc__ or "").strip()
+    title, _, body = doc.partition("\n")
+    kwargs = json.dumps(dict(spec.kwargs), indent=2, sort_keys=True)
+    return (
+        f"# {env_id}\n\n"
+        f"*{spec.description}*\n\n"
+        f"```python\nimport mallm_envs\n\nenv = mallm_envs.make({env_id!r})\n```\n\n"
+        f"Agents: {', '.join(f'`{a}`' for a in spec.agents)} · family `{spec.family}` · "
+        f"scripted agent: {'yes' if spec.scripted_agent else 'no'}\n\n"
+        f"Registered arguments:\n\n```json\n{kwargs}\n```\n\n"
+        f"## {title.strip()}\n\n{body.strip()}\n"
+    )
+
+
+def _index(registry) -> str:
+    rows = ["| id | agents | family | description |", "|---|---|---|---|"]
+    for env_id, spec in registry.items():
+        agents = ", ".join(spec.agents)
+        rows.append(f"| [{env_id}]({env_id}.md) | {agents} | {spec.family} | {spec.description} |")
+    return (
+        "# Environments\n\n"
+        "Every id below passes PettingZoo's `api_test`, `parallel_api_test` and `seed_test` and "
+        "this project's contract (`mallm_envs.testing.check_env`). Each page is generated from "
+        "the environment module's docstring.\n\n" + "\n".join(rows) + "\n"
+    )
+
+
+def on_files(files, config):
+    import mallm_envs
+
+    registry = mallm_envs.registry
+    files.append(File.generated(config, "environments/index.md", content=_index(registry)))
+    for env_id, spec in registry.items():
+        files.append(
+            File.generated(config, f"environments/{env_id}.md", content=_env_page(env_id, spec))
+        )
+    return files
