@@ -170,7 +170,7 @@ def _svg_chart(entries: list[Entry]) -> str:
             f'<line x1="{x(v["low"]):.1f}" y1="{y + 9}" x2="{x(v["high"]):.1f}" y2="{y + 9}" stroke="#222" stroke-width="2"/>'
         )
         parts.append(
-            f'<text x="{x(v["high"]) + 6:.1f}" y="{y + 14}" font-size="12">{v["mean"]:.3f}</text>'
+            f'<text x="{max(x(v["high"]), zero) + 6:.1f}" y="{y + 14}" font-size="12">{v["mean"]:.3f}</text>'
         )
     parts.append(f'<text x="{label_w}" y="{height - 4}" font-size="11">{low:.2f}</text>')
     parts.append(
