@@ -59,3 +59,10 @@ def test_wheel_ships_only_the_library(tmp_path) -> None:
     assert "mallm_envs" in top
     assert not {"baselines", "leaderboards", "tests", "benchmarks"} & top
     assert "mallm_envs/envs/toy/common_word.py" in names
+    for data_file in (
+        "mallm_envs/data/writing/summary_docs.jsonl",
+        "mallm_envs/data/writing/expansion_briefs.jsonl",
+        "mallm_envs/data/coop_code/problems.jsonl",
+        "mallm_envs/leaderboard/suites/CommonWord-v0.json",
+    ):
+        assert data_file in names, f"{data_file} is not in the wheel"

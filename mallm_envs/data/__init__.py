@@ -1,0 +1,1 @@
+"""Bundled task data (written by this project, MIT) and its loaders."""

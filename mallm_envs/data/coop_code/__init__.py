@@ -1,0 +1,1 @@
+"""The cooperative code problem set (see README.md)."""

@@ -1,0 +1,1 @@
+"""Collaborative-writing corpus: summary documents and expansion briefs (see README.md)."""
