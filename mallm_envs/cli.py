@@ -37,8 +37,26 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_episode(episode: Any, *, max_observation_lines: int | None = None) -> str:
-    """A readable transcript: each observation, action, and each turn's reward."""
+def _observation_text(observation: Any) -> str:
+    if isinstance(observation, dict) and isinstance(observation.get("text"), str):
+        return observation["text"]
+    shape = []
+    value = observation
+    while isinstance(value, list):
+        shape.append(len(value))
+        value = value[0] if value else None
+    return f"(numeric observation, shape {tuple(shape)})"
+
+
+def format_episode(
+    episode: Any, *, max_observation_lines: int | None = None, max_turns_shown: int | None = None
+) -> str:
+    """A readable transcript: each observation, action, and each turn's reward.
+
+    ``max_turns_shown`` limits the detail to the first turns (long episodes such as the
+    kitchen's 400 steps); the summary line always covers the whole episode.
+    """
+    hidden_steps = 0
     out: list[str] = [
         f"== {episode.env_id}  seed={episode.seed}  agents={', '.join(episode.agents)}"
     ]
@@ -47,11 +65,15 @@ def format_episode(episode: Any, *, max_observation_lines: int | None = None) ->
         info = step.info or {}
         turn = int(info.get("turn", 0)) if isinstance(info, dict) else 0
         if turn > last_turn:
-            out.append(_turn_summary(turn, step))
+            if max_turns_shown is None or turn <= max_turns_shown:
+                out.append(_turn_summary(turn, step))
             last_turn = turn
         if step.action is None:
             continue
-        text = (step.observation or {}).get("text", "")
+        if max_turns_shown is not None and turn >= max_turns_shown:
+            hidden_steps += 1
+            continue
+        text = _observation_text(step.observation)
         lines = text.splitlines()
         if max_observation_lines is not None and len(lines) > max_observation_lines:
             hidden = len(lines) - max_observation_lines
@@ -59,7 +81,10 @@ def format_episode(episode: Any, *, max_observation_lines: int | None = None) ->
         out.append(f"-- {step.agent} observes:")
         out.extend(textwrap.indent(line, "   | ") for line in lines)
         out.append(f"-- {step.agent} acts:")
-        out.extend(textwrap.indent(line, "   > ") for line in (step.action.splitlines() or [""]))
+        action = step.action if isinstance(step.action, str) else repr(step.action)
+        out.extend(textwrap.indent(line, "   > ") for line in (action.splitlines() or [""]))
+    if hidden_steps:
+        out.append(f"... ({hidden_steps} more steps not shown)")
     out.append(f"== team return {episode.team_return:+.3f} over {episode.turns} turn(s)")
     return "\n".join(out)
 
@@ -85,7 +110,11 @@ def cmd_play(args: argparse.Namespace) -> int:
     agents = build_agents(args.agents, env, seed=args.seed)
     options = json.loads(args.options) if args.options else None
     episode = run_episode(env, agents, seed=args.seed, options=options)
-    print(format_episode(episode, max_observation_lines=args.max_lines))
+    print(
+        format_episode(
+            episode, max_observation_lines=args.max_lines, max_turns_shown=args.max_turns
+        )
+    )
     if args.out:
         from mallm_envs.core import save_episodes
 
@@ -104,9 +133,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         env = mallm_envs.make(env_id)
         which = "scripted" if spec.scripted_agent else "random"
         episode = run_episode(env, build_agents(which, env, seed=args.seed), seed=args.seed)
-        print(format_episode(episode, max_observation_lines=args.max_lines))
+        print(
+            format_episode(
+                episode, max_observation_lines=args.max_lines, max_turns_shown=args.max_turns
+            )
+        )
         print()
-        success = any(bool(i.get("success")) for i in episode.final_infos.values())
+        flags = [i["success"] for i in episode.final_infos.values() if "success" in i]
+        success = any(flags) if flags else "-"
         rows.append((env_id, which, episode.turns, episode.team_return, success))
         env.close()
     print(f"{'env':<28} {'agents':<9} {'turns':>5} {'return':>9}  success")
@@ -140,9 +174,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     submission.save(args.out)
     s = submission.summary
     r, sr = s["team_return"], s["success_rate"]
+    success = "" if sr is None else f", success {100 * sr['mean']:.1f}%"
     print(
         f"{submission.env_id}: {s['episodes']} episodes, team return {r['mean']:.3f} "
-        f"[{r['low']:.3f}, {r['high']:.3f}], success {100 * sr['mean']:.1f}%"
+        f"[{r['low']:.3f}, {r['high']:.3f}]{success}"
     )
     print(f"submission written to {args.out}")
     return 0
@@ -216,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="show at most this many lines of each observation",
     )
     p.add_argument(
+        "--max-turns", type=int, default=None, help="show the detail of at most this many turns"
+    )
+    p.add_argument(
         "--out", default=None, help="also write the transcript (JSON lines; .gz to compress)"
     )
     p.set_defaults(func=cmd_play)
@@ -223,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="a scripted episode of every registered env")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-lines", type=int, default=12)
+    p.add_argument("--max-turns", type=int, default=2)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("evaluate", help="play an env's official suite and write a submission")

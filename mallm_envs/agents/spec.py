@@ -15,12 +15,32 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from mallm_envs.agents.base import FixedAgent, RandomAgent
+from mallm_envs.agents.base import BaseAgent, FixedAgent, RandomAgent
 from mallm_envs.core.errors import MallmError
+from mallm_envs.core.spaces import UnicodeText
 
 
 class AgentSpecError(MallmError, ValueError):
     """An agent spec that names no buildable agent."""
+
+
+class SpaceSampleAgent(BaseAgent):
+    """Uniform samples from a non-text action space (numeric envs such as the kitchen's)."""
+
+    def __init__(self, space: Any, seed: int | None = None) -> None:
+        self.space = space
+        self.space.seed(seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        if seed is not None:
+            self.space.seed(seed)
+
+    def act(self, observation: Any, info: Any) -> Any:
+        sample = self.space.sample()
+        return sample.item() if hasattr(sample, "item") else sample
+
+    def describe(self) -> dict[str, Any]:
+        return {"class": "random", "space": repr(self.space)}
 
 
 BUILTIN = ("random", "scripted", "fixed:TEXT", "package.module:factory")
@@ -30,8 +50,9 @@ def build_agent(spec: str, env: Any, agent: str, *, seed: int | None = None) -> 
     """The agent that ``spec`` names, for role ``agent`` of ``env``."""
     if spec == "random":
         space = env.action_space(agent)
-        limit = min(getattr(space, "max_length", 400), 400)
-        return RandomAgent(max_length=limit, seed=seed)
+        if not isinstance(space, UnicodeText):
+            return SpaceSampleAgent(space, seed=seed)
+        return RandomAgent(max_length=min(space.max_length, 400), seed=seed)
     if spec == "scripted":
         env_spec = getattr(env.unwrapped, "spec", None)
         entry = getattr(env_spec, "scripted_agent", None)

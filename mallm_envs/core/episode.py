@@ -46,7 +46,7 @@ class Step:
     terminated: bool
     truncated: bool
     info: dict[str, Any]
-    action: str | None
+    action: str | int | None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -237,7 +237,7 @@ def run_episode(
                 terminated=bool(terminated),
                 truncated=bool(truncated),
                 info=_jsonable(info),
-                action=action,
+                action=_jsonable(action),
             )
         )
         if terminated or truncated:
@@ -245,7 +245,7 @@ def run_episode(
         env.step(action)
         if agent == env.possible_agents[0]:
             team_return += float(reward)
-            turns = max(turns, int(info.get("turn", 0)) if isinstance(info, Mapping) else 0)
+            turns += action is not None  # every agent acts once per turn
     # The first agent's rewards arrive through last(); what is left after the final step is
     # already included because every agent passes through last() once more when done.
     episode.team_return = team_return
@@ -274,21 +274,21 @@ def _jsonable(value: Any) -> Any:
 class _RecordedActions:
     """Plays back one agent's recorded actions, in order."""
 
-    def __init__(self, name: str, actions: list[str]) -> None:
+    def __init__(self, name: str, actions: list[str | int]) -> None:
         self.name = name
         self.actions = list(actions)
         self.position = 0
 
-    def act(self, observation: Any, info: Any) -> str:
+    def act(self, observation: Any, info: Any) -> str | int:
         if self.position >= len(self.actions):
             raise TranscriptError(
                 f"the replayed episode asks {self.name!r} for action {self.position + 1}, "
                 f"but the transcript records only {len(self.actions)}"
             )
         action = self.actions[self.position]
-        if not isinstance(action, str):
+        if isinstance(action, bool) or not isinstance(action, (str, int)):
             raise TranscriptError(
-                f"recorded action of {self.name!r} is not text: {type(action).__name__}"
+                f"recorded action of {self.name!r} is neither text nor an int: {type(action).__name__}"
             )
         self.position += 1
         return action
@@ -307,7 +307,7 @@ def replay(episode: Episode, make_env: Any = None) -> Episode:
         env = make(episode.env_id, **kwargs)
     else:
         env = make_env()
-    queues: dict[str, list[str]] = {name: [] for name in episode.agents}
+    queues: dict[str, list[str | int]] = {name: [] for name in episode.agents}
     for step in episode.steps:
         if step.action is not None:
             if step.agent not in queues:

@@ -86,7 +86,7 @@ def _row(rank: int, entry: Entry) -> list[str]:
         entry.name + flag,
         model,
         _fmt_ci(s["team_return"]),
-        _fmt_ci(s["success_rate"], 1, percent=True),
+        "-" if s["success_rate"] is None else _fmt_ci(s["success_rate"], 1, percent=True),
         _fmt_ci(s["invalid_action_rate"], 1, percent=True),
         str(s["episodes"]),
         "-" if tokens is None else f"{tokens['mean']:.0f}",

@@ -97,7 +97,7 @@ def action_counts(episode: Episode) -> tuple[int, int, int]:
                 invalid += 1
         if step.action is not None:
             actions += 1
-            chars += len(step.action)
+            chars += len(step.action) if isinstance(step.action, str) else 0
             waiting.add(step.agent)
     return actions, invalid, chars
 
@@ -108,13 +108,14 @@ def summarize(
     """The submission summary; every replayable figure comes from the transcripts alone."""
     returns = [e.team_return for e in episodes]
     successes = sum(episode_success(e) for e in episodes)
+    has_success = any("success" in info for e in episodes for info in e.final_infos.values())
     totals = [action_counts(e) for e in episodes]
     n_actions = sum(t[0] for t in totals)
     n_invalid = sum(t[1] for t in totals)
     summary: dict[str, Any] = {
         "episodes": len(episodes),
         "team_return": _round(mean_ci(returns)),
-        "success_rate": _round(wilson_ci(successes, len(episodes))),
+        "success_rate": _round(wilson_ci(successes, len(episodes))) if has_success else None,
         "invalid_action_rate": _round(wilson_ci(n_invalid, n_actions)),
         "chars_per_action": round(sum(t[2] for t in totals) / n_actions, 6) if n_actions else 0.0,
         "turns": _round(mean_ci([float(e.turns) for e in episodes])),

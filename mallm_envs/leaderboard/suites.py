@@ -8,7 +8,9 @@ frozen files still equal what the generator gives, so a drift cannot go unnotice
 
 An env with task data exposes its test split through an optional method
 ``official_test_tasks() -> list[str]`` (task ids); each task is played once, with seed = its
-index. Envs without one are played on seeds ``0..n-1``.
+index. Envs without one are played on seeds ``0..n-1``, with n = the env's
+``official_suite_size`` attribute when it has one (long episodes, such as the kitchen's 400
+steps, use fewer seeds), else 50.
 """
 
 from __future__ import annotations
@@ -79,7 +81,8 @@ def generate_suite(env_id: str, n_seeds: int = DEFAULT_SEED_EPISODES) -> Suite:
             (i, json.dumps({"task_id": t}, sort_keys=True)) for i, t in enumerate(tasks)
         )
     else:
-        episodes = tuple((seed, "{}") for seed in range(n_seeds))
+        count = int(getattr(env.unwrapped, "official_suite_size", n_seeds))
+        episodes = tuple((seed, "{}") for seed in range(count))
     env.close()
     return Suite(env_id=full_id, episodes=episodes)
 

@@ -242,16 +242,17 @@ def _replay(episode: Episode, env_id: str, kwargs: dict[str, Any], index: int) -
     from mallm_envs.registration import make
 
     env = make(env_id, **kwargs)
-    queues: dict[str, list[str]] = {name: [] for name in env.possible_agents}
+    queues: dict[str, list[str | int]] = {name: [] for name in env.possible_agents}
     for step in episode.steps:
         if step.action is not None:
             if step.agent not in queues:
                 raise VerificationError(
                     "replay", f"episode {index}: a step by unknown agent {step.agent[:40]!r}"
                 )
-            if not isinstance(step.action, str):
+            if isinstance(step.action, bool) or not isinstance(step.action, (str, int)):
                 raise VerificationError(
-                    "replay", f"episode {index}: an action of {step.agent!r} is not text"
+                    "replay",
+                    f"episode {index}: an action of {step.agent!r} is neither text nor an int",
                 )
             queues[step.agent].append(step.action)
     players = {name: _RecordedActions(name, queue) for name, queue in queues.items()}
