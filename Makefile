@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml constraints/dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(INSTALL) --quiet torch==2.13.0
-	$(INSTALL) --quiet -e ".[dev,llm,rl,code,docs]"
+	$(INSTALL) --quiet -e ".[dev,llm,rl,code,docs,data]"
 	touch $@
 
 install: $(VENV)/.installed
