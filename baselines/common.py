@@ -1,0 +1,326 @@
+"""Plumbing shared by the LLM trainers (magrpo.py, maac.py): no algorithm lives here.
+
+* branching environments: rebuild an env's state by replaying its seed and an action prefix
+  into a fresh env (text envs are cheap to replay; nothing needs deep-copying);
+* processes: ``torchrun`` / ``accelerate launch`` set RANK and WORLD_SIZE; gradients are
+  averaged with an all-reduce (gloo on CPU, NCCL on GPUs);
+* checkpoints: one file written atomically (temp file, fsync, rename) holding weights,
+  optimizer states, every RNG state and the step, so a killed run resumes exactly;
+* metrics: one CSV row and TensorBoard scalars per step; on resume, rows and events after
+  the checkpoint are dropped so the log continues as if the run had never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import math
+import os
+import random
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+try:
+    import mallm_envs
+except ImportError:  # running `python baselines/x.py` from a checkout without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import mallm_envs
+
+from mallm_envs.core import atomic_write_bytes
+
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.csv"
+
+
+# --- environments --------------------------------------------------------------------
+
+
+def make_env(env_id: str, env_kwargs: Mapping[str, Any]) -> Any:
+    return mallm_envs.make(env_id, **dict(env_kwargs))
+
+
+@dataclass
+class Branch:
+    """An env state named by (seed, actions so far); :meth:`env` rebuilds it by replay."""
+
+    env_id: str
+    env_kwargs: Mapping[str, Any]
+    seed: int
+    actions: list[tuple[str, str]] = field(default_factory=list)
+
+    def env(self) -> Any:
+        env = make_env(self.env_id, self.env_kwargs)
+        env.reset(seed=self.seed)
+        for agent, action in self.actions:
+            if env.agent_selection != agent:
+                raise RuntimeError(f"replay out of order: env expects {env.agent_selection}")
+            env.step(action)
+        return env
+
+    def child(self, joint_action: Sequence[tuple[str, str]]) -> Branch:
+        return Branch(self.env_id, self.env_kwargs, self.seed, [*self.actions, *joint_action])
+
+
+def waves(env: Any) -> list[list[str]]:
+    """Groups of agents whose prompts can be made at once: all of them in the simultaneous
+    schedule; one at a time (each sees the earlier ones' answers) in the sequential one."""
+    agents = list(env.possible_agents)
+    if getattr(env.unwrapped, "schedule", "simultaneous") == "simultaneous":
+        return [agents]
+    return [[agent] for agent in agents]
+
+
+# --- processes -----------------------------------------------------------------------
+
+
+class Distributed:
+    """Rank, world size and the few collectives the trainers need (no-ops in one process)."""
+
+    def __init__(self, device: str) -> None:
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.enabled = self.world_size > 1
+        if self.enabled and not torch.distributed.is_initialized():
+            backend = "nccl" if device.startswith("cuda") else "gloo"
+            if backend == "nccl":
+                torch.cuda.set_device(self.local_rank)
+            torch.distributed.init_process_group(backend=backend)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def average_gradients(self, parameters: Iterable[torch.nn.Parameter]) -> None:
+        if not self.enabled:
+            return
+        for parameter in parameters:
+            if parameter.grad is None:
+                parameter.grad = torch.zeros_like(parameter)
+            torch.distributed.all_reduce(parameter.grad)
+            parameter.grad /= self.world_size
+
+    def mean(self, values: Mapping[str, float]) -> dict[str, float]:
+        """Average each metric over processes (every rank must pass the same keys)."""
+        if not self.enabled:
+            return dict(values)
+        keys = sorted(values)
+        tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+        torch.distributed.all_reduce(tensor)
+        return {k: float(v) / self.world_size for k, v in zip(keys, tensor.tolist())}
+
+    def gather(self, value: Any) -> list[Any]:
+        if not self.enabled:
+            return [value]
+        result: list[Any] = [None] * self.world_size
+        torch.distributed.all_gather_object(result, value)
+        return result
+
+    def broadcast(self, value: Any) -> Any:
+        if not self.enabled:
+            return value
+        box = [value]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def barrier(self) -> None:
+        if self.enabled:
+            torch.distributed.barrier()
+
+    def close(self) -> None:
+        if self.enabled and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+# --- randomness ----------------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "sampler": generator.get_state(),
+    }
+
+
+def set_rng_state(state: Mapping[str, Any], generator: torch.Generator) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["sampler"])
+
+
+# --- checkpoints ---------------------------------------------------------------------
+
+
+def checksum(states: Mapping[str, Mapping[str, torch.Tensor]]) -> str:
+    """SHA-256 of nested tensors (policy -> name -> tensor), to check replicas agree."""
+    digest = hashlib.sha256()
+    for policy in sorted(states):
+        for name in sorted(states[policy]):
+            digest.update(f"{policy}/{name}".encode())
+            digest.update(states[policy][name].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> None:
+    """Write ``payload`` with torch.save, atomically (temp file, fsync, rename).
+
+    torch.save streams into the temporary file, so a large checkpoint is never held in
+    memory as one byte string.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            torch.save(dict(payload), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+RESUMABLE_CHANGES = frozenset(
+    {
+        "num_updates",
+        "checkpoint_every",
+        "resume",
+        "threads",
+        "tensorboard",
+        "progress",
+        "output_dir",
+    }
+)
+"""Arguments that may differ between a run and its resumption; any other change is refused."""
+
+
+def check_resumable(saved: Mapping[str, Any], current: Mapping[str, Any]) -> None:
+    """Refuse to resume a checkpoint under different training settings."""
+    changed = sorted(
+        key
+        for key in set(saved) | set(current)
+        if key not in RESUMABLE_CHANGES and saved.get(key) != current.get(key)
+    )
+    if changed:
+        details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
+        raise ValueError(
+            f"the checkpoint was trained with other settings ({details}); "
+            "use another --output-dir, or --no-resume to start over"
+        )
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any] | None:
+    path = Path(path)
+    if not path.is_file():
+        return None
+    # The file holds numpy RNG state and plain Python data besides tensors: it is our own
+    # file (written by save_checkpoint), so full unpickling is acceptable here.
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+# --- metrics -------------------------------------------------------------------------
+
+
+class MetricsLog:
+    """Per-step metrics to ``metrics.csv`` and TensorBoard (main process only).
+
+    Args:
+        folder: run folder.
+        resume_step: last step already covered by the checkpoint being resumed (0 for a new
+            run); rows of later steps are dropped, and so are TensorBoard events.
+        enabled: False on non-main ranks.
+        tensorboard: also write TensorBoard event files.
+    """
+
+    def __init__(
+        self, folder: Path, resume_step: int, enabled: bool = True, tensorboard: bool = True
+    ) -> None:
+        self.path = folder / METRICS_NAME
+        self.enabled = enabled
+        self.rows: list[dict[str, str]] = []
+        self.columns: list[str] = []
+        self.writer = None
+        if not enabled:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.path.is_file():
+            with open(self.path, newline="") as handle:
+                reader = csv.DictReader(handle)
+                self.columns = list(reader.fieldnames or [])
+                self.rows = [r for r in reader if int(r["step"]) <= resume_step]
+            self._rewrite()
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # pragma: no cover - tensorboard is part of the llm extra
+                print("tensorboard is not installed: logging to CSV only", file=sys.stderr)
+            else:
+                self.writer = SummaryWriter(str(folder / "tensorboard"), purge_step=resume_step + 1)
+
+    def log(self, step: int, values: Mapping[str, float]) -> None:
+        if not self.enabled:
+            return
+        row = {"step": str(step), **{k: _format(v) for k, v in values.items()}}
+        new_columns = [k for k in row if k not in self.columns]
+        self.rows.append(row)
+        if new_columns or not self.path.is_file():
+            self.columns += new_columns
+            self._rewrite()
+        else:
+            with open(self.path, "a", newline="") as handle:
+                csv.DictWriter(handle, self.columns, restval="").writerow(row)
+                handle.flush()
+                os.fsync(handle.fileno())
+        if self.writer is not None:
+            for key, value in values.items():
+                self.writer.add_scalar(key, float(value), step)
+            self.writer.flush()
+
+    def _rewrite(self) -> None:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, self.columns, restval="")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_bytes(self.path, buffer.getvalue().encode())
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _format(value: float) -> str:
+    value = float(value)
+    return repr(value) if math.isfinite(value) else str(value)
+
+
+def read_metrics(folder: str | os.PathLike) -> list[dict[str, float]]:
+    """The rows of a run's ``metrics.csv`` as floats (empty cells are skipped)."""
+    with open(Path(folder) / METRICS_NAME, newline="") as handle:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]

@@ -1,0 +1,608 @@
+"""Multi-agent actor-critic for cooperating LLM agents: one shared critic, or one per agent.
+
+Decentralized LLM actors (each acts on its own observation) trained with advantages from a
+critic, following the CoLLM-CC / CoLLM-DC comparison of arXiv 2601.21972:
+
+* ``--critic shared`` (the default; MAAC / CoLLM-CC): one centralized critic V(s) reads the
+  env's global view ``env.state()`` (centralized training, decentralized execution);
+* ``--critic independent`` (IAC / CoLLM-DC, for contrast): each agent has its own critic
+  V_i(o_i) that reads only that agent's observation.
+
+Each update samples ``rollouts`` episodes of one task (every agent answers once per turn;
+no branching), scores every turn's state with the critic, and computes advantages over turns
+with GAE: delta_t = r_t + gamma V(s_t+1) - V(s_t), A_t = delta_t + gamma lambda A_t+1 (the
+value after the last turn is 0). Each actor's loss is minus its advantage times the summed
+log-prob of its response; the critic regresses on A_t + V(s_t). The critic is a small
+causal LM (the tiny model by default) with a linear value head on its last hidden state.
+
+Run (from a checkout)::
+
+    python baselines/maac.py --env-id CommonWord-v0 --num-updates 200
+    python baselines/maac.py --critic independent ...        # IAC
+    torchrun --nproc_per_node 2 baselines/maac.py ...
+
+Rewards always come from the environment; this file never computes one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+try:
+    from baselines import common
+except ImportError:  # run as a script: baselines/ is on sys.path
+    import common  # type: ignore[no-redef]
+
+from mallm_envs.agents.llm import (
+    Generation,
+    LoraSettings,
+    MultiAgentLM,
+    SamplingConfig,
+    load_causal_lm,
+)
+
+
+@dataclass
+class Args:
+    # --- task ---
+    env_id: str = "CommonWord-v0"
+    """Environment id in the mallm_envs registry."""
+    env_kwargs: str = "{}"
+    """JSON object of keyword arguments for ``mallm_envs.make`` (e.g. '{"max_turns": 1}')."""
+    task_seed_start: int = 0
+    """Update u uses env seed task_seed_start + (u - 1) * world_size + rank."""
+    system_prompt: str | None = None
+    """Optional system message put before every observation."""
+    # --- actors ---
+    model: str = "tiny"
+    """Actor model: 'tiny' (built offline), a local folder, a .gguf file, or a hub id."""
+    gguf_file: str | None = None
+    """GGUF file name inside ``model`` when ``model`` is a folder or hub repository."""
+    allow_download: bool = False
+    """Let transformers download models from the hub (off: local files only)."""
+    adapter: Literal["lora", "full"] = "lora"
+    """'lora': one frozen base, one LoRA adapter per agent; 'full': a full copy per agent."""
+    shared_policy: bool = False
+    """All agents share one actor policy and one optimizer."""
+    lora_rank: int = 8
+    """LoRA rank r."""
+    lora_alpha: int = 16
+    """LoRA scaling alpha."""
+    lora_targets: str = "q_proj,k_proj,v_proj,o_proj"
+    """Comma-separated module names that get LoRA adapters."""
+    device: str = "cpu"
+    """'cpu', 'cuda', 'cuda:N' or 'auto'; under torchrun with CUDA each rank uses its LOCAL_RANK."""
+    dtype: str = "float32"
+    """Actor dtype: float32, bfloat16 or float16 (the critic stays float32)."""
+    tiny_seed: int = 0
+    """Weight seed of the tiny model (model='tiny')."""
+    # --- critic ---
+    critic: Literal["shared", "independent"] = "shared"
+    """'shared': one centralized critic on env.state(); 'independent': one per agent on its observation (IAC)."""
+    critic_model: str = "tiny"
+    """Critic backbone: a causal LM like ``model`` (its last hidden state feeds a value head)."""
+    critic_max_tokens: int = 512
+    """The critic reads at most this many tokens (the end of the text)."""
+    critic_learning_rate: float = 1e-4
+    """AdamW learning rate of the critic(s)."""
+    # --- sampling (paper: temperature 0.7, top-p 0.9) ---
+    rollouts: int = 4
+    """Episodes sampled per task and update."""
+    temperature: float = 0.7
+    """Sampling temperature."""
+    top_p: float = 0.9
+    """Nucleus sampling mass."""
+    max_new_tokens: int = 256
+    """Longest response, in tokens."""
+    stop: tuple[str, ...] = ()
+    """Stop strings: a response ends when its text contains one."""
+    # --- objective ---
+    gamma: float = 0.9
+    """Discount between turns."""
+    gae_lambda: float = 0.95
+    """GAE lambda (1: Monte-Carlo returns minus V; 0: one-step TD)."""
+    advantage_norm: Literal["none", "center", "standardize"] = "none"
+    """Per agent and update, over the batch: 'center' subtracts the mean (the critic then
+    only ranks a task's rollouts, as a group baseline does), 'standardize' also divides by the
+    standard deviation."""
+    advantage_clip: float = 10.0
+    """Clamp advantages to [-clip, clip]; 0 disables."""
+    # --- optimization ---
+    learning_rate: float = 5e-6
+    """AdamW learning rate of the actors."""
+    max_grad_norm: float = 0.0
+    """Clip each model's gradient norm to this value; 0 disables."""
+    num_updates: int = 1000
+    """Number of updates; each one is one task per process."""
+    seed: int = 0
+    """Seeds adapter and value-head initialisation and the sampler."""
+    # --- bookkeeping ---
+    output_dir: str = "runs/maac"
+    """Run folder: metrics.csv, tensorboard/, checkpoint.pt."""
+    checkpoint_every: int = 50
+    """Write a checkpoint every this many updates (and after the last one)."""
+    resume: bool = True
+    """Continue from output_dir/checkpoint.pt when it exists."""
+    threads: int = 0
+    """torch CPU threads per process; 0 keeps torch's default."""
+    tensorboard: bool = True
+    """Also log to TensorBoard."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self) -> None:
+        self.env_options  # noqa: B018 (validates the JSON now, at start)
+        if self.rollouts < 1:
+            raise ValueError("--rollouts must be >= 1")
+        if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
+            raise ValueError("--gamma and --gae-lambda must be in [0, 1]")
+        if self.num_updates < 1 or self.checkpoint_every < 1:
+            raise ValueError("--num-updates and --checkpoint-every must be >= 1")
+        if self.learning_rate <= 0 or self.critic_learning_rate <= 0:
+            raise ValueError("learning rates must be > 0")
+        if self.critic_max_tokens < 8:
+            raise ValueError("--critic-max-tokens must be >= 8")
+        if self.advantage_clip < 0 or self.max_grad_norm < 0:
+            raise ValueError("--advantage-clip and --max-grad-norm must be >= 0")
+        self.stop = tuple(self.stop)
+        SamplingConfig(self.temperature, self.top_p, self.max_new_tokens, self.stop)  # validates
+
+    @property
+    def env_options(self) -> dict[str, Any]:
+        """``env_kwargs`` parsed."""
+        try:
+            options = json.loads(self.env_kwargs)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--env-kwargs must be a JSON object: {error}") from None
+        if not isinstance(options, dict):
+            raise ValueError("--env-kwargs must be a JSON object, e.g. '{\"max_turns\": 1}'")
+        return options
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- the critic ----------------------------------------------------------------------
+
+
+class ValueModel(torch.nn.Module):
+    """A causal LM's backbone with a linear value head on the last token's hidden state."""
+
+    def __init__(self, network: Any, tokenizer: Any, max_tokens: int) -> None:
+        super().__init__()
+        prefix = getattr(network, "base_model_prefix", "model")
+        self.backbone = getattr(network, prefix, network)
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+        self.head = torch.nn.Linear(network.config.hidden_size, 1)
+        torch.nn.init.zeros_(self.head.weight)
+        torch.nn.init.zeros_(self.head.bias)
+        self.float()
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        device = self.head.weight.device
+        rows = []
+        for text in texts:
+            text = text.encode("utf-8", "replace").decode("utf-8")
+            ids = self.tokenizer(text, add_special_tokens=True)["input_ids"][-self.max_tokens :]
+            rows.append(ids or [self.tokenizer.pad_token_id])
+        length = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), length), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(input_ids)
+        for index, ids in enumerate(rows):
+            input_ids[index, length - len(ids) :] = torch.tensor(ids)
+            mask[index, length - len(ids) :] = 1
+        input_ids, mask = input_ids.to(device), mask.to(device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        hidden = self.backbone(
+            input_ids=input_ids, attention_mask=mask, position_ids=positions
+        ).last_hidden_state
+        return self.head(hidden[:, -1, :].float()).squeeze(-1)
+
+
+def build_critics(args: Args, agents: list[str], device: str) -> dict[str, ValueModel]:
+    """One critic named 'shared', or one per agent (IAC); initialised from ``args.seed``."""
+    names = ["shared"] if args.critic == "shared" else list(agents)
+    critics = {}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(args.seed + 1)
+        for name in names:
+            network, tokenizer = load_causal_lm(
+                args.critic_model,
+                allow_download=args.allow_download,
+                device=device,
+                tiny_seed=args.tiny_seed,
+            )
+            critic = ValueModel(network, tokenizer, args.critic_max_tokens)
+            critic.train()
+            critics[name] = critic.to(device)
+    return critics
+
+
+# --- the math ------------------------------------------------------------------------
+
+
+def gae_advantages(
+    rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, gamma: float, lam: float
+) -> torch.Tensor:
+    """Generalized advantage estimates over turns, for one trajectory (shapes [T]).
+
+    ``values[t]`` is V(s_t) before turn t's joint action; the value after a done turn is 0.
+
+    >>> gae_advantages(torch.tensor([0.0, 1.0]), torch.zeros(2), torch.tensor([0.0, 1.0]), 0.5, 1.0).tolist()
+    [0.5, 1.0]
+    """
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros((), dtype=rewards.dtype)
+    for t in reversed(range(rewards.numel())):
+        alive = 1.0 - dones[t]
+        next_value = values[t + 1] if t + 1 < values.numel() else torch.zeros(())
+        delta = rewards[t] + gamma * next_value * alive - values[t]
+        running = delta + gamma * lam * alive * running
+        advantages[t] = running
+    return advantages
+
+
+def normalize(advantages: torch.Tensor, mode: str) -> torch.Tensor:
+    """Batch normalisation of advantages ('none', 'center' or 'standardize').
+
+    >>> normalize(torch.tensor([1.0, 3.0]), "center").tolist()
+    [-1.0, 1.0]
+    """
+    if mode == "none" or advantages.numel() < 2:
+        return advantages
+    centered = advantages - advantages.mean()
+    if mode == "center":
+        return centered
+    if mode == "standardize":
+        return centered / (advantages.std() + 1e-6)
+    raise ValueError(f"unknown advantage normalisation {mode!r}")
+
+
+def policy_loss(advantages: torch.Tensor, logprobs: torch.Tensor) -> torch.Tensor:
+    """Minus advantage times sequence log-prob, averaged over samples."""
+    return -(advantages * logprobs).mean()
+
+
+# --- rollout -------------------------------------------------------------------------
+
+
+@dataclass
+class Turn:
+    """One turn of one trajectory."""
+
+    state: str
+    observations: dict[str, str]
+    generations: dict[str, Generation]
+    reward: float = 0.0
+    components: dict[str, float] = field(default_factory=dict)
+    done: bool = False
+
+
+def rollout(
+    lm: MultiAgentLM, args: Args, task_seed: int, generator: torch.Generator
+) -> list[list[Turn]]:
+    """``args.rollouts`` episodes of one task, all envs stepped together, one batch per wave."""
+    sampling = SamplingConfig(args.temperature, args.top_p, args.max_new_tokens, args.stop)
+    envs = [common.make_env(args.env_id, args.env_options) for _ in range(args.rollouts)]
+    for env in envs:
+        env.reset(seed=task_seed)
+    trajectories: list[list[Turn]] = [[] for _ in envs]
+    live = list(range(len(envs)))
+    while live:
+        turns = {i: Turn(state=envs[i].state(), observations={}, generations={}) for i in live}
+        for wave in common.waves(envs[live[0]]):
+            for i in live:
+                for agent in wave:
+                    turns[i].observations[agent] = envs[i].observe(agent)["text"]
+            prompts = {
+                agent: [
+                    lm.format_prompt(turns[i].observations[agent], args.system_prompt) for i in live
+                ]
+                for agent in wave
+            }
+            sampled = lm.generate(prompts, sampling=sampling, generator=generator, formatted=True)
+            for agent in wave:
+                for position, i in enumerate(live):
+                    generation = sampled[agent][position][0]
+                    turns[i].generations[agent] = generation
+                    if envs[i].agent_selection != agent:
+                        raise RuntimeError(f"{agent} acts out of turn in {args.env_id}")
+                    envs[i].step(generation.text)
+        still_live = []
+        for i in live:
+            first = envs[i].possible_agents[0]
+            turn = turns[i]
+            turn.reward = float(envs[i].rewards[first])
+            turn.components = dict(envs[i].infos[first].get("reward_components", {}))
+            turn.done = bool(envs[i].terminations[first] or envs[i].truncations[first])
+            trajectories[i].append(turn)
+            if not turn.done:
+                still_live.append(i)
+        live = still_live
+    return trajectories
+
+
+# --- training ------------------------------------------------------------------------
+
+
+def build_model(args: Args, agents: list[str], device: str) -> MultiAgentLM:
+    return MultiAgentLM(
+        agents,
+        args.model,
+        adapter=args.adapter,
+        shared=args.shared_policy,
+        lora=LoraSettings(
+            r=args.lora_rank,
+            alpha=args.lora_alpha,
+            target_modules=tuple(t for t in args.lora_targets.split(",") if t),
+        ),
+        seed=args.seed,
+        gguf_file=args.gguf_file,
+        allow_download=args.allow_download,
+        device=device,
+        dtype=args.dtype,
+        tiny_seed=args.tiny_seed,
+    )
+
+
+def critic_input(turn: Turn, critic_name: str) -> str:
+    """What a critic reads: the global state (shared critic) or its agent's observation."""
+    return turn.state if critic_name == "shared" else turn.observations[critic_name]
+
+
+def update(
+    lm: MultiAgentLM,
+    critics: dict[str, ValueModel],
+    actor_optimizers: dict[str, torch.optim.Optimizer],
+    critic_optimizers: dict[str, torch.optim.Optimizer],
+    trajectories: list[list[Turn]],
+    args: Args,
+    dist: common.Distributed,
+) -> dict[str, float]:
+    """One actor-critic update on a batch of trajectories; returns loss metrics."""
+    metrics: dict[str, float] = {}
+    advantages: dict[str, list[float]] = {agent: [] for agent in lm.agents}
+    critic_losses = {}
+    for name, critic in critics.items():
+        texts = [critic_input(turn, name) for trajectory in trajectories for turn in trajectory]
+        values = critic(texts)
+        targets, position = [], 0
+        flat_advantages = []
+        for trajectory in trajectories:
+            size = len(trajectory)
+            rewards = torch.tensor([t.reward for t in trajectory])
+            dones = torch.tensor([float(t.done) for t in trajectory])
+            own_values = values[position : position + size].detach().cpu()
+            estimate = gae_advantages(rewards, own_values, dones, args.gamma, args.gae_lambda)
+            flat_advantages += estimate.tolist()
+            targets += (estimate + own_values).tolist()
+            position += size
+        loss = torch.nn.functional.mse_loss(values, torch.tensor(targets, device=values.device))
+        critic_losses[name] = loss
+        metrics[f"value_mean/{name}"] = float(values.detach().mean())
+        for agent in lm.agents if name == "shared" else [name]:
+            advantages[agent] = flat_advantages
+    for name, critic in critics.items():
+        optimizer = critic_optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        critic_losses[name].backward()
+        parameters = [p for p in critic.parameters() if p.requires_grad]
+        dist.average_gradients(parameters)
+        if args.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(parameters, args.max_grad_norm)
+        optimizer.step()
+        metrics[f"critic_loss/{name}"] = float(critic_losses[name].detach())
+
+    turns = [turn for trajectory in trajectories for turn in trajectory]
+    absolute = []
+    for policy in lm.policies:
+        optimizer = actor_optimizers[policy]
+        optimizer.zero_grad(set_to_none=True)
+        owners = [a for a in lm.agents if lm.policy_name(a) == policy]
+        for agent in owners:
+            values = torch.tensor(advantages[agent], device=lm.device)
+            values = normalize(values, args.advantage_norm)
+            if args.advantage_clip > 0:
+                values = values.clamp(-args.advantage_clip, args.advantage_clip)
+            absolute += values.abs().tolist()
+            logprobs = lm.sequence_logprobs(
+                agent,
+                [t.generations[agent].prompt_ids for t in turns],
+                [t.generations[agent].response_ids for t in turns],
+            )
+            loss = policy_loss(values, logprobs)
+            loss.backward()
+            metrics[f"loss/{agent}"] = float(loss.detach())
+        parameters = lm.trainable_parameters(owners[0])
+        dist.average_gradients(parameters)
+        if args.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(parameters, args.max_grad_norm)
+        optimizer.step()
+    metrics["advantage_abs_mean"] = sum(absolute) / max(len(absolute), 1)
+    return metrics
+
+
+def rollout_metrics(trajectories: list[list[Turn]], lm: MultiAgentLM) -> dict[str, float]:
+    returns = [sum(t.reward for t in trajectory) for trajectory in trajectories]
+    metrics = {
+        "team_return": sum(returns) / len(returns),
+        "team_return_max": max(returns),
+        "team_return_min": min(returns),
+        "turns": sum(len(t) for t in trajectories) / len(trajectories),
+    }
+    totals: dict[str, float] = {}
+    for trajectory in trajectories:
+        for turn in trajectory:
+            for name, value in turn.components.items():
+                totals[name] = totals.get(name, 0.0) + value / len(trajectories)
+    metrics.update({f"reward/{name}": value for name, value in totals.items()})
+    total_tokens = 0
+    for agent in lm.agents:
+        counts = [t.generations[agent].num_tokens for tr in trajectories for t in tr]
+        metrics[f"tokens/{agent}"] = sum(counts) / len(counts)
+        total_tokens += sum(counts)
+    metrics["tokens_total"] = float(total_tokens)
+    return metrics
+
+
+def train(
+    args: Args, on_step: Callable[[int, dict[str, float]], None] | None = None
+) -> list[dict[str, float]]:
+    """Run the actor-critic trainer; returns this process's metric rows. ``on_step(step,
+    metrics)`` is called after each logged update (tests raise from it to simulate a kill)."""
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device = args.device
+    dist = common.Distributed(device)
+    if dist.enabled and device.startswith("cuda"):
+        device = f"cuda:{dist.local_rank}"
+    common.seed_everything(args.seed)
+    probe = common.make_env(args.env_id, args.env_options)
+    agents = list(probe.possible_agents)
+    probe.close()
+    lm = build_model(args, agents, device)
+    critics = build_critics(args, agents, str(lm.device))
+    actor_optimizers = {
+        policy: torch.optim.AdamW(
+            lm.trainable_parameters(next(a for a in agents if lm.policy_name(a) == policy)),
+            lr=args.learning_rate,
+            weight_decay=0.0,
+        )
+        for policy in lm.policies
+    }
+    critic_optimizers = {
+        name: torch.optim.AdamW(critic.parameters(), lr=args.critic_learning_rate)
+        for name, critic in critics.items()
+    }
+    generator = torch.Generator(device=lm.device)
+    generator.manual_seed(args.seed * 1000 + dist.rank)
+
+    folder = Path(args.output_dir)
+    checkpoint_path = folder / common.CHECKPOINT_NAME
+    start = 0
+    checkpoint = common.load_checkpoint(checkpoint_path) if args.resume else None
+    if checkpoint is not None:
+        common.check_resumable(checkpoint["args"], args.to_dict())
+        if checkpoint["world_size"] != dist.world_size:
+            raise RuntimeError(
+                f"checkpoint was written by {checkpoint['world_size']} processes; "
+                f"resume with the same number (now {dist.world_size})"
+            )
+        for policy in lm.policies:
+            lm.load_policy_state_dict(policy, checkpoint["policies"][policy])
+            actor_optimizers[policy].load_state_dict(checkpoint["actor_optimizers"][policy])
+        for name, critic in critics.items():
+            critic.load_state_dict(checkpoint["critics"][name])
+            critic_optimizers[name].load_state_dict(checkpoint["critic_optimizers"][name])
+        common.set_rng_state(checkpoint["rng"][dist.rank], generator)
+        start = int(checkpoint["step"])
+    log = common.MetricsLog(folder, start, enabled=dist.is_main, tensorboard=args.tensorboard)
+    if dist.is_main:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "args.json").write_text(json.dumps(args.to_dict(), indent=2) + "\n")
+    rows: list[dict[str, float]] = []
+    progress = None
+    if args.progress and dist.is_main:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=args.num_updates, initial=start, desc=f"maac-{args.critic}")
+    try:
+        for step in range(start + 1, args.num_updates + 1):
+            began = time.perf_counter()
+            task_seed = args.task_seed_start + (step - 1) * dist.world_size + dist.rank
+            trajectories = rollout(lm, args, task_seed, generator)
+            rolled = time.perf_counter()
+            metrics = rollout_metrics(trajectories, lm)
+            metrics.update(
+                update(lm, critics, actor_optimizers, critic_optimizers, trajectories, args, dist)
+            )
+            metrics = dist.mean(metrics)
+            finished = time.perf_counter()
+            metrics["time/rollout"] = rolled - began
+            metrics["time/update"] = finished - rolled
+            metrics["time/step"] = finished - began
+            log.log(step, metrics)
+            rows.append({"step": float(step), **metrics})
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(team_return=f"{metrics['team_return']:+.3f}")
+            if step % args.checkpoint_every == 0 or step == args.num_updates:
+                _save(
+                    checkpoint_path,
+                    lm,
+                    critics,
+                    actor_optimizers,
+                    critic_optimizers,
+                    generator,
+                    step,
+                    args,
+                    dist,
+                )
+            if on_step is not None:
+                on_step(step, metrics)
+    finally:
+        if progress is not None:
+            progress.close()
+        log.close()
+    dist.close()
+    return rows
+
+
+def _save(
+    path: Path,
+    lm: MultiAgentLM,
+    critics: dict[str, ValueModel],
+    actor_optimizers: dict[str, torch.optim.Optimizer],
+    critic_optimizers: dict[str, torch.optim.Optimizer],
+    generator: torch.Generator,
+    step: int,
+    args: Args,
+    dist: common.Distributed,
+) -> None:
+    rng = dist.gather(common.rng_state(generator))
+    policies = {p: lm.policy_state_dict(p) for p in lm.policies}
+    critic_states = {
+        name: {k: v.detach().cpu().clone() for k, v in critic.state_dict().items()}
+        for name, critic in critics.items()
+    }
+    checksums = dist.gather(common.checksum({**policies, **critic_states}))
+    if dist.is_main:
+        common.save_checkpoint(
+            path,
+            {
+                "algorithm": f"maac-{args.critic}",
+                "step": step,
+                "args": args.to_dict(),
+                "world_size": dist.world_size,
+                "policies": policies,
+                "critics": critic_states,
+                "actor_optimizers": {p: o.state_dict() for p, o in actor_optimizers.items()},
+                "critic_optimizers": {n: o.state_dict() for n, o in critic_optimizers.items()},
+                "replica_checksums": checksums,
+                "rng": rng,
+            },
+        )
+    dist.barrier()
+
+
+def main(argv: list[str] | None = None) -> None:
+    import tyro
+
+    args = tyro.cli(Args, args=argv)
+    rows = train(args)
+    if rows and int(rows[-1]["step"]) == args.num_updates and os.environ.get("RANK", "0") == "0":
+        print(f"done: {args.num_updates} updates, last team return {rows[-1]['team_return']:+.3f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

