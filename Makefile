@@ -1,7 +1,8 @@
 # Set-up and the two everyday commands. Every target installs what it needs from scratch
 # into .venv, so a fresh clone needs only Python 3.10+ and make.
 #
-#   make demo   run the project's main job
+#   make demo   run the project's main job (baselines/demo.py: prompting baselines, MAGRPO
+#               training from scratch, evaluation, verified submission, boards)
 #   make test   run the test suite (fast tier; `make test-slow` for training runs)
 
 PYTHON ?= python3
@@ -30,7 +31,7 @@ $(VENV)/.installed: pyproject.toml constraints/dev.txt
 install: $(VENV)/.installed
 
 demo: install
-	$(VENV)/bin/mallm demo
+	$(PY) baselines/demo.py
 
 test: install
 	$(PY) -m pytest -q

@@ -2,13 +2,13 @@
 
 | | |
 |---|---|
-| Id | `CommonWord-v0` |
+| Id | `CommonWord-v0`, `CommonWord-v1` |
 | Agents | `agent_0`, `agent_1` |
 | API | AEC (`mallm_envs.make`), Parallel (`mallm_envs.make_parallel`) |
 | Observation | `{"text": str, "turn": int}`: the word list, the rules, feedback |
 | Action | text: one word from the agent's own list |
 | Reward | team: +1.0 agreement, -0.25 per unusable answer, -0.1 per turn without agreement |
-| Max turns | 2 (argument `max_turns`) |
+| Max turns | v0: 2, v1: 1 (argument `max_turns`) |
 
 ## Description
 
@@ -52,9 +52,9 @@ Terminated when the agents agree; truncated after `max_turns` turns.
 
 ## Arguments
 
-- `list_size` (int, 2-16, default 4): words per list.
+- `list_size` (int, 2-16; registered 4 in v0, 16 in v1): words per list.
 - `shuffle` (bool, default False): each agent sees the list in its own order.
-- `max_turns` (int >= 1, default 2).
+- `max_turns` (int >= 1; registered 2 in v0, 1 in v1).
 - `schedule` (`"simultaneous"` or `"sequential"`).
 - `render_mode` (`None`, `"ansi"`, `"human"`).
 
@@ -62,7 +62,10 @@ Terminated when the agents agree; truncated after `max_turns` turns.
 
 ## Version history
 
-- v0: initial version.
+- v1: the same rules registered with `list_size=16` and `max_turns=1`. With 16 of the 64
+  vocabulary words in the list, a language model trained from scratch stumbles on valid
+  answers often enough to learn from them; this is the task of `make demo`.
+- v0: initial version (`list_size=4`, `max_turns=2`).
 """
 
 from __future__ import annotations
