@@ -29,8 +29,9 @@ def test_parse_env_id() -> None:
 
 
 def test_make_resolves_latest_version_and_records_spec() -> None:
+    latest = max(mallm_envs.registry.versions("CommonWord"))
     env = mallm_envs.make("CommonWord")
-    assert env.spec.id == "CommonWord-v0"
+    assert env.spec.id == f"CommonWord-v{latest}" == "CommonWord-v1"
     env = mallm_envs.make("CommonWord-v0", shuffle=True)
     assert env.spec.kwargs["shuffle"] is True
     assert env.spec.kwargs["list_size"] == 4  # registered defaults are kept
