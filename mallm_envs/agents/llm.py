@@ -732,6 +732,7 @@ class LLMAgent:
         self.lm: MultiAgentLM = self.model
         self.lm.policy_name(self.agent_id)
         self._generator = torch.Generator(device=self.lm.device)
+        self.tokens_used = 0  # generated tokens, for usage reports
         self.reset(self.seed)
 
     def reset(self, seed: int | None = None) -> None:
@@ -765,7 +766,9 @@ class LLMAgent:
             generator=self._generator,
             formatted=True,
         )
-        return [group[0].text for group in result[self.agent_id]]
+        generations = [group[0] for group in result[self.agent_id]]
+        self.tokens_used += sum(g.num_tokens for g in generations)
+        return [g.text for g in generations]
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -66,6 +66,7 @@ class _Team:
         self.answers: dict[str, str] = {}  # this turn's answers, filled by the first actor
         self.turn_key: tuple[int, int] | None = None
         self.episode = 0
+        self.tokens_used = 0  # generated tokens, all roles together
 
     def reset(self, seed: int | None) -> None:
         if seed is not None:
@@ -94,6 +95,7 @@ class _Team:
             index = taken.get(policy_agent, 0)
             taken[policy_agent] = index + 1
             answers[role] = out[policy_agent][index][0].text
+            self.tokens_used += out[policy_agent][index][0].num_tokens
         return answers
 
     def act(self, role: str, observation: Mapping[str, Any]) -> str:
@@ -178,6 +180,12 @@ class PromptingAgent:
     def __init__(self, team: _Team, role: str) -> None:
         self.team = team
         self.role = role
+
+    @property
+    def tokens_used(self) -> int:
+        """Tokens the team generated, reported once: by its first role (0 for the others)."""
+        first = next(iter(self.team.roles))
+        return self.team.tokens_used if self.role == first else 0
 
     def act(self, observation: Mapping[str, Any], info: Mapping[str, Any] | None = None) -> str:
         return self.team.act(self.role, observation)

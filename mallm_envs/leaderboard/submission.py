@@ -123,10 +123,11 @@ def summarize(
     reported: dict[str, Any] = {}
     walls = [float(u["wall_time_s"]) for u in usage if u.get("wall_time_s") is not None]
     tokens = [float(u["tokens"]) for u in usage if u.get("tokens") is not None]
-    if walls:
-        reported["wall_time_s"] = _round(mean_ci(walls))
-    if tokens:
-        reported["tokens"] = _round(mean_ci(tokens))
+    for name, values in (("wall_time_s", walls), ("tokens", tokens)):
+        if values:
+            stats = mean_ci(values)
+            stats["low"] = max(0.0, stats["low"])  # neither can be negative
+            reported[name] = _round(stats)
     summary["reported"] = reported
     return summary
 
