@@ -50,14 +50,15 @@ def _quote(text: str) -> str:
     return shorten(clean(text).strip(), QUOTE_CHARS) or "(empty)"
 
 
+def writing_metadata(name: str) -> dict[str, Any]:
+    """PettingZoo ``metadata`` of the writing env named ``name`` (all render alike)."""
+    return {"name": name, "render_modes": ["ansi", "human"], "is_parallelizable": True}
+
+
 class WritingEnv(CoopTextEnv):
     """Base of the writing environments; see :mod:`mallm_envs.envs.writing.summary_pair`."""
 
-    metadata: ClassVar[dict[str, Any]] = {
-        "name": "writing_v0",
-        "render_modes": ["ansi", "human"],
-        "is_parallelizable": True,
-    }
+    metadata: ClassVar[dict[str, Any]] = writing_metadata("writing_v0")
     #: "summary" or "expansion".
     kind: ClassVar[str]
     #: The reward preset.
@@ -72,7 +73,6 @@ class WritingEnv(CoopTextEnv):
     def __init__(
         self,
         *,
-        agents: tuple[str, ...],
         data: str = "bundled",
         split: str = "train",
         data_limit: int | None = None,
@@ -94,7 +94,7 @@ class WritingEnv(CoopTextEnv):
                 f"similarity must be one of {SIMILARITY_MODES}, got {similarity!r}"
             )
         super().__init__(
-            agents=agents,
+            agents=self._agent_ids(),
             schedule=schedule,
             max_turns=max_turns,
             max_action_chars=MAX_ACTION_CHARS,
@@ -114,6 +114,10 @@ class WritingEnv(CoopTextEnv):
         self.task = self.tasks[0]
         self.texts: list[dict[str, str]] = []
         self.breakdowns: list[RewardBreakdown] = []
+
+    def _agent_ids(self) -> tuple[str, ...]:
+        """The env's agents, in order (read before the core is set up: class data only)."""
+        raise NotImplementedError
 
     @property
     def data_hash(self) -> str:
@@ -250,8 +254,8 @@ class PairWritingEnv(WritingEnv):
 
     partner_roles: ClassVar[Mapping[str, str]]
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(agents=tuple(self.parts), **kwargs)
+    def _agent_ids(self) -> tuple[str, ...]:
+        return tuple(self.parts)
 
     def _texts_of(self, actions: dict[str, str | None]) -> tuple[dict[str, str], dict[str, str]]:
         texts: dict[str, str] = {}
@@ -294,8 +298,8 @@ class PairWritingEnv(WritingEnv):
 class SingleWritingEnv(WritingEnv):
     """One writer produces both parts as labelled sections (see :mod:`.sections`)."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(agents=("writer",), **kwargs)
+    def _agent_ids(self) -> tuple[str, ...]:
+        return ("writer",)
 
     def _texts_of(self, actions: dict[str, str | None]) -> tuple[dict[str, str], dict[str, str]]:
         action = actions["writer"]

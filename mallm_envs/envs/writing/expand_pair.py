@@ -90,7 +90,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from mallm_envs.envs.writing.base import PairWritingEnv
+from mallm_envs.envs.writing.base import PairWritingEnv, writing_metadata
 from mallm_envs.envs.writing.rewards import EXPANSION_REWARD, PairRewardConfig
 
 EXPANSION_TASK = (
@@ -109,41 +109,21 @@ EXPANSION_PARTS = {
 }
 
 
-class ExpandPairEnv(PairWritingEnv):
-    """See the module docstring."""
+class ExpansionTaskMixin:
+    """The expansion task of `ExpandPair-v0` and `ExpandSingle-v0`: kind, preset, parts, prompts."""
 
-    metadata: ClassVar[dict] = {
-        "name": "expand_pair_v0",
-        "render_modes": ["ansi", "human"],
-        "is_parallelizable": True,
-    }
     kind = "expansion"
     reward_config: ClassVar[PairRewardConfig] = EXPANSION_REWARD
     parts = ("background", "method")
     part_instructions = EXPANSION_PARTS
+    task_instruction = EXPANSION_TASK
+
+
+class ExpandPairEnv(ExpansionTaskMixin, PairWritingEnv):
+    """See the module docstring."""
+
+    metadata: ClassVar[dict] = writing_metadata("expand_pair_v0")
     partner_roles = {
         "background": "the background and motivation.",
         "method": "the method, findings and implications.",
     }
-    task_instruction = EXPANSION_TASK
-
-    def __init__(
-        self,
-        *,
-        data: str = "bundled",
-        split: str = "train",
-        data_limit: int | None = None,
-        similarity: str = "lexical",
-        schedule: str = "simultaneous",
-        max_turns: int = 1,
-        render_mode: str | None = None,
-    ) -> None:
-        super().__init__(
-            data=data,
-            split=split,
-            data_limit=data_limit,
-            similarity=similarity,
-            schedule=schedule,
-            max_turns=max_turns,
-            render_mode=render_mode,
-        )

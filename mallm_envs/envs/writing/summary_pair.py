@@ -97,7 +97,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from mallm_envs.envs.writing.base import PairWritingEnv
+from mallm_envs.envs.writing.base import PairWritingEnv, writing_metadata
 from mallm_envs.envs.writing.rewards import SUMMARY_REWARD, PairRewardConfig
 
 SUMMARY_TASK = (
@@ -116,41 +116,21 @@ SUMMARY_PARTS = {
 }
 
 
-class SummaryPairEnv(PairWritingEnv):
-    """See the module docstring."""
+class SummaryTaskMixin:
+    """The summary task of `SummaryPair-v0` and `SummarySingle-v0`: kind, preset, parts, prompts."""
 
-    metadata: ClassVar[dict] = {
-        "name": "summary_pair_v0",
-        "render_modes": ["ansi", "human"],
-        "is_parallelizable": True,
-    }
     kind = "summary"
     reward_config: ClassVar[PairRewardConfig] = SUMMARY_REWARD
     parts = ("concise", "detailed")
     part_instructions = SUMMARY_PARTS
+    task_instruction = SUMMARY_TASK
+
+
+class SummaryPairEnv(SummaryTaskMixin, PairWritingEnv):
+    """See the module docstring."""
+
+    metadata: ClassVar[dict] = writing_metadata("summary_pair_v0")
     partner_roles = {
         "concise": "a short summary of the main point.",
         "detailed": "a longer summary of the main points and how they connect.",
     }
-    task_instruction = SUMMARY_TASK
-
-    def __init__(
-        self,
-        *,
-        data: str = "bundled",
-        split: str = "train",
-        data_limit: int | None = None,
-        similarity: str = "lexical",
-        schedule: str = "simultaneous",
-        max_turns: int = 1,
-        render_mode: str | None = None,
-    ) -> None:
-        super().__init__(
-            data=data,
-            split=split,
-            data_limit=data_limit,
-            similarity=similarity,
-            schedule=schedule,
-            max_turns=max_turns,
-            render_mode=render_mode,
-        )

@@ -64,42 +64,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from mallm_envs.envs.writing.base import SingleWritingEnv
-from mallm_envs.envs.writing.rewards import SUMMARY_REWARD, PairRewardConfig
-from mallm_envs.envs.writing.summary_pair import SUMMARY_PARTS, SUMMARY_TASK
+from mallm_envs.envs.writing.base import SingleWritingEnv, writing_metadata
+from mallm_envs.envs.writing.summary_pair import SummaryTaskMixin
 
 
-class SummarySingleEnv(SingleWritingEnv):
+class SummarySingleEnv(SummaryTaskMixin, SingleWritingEnv):
     """See the module docstring."""
 
-    metadata: ClassVar[dict] = {
-        "name": "summary_single_v0",
-        "render_modes": ["ansi", "human"],
-        "is_parallelizable": True,
-    }
-    kind = "summary"
-    reward_config: ClassVar[PairRewardConfig] = SUMMARY_REWARD
-    parts = ("concise", "detailed")
-    part_instructions = SUMMARY_PARTS
-    task_instruction = SUMMARY_TASK
-
-    def __init__(
-        self,
-        *,
-        data: str = "bundled",
-        split: str = "train",
-        data_limit: int | None = None,
-        similarity: str = "lexical",
-        schedule: str = "simultaneous",
-        max_turns: int = 1,
-        render_mode: str | None = None,
-    ) -> None:
-        super().__init__(
-            data=data,
-            split=split,
-            data_limit=data_limit,
-            similarity=similarity,
-            schedule=schedule,
-            max_turns=max_turns,
-            render_mode=render_mode,
-        )
+    metadata: ClassVar[dict] = writing_metadata("summary_single_v0")
