@@ -53,8 +53,8 @@ class Args:
     """Training seed."""
     prompting_tasks: int = 3
     """Test tasks per env for the prompting baselines."""
-    threads: int = 2
-    """torch CPU threads."""
+    threads: int = 1
+    """torch CPU threads (1 is fastest for the tiny model and robust to other load)."""
 
 
 TRAIN_ENV = "CommonWord-v1"
