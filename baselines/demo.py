@@ -168,7 +168,7 @@ def main(args: Args) -> None:
         TRAIN_ENV,
         lambda env: build_agents(f"checkpoint:{run_dir}", env, seed=0),
         agent_info={
-            "name": "MAGRPO tiny pair (demo)",
+            "name": "MAGRPO tiny pair (this run)",
             "spec": f"checkpoint:{run_dir}",
             "model": "tiny (random init, full fine-tuning)",
             "decoding": {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 1},

@@ -37,7 +37,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "verified: 50 episodes replayed exactly" in result.stdout
     assert (out / "reward_curve.png").stat().st_size > 10_000
     page = (out / "leaderboards" / "site" / "index.html").read_text()
-    assert "MAGRPO tiny pair (demo)" in page
+    assert "MAGRPO tiny pair (this run)" in page
     summary = json.loads((out / "summary.json").read_text())
     assert summary["training"]["updates"] == 3
     assert len(summary["prompting"]) == 8
