@@ -118,6 +118,9 @@ def main() -> None:
     }
     peer = bench_peer(args.peer_python, args.seconds)
     report = {
+        "git_revision": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip(),
         "machine": platform.platform(),
         "python": platform.python_version(),
         "seconds": args.seconds,
