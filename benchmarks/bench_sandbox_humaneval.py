@@ -255,21 +255,45 @@ ANALYSIS = """\
 ## Reading the figures
 
 * **CPU per problem** is the load-independent figure. Wall-clock rates depend on how busy
-  this shared 2-core machine is (other jobs run beside the benchmark): measured here between
-  4.6x and 6.1x pooled over several runs, while the CPU ratio stayed near 5x.
+  this shared 2-core machine is (other jobs run beside the benchmark, see the load average):
+  the peer's pooled rate is bounded by its own waiting (it uses about one core), ours by the
+  CPU it gets, so the wall ratio swings with the load (this code: 5.5x at load 4, 6.8x at
+  load 1) while the CPU ratio stays at 5-6x. More workers than cores does not lower the CPU
+  per problem (3.9 ms with 3 or 4 workers); on a busy machine it only takes a larger share
+  of the CPU.
 * **In-process** is the tests' own work (compile and run prompt + solution + tests, no
-  isolation at all). Everything above it is the price of isolation. For us that is a fresh
-  process per grade: a `fork` of the warm worker and the child's exit (about 0.5 ms here)
-  plus copy-on-write page faults (a few hundred per grade: CPython's reference counting writes
-  to every object a process touches, so each touched page is copied, at a few microseconds
-  per fault on this VM), plus the judge's own bookkeeping (about 0.2 ms).
-* **Why the 10x target is not met here:** 10x the peer's pooled rate needs about 2 ms of CPU
-  per problem in total, against 1.16 ms for the tests alone, leaving under 1 ms for process
-  creation, limits and verdicts. Sharing a process between grades would close the gap but
-  break the isolation rule (one program must never see another's process), so we do not.
-  Left for later: split each worker into a fork-only server and a separate monitor (the
-  monitor never forks, so parsing results costs no page faults; estimated -0.5 ms), and a
-  Python with immortal objects (3.12+), which cuts the reference-count page faults.
+  isolation at all): 1.16 ms. Running our harness in-process on the same suites costs
+  1.13 ms, so the harness itself is cheap; everything else is the price of a fresh process
+  per grade.
+* **Where a grade's CPU goes** (one worker; thread CPU time inside the worker, page-fault
+  counters in the run, `perf`): the judge (this process) 0.21 ms; the worker's server ~0.75
+  ms, of which 0.22 ms is `fork` itself (copying the page tables of the 6-8 MB server) and
+  the rest bookkeeping (pipes, scratch folder, records, answer); the run ~2.4 ms: its exit
+  ~0.35 ms (a run that does nothing costs that much), the tests' work 1.13 ms, and
+  copy-on-write: every run writes ~390 pages it shares with the server (CPython's reference
+  counts write to every object touched: ~70 pages of libpython's static objects, ~90 of
+  the C heap, ~230 of the object arenas), and a shared page costs 2.0 us to copy here
+  (0.66 us once the run has exited), about 0.8 ms per grade.
+* **What was tried** (one worker, runs of the old and new code alternating on this machine:
+  3.60 -> 3.37 ms per problem; this benchmark at load ~1: 3.82 -> 3.60 ms, 6.4x -> 6.8x):
+  forking runs without Python's at-fork hooks and seeding `random` once (-60 faults per
+  run); warming the harness up in the server so that runs start with specialised bytecode;
+  sending the worker its code compiled (its heap shrank from 9.4 to 6.2 MB: a cheaper fork
+  and exit); writing nothing in the server between the fork and its sleep (-40 us);
+  limits computed once per worker. No gain: `gc.disable()` in the run (`gc.freeze()` before
+  the fork was already there), fewer preloaded modules (programs then import them), and
+  `malloc_trim` (the freed memory is in Python's arenas). Already in place: suites sent once
+  per worker and cached, all asserts of a problem in one run. Not done: pre-forking the next
+  run while idle (the same CPU, only moved: it helps latency, not a saturated pool), and a
+  fork-only server with a separate monitor process (measured bound: the server's own page
+  faults are the cheap kind, ~0.17 ms a grade).
+* **Why 10x is out of reach here:** the peer does 57-76 problems/s here depending on the
+  load, so 10x is 570-760/s: 2.6-3.5 ms of CPU per problem with both cores to ourselves,
+  and the machine is shared (at load 1 we reach ~520/s). A fresh forked CPython 3.11 process
+  per grade costs at least fork + exit (~0.6 ms) + the copy-on-write of the pages any run
+  writes (~0.8 ms) + the tests (1.1 ms) + the judge (0.2 ms), about 2.7 ms; we are at 3.4-3.6
+  ms. Sharing processes between grades would close the gap but break the isolation rule, so
+  we do not. A Python with immortal objects (3.12+) removes part of the copy-on-write cost.
 """
 
 

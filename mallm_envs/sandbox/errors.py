@@ -1,7 +1,9 @@
 """Typed errors of the sandbox.
 
-The sandbox stands alone (it imports nothing else from mallm-envs), so its errors have their own
-base class, :class:`SandboxError`; each also derives from the closest built-in exception.
+The sandbox knows no environment; its one import from the rest of mallm-envs is the library's
+error base class (importing ``mallm_envs.sandbox`` imports the ``mallm_envs`` package anyway),
+so that ``except MallmError`` also catches the sandbox's errors. :class:`SandboxError` is the
+sandbox's own base; each error also derives from the closest built-in exception.
 A *candidate's* misbehaviour is never raised: it becomes a test status in the
 :class:`~mallm_envs.sandbox.results.Grade`. These errors are about the caller's input and the
 sandbox's own health.
@@ -9,8 +11,10 @@ sandbox's own health.
 
 from __future__ import annotations
 
+from mallm_envs.core.errors import MallmError
 
-class SandboxError(Exception):
+
+class SandboxError(MallmError):
     """Base class of every error the sandbox raises on purpose."""
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
 import cmath
 import contextlib
+import functools
+import importlib.util
 import json
+import marshal
 import math
 import os
 import selectors
@@ -29,10 +33,18 @@ from mallm_envs.sandbox.errors import (
     TestSuiteError,
 )
 from mallm_envs.sandbox.limits import Limits
-from mallm_envs.sandbox.results import Grade, Status, TestResult
+from mallm_envs.sandbox.results import Cause, Grade, Status, TestResult
 from mallm_envs.sandbox.values import decode, short_repr
+from mallm_envs.sandbox.view import (
+    bwrap_arguments,
+    describe_interpreter,
+    file_system_view,
+    real_executable,
+)
 
 ZYGOTE = Path(__file__).with_name("_zygote.py")
+BWRAP_WORKER_PATH = "/run/sandbox/worker.py"
+"""Where the worker script appears inside bubblewrap (the project checkout itself does not)."""
 ISOLATION_MODES = ("auto", "bwrap", "process")
 DEFAULT_UID_BASE = 1_500_000_000
 """First uid of the sandbox uids (one per worker) used when the judge runs as root."""
@@ -48,59 +60,38 @@ class _Reference:
     error: str = ""
 
 
-def system_paths() -> list[str]:
-    """Host paths a run can read: system libraries and this Python installation."""
-    paths = [
-        "/usr",
-        "/bin",
-        "/sbin",
-        "/lib",
-        "/lib32",
-        "/lib64",
-        "/libx32",
-        "/etc/ld.so.cache",
-        "/etc/ld.so.conf",
-        "/etc/ld.so.conf.d",
-        "/etc/localtime",
-        "/etc/alternatives",
-        sys.base_prefix,
-        sys.prefix,
-        sys.exec_prefix,
-        sys.base_exec_prefix,
-    ]
-    return [p for p in dict.fromkeys(os.path.abspath(p) for p in paths if p) if os.path.lexists(p)]
+# The worker's start-up code: the worker script arrives compiled, as the first frame on the
+# worker's stdin, so no file of the project needs to be visible to it and it does not parse its
+# own 1,600 lines (whose garbage would stay in its heap: ~2.5 MB that every fork copies).
+_WORKER_STUB = (
+    "import marshal, os, sys\n"
+    "if sys.path and sys.path[0] == '':\n"
+    "    del sys.path[0]\n"
+    "def _read(n):\n"
+    "    data = b''\n"
+    "    while len(data) < n:\n"
+    "        chunk = os.read(0, n - len(data))\n"
+    "        if not chunk:\n"
+    "            raise SystemExit('no worker code')\n"
+    "        data += chunk\n"
+    "    return data\n"
+    "code = marshal.loads(_read(int.from_bytes(_read(4), 'big')))\n"
+    "exec(code, {'__name__': '__main__', '__file__': code.co_filename, '__builtins__': __builtins__})\n"
+)
 
 
-def _bwrap_view(extra: list[str]) -> list[str]:
-    """bubblewrap arguments for the same minimal, read-only view the native mode builds."""
-    args: list[str] = []
-    done: list[str] = []
-    parents: set[str] = set()
-    for path in sorted(
-        dict.fromkeys(system_paths() + [os.path.abspath(p) for p in extra]), key=len
-    ):
-        if not os.path.lexists(path) or any(path.startswith(d + "/") for d in done):
-            continue
-        parent = os.path.dirname(path)
-        chain = []
-        while parent not in ("/", "") and parent not in parents:
-            chain.append(parent)
-            parent = os.path.dirname(parent)
-        for folder in reversed(chain):  # traversable parents, whatever their host mode
-            args += ["--perms", "0755", "--dir", folder]
-            parents.add(folder)
-        if os.path.islink(path):
-            args += ["--symlink", os.readlink(path), path]
-        else:
-            args += ["--ro-bind", path, path]
-            done.append(path)
-    return [*args, "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--chdir", "/tmp"]
+@functools.cache
+def _worker_code() -> bytes:
+    """The worker script compiled for this interpreter (marshal format), framed."""
+    code = compile(ZYGOTE.read_text(), str(ZYGOTE), "exec", dont_inherit=True)
+    body = marshal.dumps(code)
+    return len(body).to_bytes(4, "big") + body
 
 
 class _Worker:
     """One fork-server process (see ``_zygote.py``) and the pipe pair to it."""
 
-    def __init__(self, command: list[str], env: dict[str, str]) -> None:
+    def __init__(self, command: list[str], env: dict[str, str], code: bytes | None) -> None:
         self.proc = subprocess.Popen(
             command,
             stdin=subprocess.PIPE,
@@ -114,6 +105,13 @@ class _Worker:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.in_fd = self.proc.stdin.fileno()
         self.out_fd = self.proc.stdout.fileno()
+        if code is not None:  # before any frame: the stub reads it first
+            try:
+                view = memoryview(code)
+                while view:
+                    view = view[os.write(self.in_fd, view) :]
+            except OSError:
+                pass  # the worker died: wait_ready reports it
         os.set_blocking(self.out_fd, False)
         self.buf = bytearray()
         self.hello: dict = {}
@@ -161,7 +159,7 @@ class _Worker:
         """Read what is available; return a complete frame, None if incomplete, EOFError if gone."""
         while True:
             try:
-                chunk = os.read(self.out_fd, 1 << 20)
+                chunk = os.read(self.out_fd, 1 << 16)
             except BlockingIOError:
                 break
             if not chunk:
@@ -305,6 +303,7 @@ class Judge:
         isolation: str = "auto",
         preload: Sequence[str] | None = None,
         readable_paths: Sequence[str] = (),
+        allow_site_packages: bool = False,
         scratch_mb: int = 64,
         uid_base: int = DEFAULT_UID_BASE,
         python: str | None = None,
@@ -321,6 +320,11 @@ class Judge:
             preload: modules each worker imports once so that programs do not pay for them
                 (default: a set of common standard-library modules).
             readable_paths: extra host paths a run may read (read-only) in the minimal root.
+            allow_site_packages: let runs import the packages installed for ``python``
+                (its site-packages folders, read-only). Off by default: a run sees the
+                interpreter and its standard library only, so it cannot read data that
+                ships in an installed package (HumanEval's solutions) or the project's
+                files. See :mod:`mallm_envs.sandbox.view`.
             scratch_mb: size of each worker's private scratch file system, in MiB.
             uid_base: first sandbox uid when running as root (worker ``i`` gets ``base + k + i``
                 for a per-judge offset ``k``), so that concurrent runs never share a uid.
@@ -349,7 +353,21 @@ class Judge:
         self._owner_pid = os.getpid()
         self._references: dict[tuple[str, int], _Reference] = {}
         self._tmp: str | None = None
+        if not isinstance(allow_site_packages, bool):
+            raise LimitsError(f"allow_site_packages must be a bool, got {allow_site_packages!r}")
+        if isinstance(readable_paths, str):
+            raise LimitsError("readable_paths must be a sequence of paths, not one str")
         python = python or sys.executable
+        interpreter = describe_interpreter(python)
+        # Same bytecode format: send the compiled worker; otherwise run the script file.
+        compiled_worker = interpreter.magic == importlib.util.MAGIC_NUMBER.hex()
+        code = _worker_code() if compiled_worker else None
+        script = ["-c", _WORKER_STUB] if compiled_worker else [str(ZYGOTE)]
+        view = file_system_view(
+            interpreter,
+            allow_site_packages=allow_site_packages,
+            readable_paths=tuple(str(p) for p in readable_paths),
+        )
         outer: list[str] = []
         if isolation == "bwrap":
             bwrap = shutil.which("bwrap")
@@ -365,9 +383,11 @@ class Judge:
                 *unshare,
                 "--die-with-parent",
                 "--new-session",
-                *_bwrap_view([*readable_paths, str(ZYGOTE)]),
+                *bwrap_arguments(view, None if compiled_worker else str(ZYGOTE), BWRAP_WORKER_PATH),
                 "--",
             ]
+            if not compiled_worker:
+                script = [BWRAP_WORKER_PATH]
         else:
             self._tmp = tempfile.mkdtemp(prefix="mallm-sandbox-")
             os.chmod(self._tmp, 0o711)
@@ -377,13 +397,13 @@ class Judge:
         """The uids this judge's runs use (empty when not running as root)."""
         base_cfg = {
             "namespaces": isolation == "auto",
-            "minimal_root": True,
-            "readable_paths": [os.path.abspath(p) for p in readable_paths],
+            "view": view,
             "scratch_mb": scratch_mb,
             "outer": "bwrap" if outer else None,
         }
         if preload is not None:
             base_cfg["preload"] = [str(m) for m in preload]
+        base_cfg["warmup"] = _warm_up_job(self.limits)
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "PYTHONHASHSEED": "0",
@@ -396,6 +416,13 @@ class Judge:
             "MKL_NUM_THREADS": "1",
             "HOME": "/tmp",
         }
+
+        # -S: no `site`, so the worker's sys.path is the standard library only (the view hides
+        # site-packages too; with isolation="process" this flag is all that keeps them out).
+        # Without `site` a virtualenv's interpreter is its base interpreter: start that one
+        # (visible in the view even when the virtualenv lies where runs cannot see, e.g. /tmp).
+        flags = ["-s", "-B"] if allow_site_packages else ["-s", "-S", "-B"]
+        executable = python if allow_site_packages else real_executable(python)
 
         def spawn(slot: int) -> _Worker:
             cfg = dict(base_cfg)
@@ -410,8 +437,8 @@ class Judge:
                 os.makedirs(folder, mode=0o711, exist_ok=True)
                 os.chmod(folder, 0o711)
                 cfg["scratch_root"] = folder
-            command = [*outer, python, "-s", "-B", str(ZYGOTE), json.dumps(cfg)]
-            return _Worker(command, env)
+            command = [*outer, executable, *flags, *script, json.dumps(cfg)]
+            return _Worker(command, env, code)
 
         try:
             self._pool = _Pool(workers, spawn)
@@ -420,6 +447,8 @@ class Judge:
             raise
         self.workers = workers
         self.isolation = isolation
+        self.file_system_view = view
+        """The read-only view of the host that runs get (see :mod:`mallm_envs.sandbox.view`)."""
 
     # -- public API --------------------------------------------------------------------------------
 
@@ -630,6 +659,40 @@ class Judge:
             answers[i] = {"infra": f"{why} (twice)"}
 
 
+_WARM_UP_CHECK = """
+def check(candidate):
+    assert candidate(1) == 2
+    assert candidate(-3) != 5
+    assert candidate([1, 2]) == [1, 2, 1, 2]
+    assert candidate('ab') == 'abab'
+    assert candidate((1.5, None)) == (1.5, None, 1.5, None)
+    assert abs(candidate(0.25) - 0.5) < 1e-6
+    assert candidate({'a': 1}) == {'a': 2}
+    assert candidate(True)
+    for i in range(3):
+        assert candidate(i) == 2 * i
+"""
+_WARM_UP_PROGRAM = """
+def double(x):
+    if isinstance(x, dict):
+        return {k: 2 * v for k, v in x.items()}
+    if isinstance(x, (list, tuple, str)):
+        return x + x
+    return 2 * x
+"""
+
+
+def _warm_up_job(limits: Limits) -> dict:
+    """A trusted program and suite each worker runs through its harness before serving."""
+    suite = TestSuite.from_check(_WARM_UP_CHECK, "double")
+    return {
+        "suite": suite.plan.wire,
+        "program": _WARM_UP_PROGRAM,
+        "entry": "double",
+        "limits": limits.to_request(),
+    }
+
+
 def _tree_cpu_seconds(pid: int) -> float:
     total = 0.0
     tick = os.sysconf("SC_CLK_TCK")
@@ -660,8 +723,8 @@ def _reject_program(program: Any, plan: Plan, limits: Limits) -> Grade | None:
         if size <= limits.max_program_bytes:
             return None
         why = f"the program is {size} bytes long; the limit is {limits.max_program_bytes}"
-    results = tuple(TestResult(name, Status.ERROR, why) for name in plan.unit_names)
-    return Grade(results=results, parsed=False, load_error=why)
+    outcome = _Outcome(Status.ERROR, why, Cause.REJECTED)
+    return Grade(results=outcome.results(plan.unit_names), parsed=False, load_error=why)
 
 
 def _reference_values(plan: Plan, resp: dict) -> list[_Reference]:
@@ -670,7 +733,7 @@ def _reference_values(plan: Plan, resp: dict) -> list[_Reference]:
         return [_Reference(False, error=resp["infra"])] * n
     load = resp.get("load") or {}
     if not load.get("ok"):
-        return [_Reference(False, error=_load_reason(load, 0.0))] * n
+        return [_Reference(False, error=_load_outcome(load, 0.0).reason)] * n
     out = []
     for payload in resp.get("units") or [None] * n:
         if not isinstance(payload, dict) or "z" in payload:
@@ -686,30 +749,112 @@ def _reference_values(plan: Plan, resp: dict) -> list[_Reference]:
             except (ValueError, TypeError, RecursionError):
                 pass
         if payload.get("x"):
-            out.append(_Reference(False, error=_exc_text(payload["x"])))
+            out.append(_Reference(False, error=_Exception.of(payload["x"]).text))
         elif reports and len(reports[0]) >= 3 and reports[0][2]:
-            out.append(_Reference(False, error=_exc_text(reports[0][2])))
+            out.append(_Reference(False, error=_Exception.of(reports[0][2]).text))
         else:
             out.append(_Reference(False, error="the reference value is not plain data"))
     return out
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """A test's status with its reason (prose) and cause (code), before it gets its name."""
+
+    status: Status
+    reason: str = ""
+    cause: Cause | None = None
+    exception: _Exception | None = None
+
+    def result(self, name: str, checks: int = 0, duration_s: float = 0.0) -> TestResult:
+        exc = self.exception
+        return TestResult(
+            name,
+            self.status,
+            self.reason,
+            checks=checks,
+            duration_s=duration_s,
+            cause=self.cause,
+            exception_type=exc.name if exc is not None else None,
+            builtin_exception=exc.builtin if exc is not None else False,
+            exception_message=exc.message if exc is not None else None,
+        )
+
+    def results(self, names: Sequence[str]) -> tuple[TestResult, ...]:
+        return tuple(self.result(name) for name in names)
+
+
+_PASS = _Outcome(Status.PASSED)
+
+BUILTIN_EXCEPTIONS = frozenset(
+    name
+    for name, value in vars(builtins).items()
+    if isinstance(value, type) and issubclass(value, BaseException)
+)
+"""Names of Python's built-in exception classes."""
+
+
+@dataclass(frozen=True)
+class _Exception:
+    """An exception the run reported: class name, message, whether the class is a builtin."""
+
+    name: str | None  # None: the record named no class
+    message: str | None
+    builtin: bool
+    memory: bool
+
+    @classmethod
+    def of(cls, exc: Any) -> _Exception:
+        if not isinstance(exc, dict):
+            return cls(None, None, False, False)
+        name = exc.get("t") if isinstance(exc.get("t"), str) else "Exception"
+        args = exc.get("a")
+        try:
+            args = decode(args) if args is not None else None
+        except (ValueError, TypeError, RecursionError):
+            args = None
+        if isinstance(args, tuple) and len(args) == 1 and isinstance(args[0], str):
+            message = args[0] if len(args[0]) <= 200 else args[0][:199] + "…"
+        elif isinstance(args, tuple) and args:
+            message = short_repr(args)
+        else:
+            message = None
+        # The run checks the class's identity against the builtins it captured before the
+        # program ran; the judge also wants the name to be a builtin's (a class the program
+        # defines can be named anything, "ValueError" included).
+        builtin = exc.get("b") is True and name in BUILTIN_EXCEPTIONS
+        return cls(name, message or None, builtin, exc.get("m") is True)
+
+    @property
+    def text(self) -> str:
+        if self.name is None:
+            return "an exception"
+        return f"{self.name}: {self.message}" if self.message else self.name
+
+    def outcome(self, reason: str) -> _Outcome:
+        if self.memory:
+            return _Outcome(Status.MEMORY_LIMIT, reason, Cause.MEMORY, self)
+        return _Outcome(Status.ERROR, reason, Cause.EXCEPTION, self)
+
+
 _KIND_TEXT = {
-    "timeout": (Status.TIMEOUT, "exceeded the time limit"),
-    "cpu": (Status.TIMEOUT, "exceeded the CPU-time limit"),
-    "budget": (Status.TIMEOUT, "not run: the grade's total time budget ran out"),
-    "signal": (Status.ERROR, "the process was killed by a signal"),
-    "exit": (Status.ERROR, "the process exited during the test"),
-    "channel": (Status.ERROR, "the program closed or broke the result channel"),
-    "output": (Status.ERROR, "the program printed more than 64 MiB"),
-    "setup": (Status.INFRA_ERROR, "the sandbox could not apply its limits"),
-    "crash": (Status.ERROR, "the process crashed"),
+    "timeout": (Status.TIMEOUT, "exceeded the time limit", Cause.TIMEOUT),
+    "cpu": (Status.TIMEOUT, "exceeded the CPU-time limit", Cause.TIMEOUT),
+    "budget": (Status.TIMEOUT, "not run: the grade's total time budget ran out", Cause.BUDGET),
+    "signal": (Status.ERROR, "the process was killed by a signal", Cause.SIGNAL),
+    "exit": (Status.ERROR, "the process exited during the test", Cause.EXIT),
+    "channel": (Status.ERROR, "the program closed or broke the result channel", Cause.TAMPER),
+    "output": (Status.ERROR, "the program printed more than 64 MiB", Cause.OUTPUT),
+    "setup": (Status.INFRA_ERROR, "the sandbox could not apply its limits", Cause.INFRA),
+    "crash": (Status.ERROR, "the process crashed", Cause.SIGNAL),
 }
 
 
-def _kind_result(payload: dict, limits: Limits) -> tuple[Status, str]:
+def _kind_outcome(payload: dict, limits: Limits) -> _Outcome:
     kind = payload.get("z")
-    status, text = _KIND_TEXT.get(kind, (Status.INFRA_ERROR, f"unknown run end {kind!r}"))
+    status, text, cause = _KIND_TEXT.get(
+        kind, (Status.INFRA_ERROR, f"unknown run end {kind!r}", Cause.INFRA)
+    )
     info = payload.get("info")
     if kind == "timeout":
         text = f"exceeded the {limits.timeout_s:g} s time limit"
@@ -719,58 +864,38 @@ def _kind_result(payload: dict, limits: Limits) -> tuple[Status, str]:
         text = f"the process exited with code {info} during the test"
     if payload.get("replay"):
         text += " (while replaying the set-up of earlier tests)"
-    return status, text
+    return _Outcome(status, text, cause)
 
 
-def _exc_text(exc: Any) -> str:
-    if not isinstance(exc, dict):
-        return "an exception"
-    name = exc.get("t") if isinstance(exc.get("t"), str) else "Exception"
-    args = exc.get("a")
-    try:
-        args = decode(args) if args is not None else None
-    except (ValueError, TypeError, RecursionError):
-        args = None
-    if isinstance(args, tuple) and len(args) == 1 and isinstance(args[0], str):
-        detail = args[0] if len(args[0]) <= 200 else args[0][:199] + "…"
-    elif isinstance(args, tuple) and args:
-        detail = short_repr(args)
-    else:
-        detail = ""
-    return f"{name}: {detail}" if detail else name
-
-
-def _exc_status(exc: Any) -> Status:
-    if isinstance(exc, dict) and exc.get("m"):
-        return Status.MEMORY_LIMIT
-    return Status.ERROR
-
-
-def _load_reason(load: dict, timeout_s: float) -> str:
+def _load_outcome(load: dict, timeout_s: float) -> _Outcome:
+    """Why the program could not be loaded (every test gets this outcome)."""
     if "z" in load:
         kind = load.get("z")
+        status, text, cause = _KIND_TEXT.get(kind, (Status.INFRA_ERROR, str(kind), Cause.INFRA))
         if kind == "timeout":
-            return f"loading the program exceeded the {timeout_s:g} s time limit"
-        return "loading the program: " + _KIND_TEXT.get(kind, (None, str(kind)))[1]
+            return _Outcome(
+                status, f"loading the program exceeded the {timeout_s:g} s time limit", cause
+            )
+        return _Outcome(status, "loading the program: " + text, cause)
+    exc = _Exception.of(load.get("exc"))
     if load.get("stage") == "prelude":
-        return "the test prelude raised " + _exc_text(load.get("exc"))
+        return _Outcome(Status.INFRA_ERROR, "the test prelude raised " + exc.text, Cause.INFRA, exc)
     if load.get("parsed") is False:
         line = load.get("line")
         where = f" (line {line})" if isinstance(line, int) else ""
-        return f"the program does not compile{where}: " + _exc_text(load.get("exc"))
+        reason = f"the program does not compile{where}: " + exc.text
+        return _Outcome(Status.ERROR, reason, Cause.SYNTAX, exc)
     if "missing" in load:
-        return f"the program defines no function named {load['missing']!r}"
+        reason = f"the program defines no function named {load['missing']!r}"
+        return _Outcome(Status.ERROR, reason, Cause.MISSING)
     if "tampered" in load:
-        return f"the program modified {load['tampered']}, which the tests rely on"
-    return "the program raised " + _exc_text(load.get("exc")) + " while loading"
-
-
-def _load_status(load: dict) -> Status:
-    if "z" in load:
-        return _KIND_TEXT.get(load.get("z"), (Status.INFRA_ERROR, ""))[0]
-    if load.get("stage") == "prelude":
-        return Status.INFRA_ERROR
-    return _exc_status(load.get("exc")) if "exc" in load else Status.ERROR
+        reason = f"the program modified {load['tampered']}, which the tests rely on"
+        return _Outcome(Status.ERROR, reason, Cause.TAMPER)
+    if "exc" not in load:
+        return _Outcome(
+            Status.ERROR, "the program raised an exception while loading", Cause.EXCEPTION
+        )
+    return exc.outcome("the program raised " + exc.text + " while loading")
 
 
 _OPS = {
@@ -796,12 +921,14 @@ def _isclose(a: Any, b: Any, rel_tol: float, abs_tol: float) -> bool:
     return math.isclose(a, b, rel_tol=rel_tol, abs_tol=abs_tol)
 
 
-def _apply(site: Site, values: list[Any]) -> tuple[Status, str]:
-    """Decide one check from plain values; returns (PASSED|FAILED|ERROR, reason)."""
+def _apply(site: Site, values: list[Any]) -> _Outcome:
+    """Decide one check from plain values (a pass, a wrong value, or values not comparable)."""
     if site.op in ("truthy", "falsy"):
         (value,) = values
         ok = bool(value) == (site.op == "truthy")
-        return (Status.PASSED, "") if ok else (Status.FAILED, f"got {short_repr(value)}")
+        return (
+            _PASS if ok else _Outcome(Status.FAILED, f"got {short_repr(value)}", Cause.WRONG_VALUE)
+        )
     left, right = values
     try:
         if site.op == "isclose":
@@ -809,15 +936,17 @@ def _apply(site: Site, values: list[Any]) -> tuple[Status, str]:
         else:
             ok = bool(_OPS[site.op](left, right))
     except Exception as e:  # comparing plain values of unorderable types, e.g. str < int
-        return Status.ERROR, f"{type(e).__name__}: {e}"
+        return _Outcome(Status.ERROR, f"{type(e).__name__}: {e}", Cause.UNCOMPARABLE)
     if ok:
-        return Status.PASSED, ""
+        return _PASS
     lit = [s.kind != "run" for s in site.sides]
     if site.op == "==" and lit == [False, True]:
-        return Status.FAILED, f"expected {short_repr(right)}, got {short_repr(left)}"
-    if site.op == "==" and lit == [True, False]:
-        return Status.FAILED, f"expected {short_repr(left)}, got {short_repr(right)}"
-    return Status.FAILED, f"{short_repr(left)} {site.op} {short_repr(right)} is false"
+        reason = f"expected {short_repr(right)}, got {short_repr(left)}"
+    elif site.op == "==" and lit == [True, False]:
+        reason = f"expected {short_repr(left)}, got {short_repr(right)}"
+    else:
+        reason = f"{short_repr(left)} {site.op} {short_repr(right)} is false"
+    return _Outcome(Status.FAILED, reason, Cause.WRONG_VALUE)
 
 
 def _unit_result(
@@ -825,48 +954,48 @@ def _unit_result(
 ) -> TestResult:
     name = plan.unit_names[unit]
     if not isinstance(payload, dict):
-        return TestResult(name, Status.INFRA_ERROR, "no result for this test")
+        return _Outcome(Status.INFRA_ERROR, "no result for this test", Cause.INFRA).result(name)
     duration = payload.get("d") if isinstance(payload.get("d"), float) else 0.0
     if "z" in payload:
-        status, reason = _kind_result(payload, limits)
-        return TestResult(name, status, reason, duration_s=duration)
+        return _kind_outcome(payload, limits).result(name, duration_s=duration)
     reports = payload.get("r")
     if not isinstance(reports, list):
-        return TestResult(name, Status.INFRA_ERROR, "malformed result", duration_s=duration)
+        outcome = _Outcome(Status.INFRA_ERROR, "malformed result", Cause.INFRA)
+        return outcome.result(name, duration_s=duration)
     allowed = plan.unit_sites[unit]
-    outcome: tuple[Status, str] | None = None
+    outcome = None
     for report in reports:
-        checked = _report_result(plan, allowed, report, refs)
-        if checked[0] is not Status.PASSED:
+        checked = _report_outcome(plan, allowed, report, refs)
+        if checked.status is not Status.PASSED:
             outcome = checked
             break
     if outcome is None and payload.get("x") is not None:
-        exc = payload["x"]
-        outcome = (_exc_status(exc), "raised " + _exc_text(exc))
+        exc = _Exception.of(payload["x"])
+        outcome = exc.outcome("raised " + exc.text)
     if outcome is None and not reports:  # a test passes only if a check really ran
-        outcome = (Status.ERROR, "the test executed no check")
-    if outcome is None:
-        outcome = (Status.PASSED, "")
-    return TestResult(name, outcome[0], outcome[1], checks=len(reports), duration_s=duration)
+        outcome = _Outcome(Status.ERROR, "the test executed no check", Cause.NO_CHECK)
+    return (outcome or _PASS).result(name, checks=len(reports), duration_s=duration)
 
 
-def _report_result(
+def _report_outcome(
     plan: Plan, allowed: frozenset[int], report: Any, refs: list[_Reference]
-) -> tuple[Status, str]:
+) -> _Outcome:
+    # Records that do not fit the plan can only come from a program that reached the harness.
+    forged = _Outcome(Status.ERROR, "malformed check record", Cause.TAMPER)
     if not isinstance(report, list) or not report or not isinstance(report[0], int):
-        return Status.ERROR, "malformed check record"
+        return forged
     site_id = report[0]
     if site_id not in allowed:
-        return Status.ERROR, "a check record for another test"
+        return _Outcome(Status.ERROR, "a check record for another test", Cause.TAMPER)
     site = plan.sites[site_id]
     if len(report) == 2:
         raw = report[1]
         if not isinstance(raw, list) or len(raw) != site.runs_values:
-            return Status.ERROR, "malformed check record"
+            return forged
         try:
             run_values = [decode(v) for v in raw]
         except (ValueError, TypeError, RecursionError, OverflowError):
-            return Status.ERROR, "undecodable value"
+            return _Outcome(Status.ERROR, "undecodable value", Cause.TAMPER)
         values = []
         for side in site.sides:
             if side.kind == "lit":
@@ -877,26 +1006,30 @@ def _report_result(
                 ref = refs[side.index] if side.index < len(refs) else None
                 if ref is None or not ref.ok:
                     why = ref.error if ref is not None else "missing"
-                    return Status.INFRA_ERROR, f"the test's reference value failed: {why}"
+                    reason = f"the test's reference value failed: {why}"
+                    return _Outcome(Status.INFRA_ERROR, reason, Cause.INFRA)
                 values.append(ref.value)
         return _apply(site, values)
     if len(report) >= 3 and report[2] is not None:
-        exc = report[2]
-        return _exc_status(exc), "raised " + _exc_text(exc)
+        exc = _Exception.of(report[2])
+        return exc.outcome("raised " + exc.text)
     if len(report) >= 4 and isinstance(report[3], str):
-        return Status.FAILED, f"the value is not plain data ({report[3]})"
+        return _Outcome(
+            Status.FAILED, f"the value is not plain data ({report[3]})", Cause.NOT_PLAIN
+        )
     if len(report) >= 5 and report[4] == 1:
-        return Status.ERROR, "too many checks in one test"
+        return _Outcome(Status.ERROR, "too many checks in one test", Cause.LIMIT)
     if len(report) >= 5 and report[4] == 2:
-        return Status.ERROR, "the test's checked values are too large in total"
-    return Status.ERROR, "malformed check record"
+        reason = "the test's checked values are too large in total"
+        return _Outcome(Status.ERROR, reason, Cause.LIMIT)
+    return forged
 
 
 def _verdict(plan: Plan, resp: dict, refs: list[_Reference], limits: Limits) -> Grade:
     names = plan.unit_names
     if not isinstance(resp, dict) or resp.get("infra"):
         why = resp.get("infra") if isinstance(resp, dict) else "no answer"
-        results = tuple(TestResult(n, Status.INFRA_ERROR, f"sandbox: {why}") for n in names)
+        results = _Outcome(Status.INFRA_ERROR, f"sandbox: {why}", Cause.INFRA).results(names)
         return Grade(results=results, parsed=True, load_error=f"sandbox: {why}")
     output = resp.get("output") or ""
     truncated = bool(resp.get("dropped"))
@@ -905,13 +1038,11 @@ def _verdict(plan: Plan, resp: dict, refs: list[_Reference], limits: Limits) -> 
     load = resp.get("load") or {"z": "crash"}
     common = {"output": output, "output_truncated": truncated, "runs": runs, "elapsed_s": elapsed}
     if not load.get("ok"):
-        reason = _load_reason(load, limits.timeout_s)
-        status = _load_status(load)
-        results = tuple(TestResult(n, status, reason) for n in names)
+        outcome = _load_outcome(load, limits.timeout_s)
         return Grade(
-            results=results,
+            results=outcome.results(names),
             parsed=load.get("parsed") is not False,
-            load_error=reason,
+            load_error=outcome.reason,
             tampered=load.get("tampered") if isinstance(load.get("tampered"), str) else None,
             **common,
         )
@@ -920,7 +1051,7 @@ def _verdict(plan: Plan, resp: dict, refs: list[_Reference], limits: Limits) -> 
         reason = f"the program modified {tampered}, which the tests rely on"
         if tampered.startswith("the result channel"):
             reason = f"the program tampered with {tampered}"
-        results = tuple(TestResult(n, Status.ERROR, reason) for n in names)
+        results = _Outcome(Status.ERROR, reason, Cause.TAMPER).results(names)
         return Grade(results=results, parsed=True, tampered=str(tampered), **common)
     units = resp.get("units") or []
     results = tuple(

@@ -24,6 +24,55 @@ class Status(str, Enum):
         return self.value
 
 
+class Cause(str, Enum):
+    """Why a test did not pass, as a fixed code for programs (``TestResult.reason`` is prose).
+
+    Each cause comes with one status (given after the name), except ``exception``, which is
+    ``error``, and ``memory``, which is ``memory_limit``.
+    """
+
+    WRONG_VALUE = "wrong_value"
+    """failed: a checked value differs from the expected one (or a truth test was false)."""
+    NOT_PLAIN = "not_plain"
+    """failed: a checked value is not plain data (a class instance, generator, function, or a
+    value too large or too deeply nested to copy)."""
+    UNCOMPARABLE = "uncomparable"
+    """error: the checked values cannot be compared (e.g. ``"a" < 1``)."""
+    EXCEPTION = "exception"
+    """error: the program, or the test code calling it, raised (``sys.exit`` included);
+    see ``exception_type``."""
+    MEMORY = "memory"
+    """memory_limit: ``MemoryError`` (the address-space limit)."""
+    TIMEOUT = "timeout"
+    """timeout: the test (or loading the program) ran past its wall-clock or CPU limit."""
+    BUDGET = "budget"
+    """timeout: not run, the grade's total time budget ran out first."""
+    EXIT = "exit"
+    """error: the process exited during the test (``os._exit``)."""
+    SIGNAL = "signal"
+    """error: the process was killed by a signal, or crashed."""
+    OUTPUT = "output"
+    """error: the program printed far more than the output cap (64 MiB beyond it)."""
+    TAMPER = "tamper"
+    """error: the program modified what the tests rely on, or broke or forged the result
+    channel (every test of the grade fails)."""
+    LIMIT = "limit"
+    """error: one test made too many checks or checked too much data."""
+    NO_CHECK = "no_check"
+    """error: the test finished without running a single check."""
+    SYNTAX = "syntax"
+    """error: the program does not compile."""
+    MISSING = "missing"
+    """error: the program defines no function named after the entry point."""
+    REJECTED = "rejected"
+    """error: not run at all (the program is not a str, or is too long)."""
+    INFRA = "infra"
+    """infra_error: the sandbox failed, or a test's own reference value or prelude failed."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class TestResult:
     """The verdict on one test, decided by the judge from plain values."""
@@ -39,6 +88,19 @@ class TestResult:
     """Assertion executions the run reported for this test (loops report several)."""
     duration_s: float = field(default=0.0, compare=False)
     """Wall-clock seconds the test took (load-dependent; not part of equality)."""
+    cause: Cause | None = None
+    """Why the test did not pass, as a fixed code (None for a pass); match on this, not on
+    ``reason``, whose wording may change."""
+    exception_type: str | None = None
+    """For an exception (cause ``exception``, ``memory``, ``syntax``, or an infra error raised
+    by the test's prelude): the name of its class. The program chooses class names, so a name
+    alone proves nothing: see ``builtin_exception``."""
+    builtin_exception: bool = False
+    """True when that class is one of Python's built-in exceptions itself (not a subclass,
+    not a class of the program that took a builtin's name)."""
+    exception_message: str | None = None
+    """The exception's message (its one str argument, or a short repr of its arguments),
+    capped at 200 characters; it may quote anything the program chose, test inputs too."""
 
     @property
     def passed(self) -> bool:
@@ -51,6 +113,10 @@ class TestResult:
             "reason": self.reason,
             "checks": self.checks,
             "duration_s": round(self.duration_s, 6),
+            "cause": None if self.cause is None else self.cause.value,
+            "exception_type": self.exception_type,
+            "builtin_exception": self.builtin_exception,
+            "exception_message": self.exception_message,
         }
 
 

@@ -7,10 +7,11 @@ by every code env of a process and started on first use.
 The feedback an agent gets must not reveal hidden tests: no test code, no expected values,
 no inputs. The sandbox's per-test reasons may quote expected values ("expected 4, got 5")
 and the program's own exception messages (which a program could fill with its inputs), so
-:func:`safe_reason` rewrites each one into a short text built from fixed phrases: the
-status, the name of a built-in exception type, and the exception's message only when it
-has one of a few fixed shapes that hold nothing but identifiers ("name 'x' is not
-defined").
+:func:`safe_reason` rewrites each one into a short text built from fixed phrases, chosen
+by the result's machine-readable ``cause`` (never by the wording of its reason): the cause,
+the name of the exception's class only when the sandbox saw that it is a built-in
+exception class, and the exception's message only when it has one of a few fixed shapes
+that hold nothing but identifiers ("name 'x' is not defined").
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ from dataclasses import dataclass
 from mallm_envs.core.errors import MallmError
 from mallm_envs.envs.code.tasks import CodeTask, load_tasks
 from mallm_envs.sandbox import (
+    Cause,
     Grade,
     Judge,
     Limits,
     SandboxError,
     Status,
     TestCase,
+    TestResult,
     TestSuite,
 )
 
@@ -161,17 +164,17 @@ def run_tests(task: CodeTask, program: str, time_limit_scale: float = 1.0) -> Te
     grade = judge.grade(program, suite, limits=limits(time_limit_scale))
     if grade.infra_error:
         grade = judge.grade(program, suite, limits=limits(time_limit_scale))
-    return report(grade)
+    return report(grade, task.entry_point)
 
 
-def report(grade: Grade) -> TestReport:
-    """The agent-safe view of a sandbox grade."""
+def report(grade: Grade, entry_point: str | None = None) -> TestReport:
+    """The agent-safe view of a sandbox grade (``entry_point``: the task's, for load errors)."""
     statuses = tuple(r.status.value for r in grade.results)
     if grade.load_error is not None:
-        load_error = _safe_load_error(grade)
+        load_error = _safe_load_error(grade, entry_point)
         reasons = tuple("" if s == "passed" else "the program did not load" for s in statuses)
         return TestReport(statuses, reasons, load_error)
-    reasons = tuple(safe_reason(r.status, r.reason) for r in grade.results)
+    reasons = tuple(safe_reason(r) for r in grade.results)
     return TestReport(statuses, reasons)
 
 
@@ -207,82 +210,135 @@ _SAFE_MESSAGES = tuple(
         r"(?:min|max)\(\) (?:arg|iterable argument) is an empty sequence",
     )
 )
-_FIXED_ERRORS = (
-    ("the process exited", "the process exited during the test"),
-    ("the process was killed", "the process was killed by a signal"),
-    ("the process crashed", "the process crashed"),
-    ("the program closed or broke the result channel", "the program broke the test harness"),
-    ("the program tampered", "the program tampered with the test harness"),
-    ("the program modified", "the program modified something the tests rely on"),
-    ("the program printed more than", "the program printed too much"),
-    ("too many checks", "too many checks in one test"),
-)
+_CAUSE_TEXT = {
+    Cause.WRONG_VALUE: "wrong result",
+    Cause.NOT_PLAIN: "the result is not plain data (a class instance, generator or function)",
+    Cause.UNCOMPARABLE: "error while checking the result",
+    Cause.NO_CHECK: "error while checking the result",
+    Cause.LIMIT: "too many checks in one test",
+    Cause.TIMEOUT: "exceeded the time limit",
+    Cause.BUDGET: "not run: the time budget for all tests ran out",
+    Cause.MEMORY: "exceeded the memory limit",
+    Cause.EXIT: "the process exited during the test",
+    Cause.SIGNAL: "the process was killed by a signal",
+    Cause.OUTPUT: "the program printed too much",
+    Cause.TAMPER: "the program tampered with the test harness",
+    Cause.SYNTAX: "the program could not be loaded",
+    Cause.MISSING: "the program could not be loaded",
+    Cause.REJECTED: "the program could not be loaded",
+    Cause.INFRA: "the sandbox failed (not counted as a pass)",
+}
+"""What an agent is told for each cause (fixed phrases: nothing of the test shows)."""
 
 
-def _exception_text(text: str) -> str:
-    """``"ZeroDivisionError: division by zero"`` from the sandbox's ``"raised ..."`` text,
-    keeping the type only when it is built in and the message only when it is safe."""
-    name, _, message = text.partition(": ")
-    if name not in _BUILTIN_EXCEPTIONS:
+def _exception_text(name: str | None, builtin: bool, message: str | None) -> str:
+    """``"ZeroDivisionError: division by zero"``: the type only when it is a built-in
+    exception class, the message only when it has one of the safe shapes."""
+    if name is None or not builtin:
         return "an exception of a class defined by the program"
     if message and any(p.fullmatch(message) for p in _SAFE_MESSAGES):
         return f"{name}: {message}"
     return name
 
 
-def safe_reason(status: Status | str, reason: str) -> str:
-    """A short reason for a test's status that reveals nothing about the hidden test.
+def safe_reason(result: TestResult | Status | str, reason: str | None = None) -> str:
+    """A short reason for a test's result that reveals nothing about the hidden test.
 
-    >>> safe_reason("failed", "expected 4, got 5")
+    Decided from the result's ``cause`` and exception fields, never from its prose:
+
+    >>> from mallm_envs.sandbox import Cause, Status, TestResult
+    >>> safe_reason(TestResult("t", Status.FAILED, "expected 4, got 5", cause=Cause.WRONG_VALUE))
     'wrong result'
-    >>> safe_reason("error", "raised ZeroDivisionError: division by zero")
+    >>> safe_reason(TestResult("t", Status.ERROR, "raised ZeroDivisionError: division by zero",
+    ...     cause=Cause.EXCEPTION, exception_type="ZeroDivisionError", builtin_exception=True,
+    ...     exception_message="division by zero"))
     'raised ZeroDivisionError: division by zero'
-    >>> safe_reason("error", "raised ValueError: input was [3, 1, 2]")
+    >>> safe_reason(TestResult("t", Status.ERROR, "raised ValueError: input was [3, 1, 2]",
+    ...     cause=Cause.EXCEPTION, exception_type="ValueError", builtin_exception=True,
+    ...     exception_message="input was [3, 1, 2]"))
     'raised ValueError'
+    >>> safe_reason(TestResult("t", Status.ERROR, "raised ValueError: 3, 1, 2",
+    ...     cause=Cause.EXCEPTION, exception_type="ValueError", builtin_exception=False))
+    'raised an exception of a class defined by the program'
+
+    A ``(status, reason)`` pair of texts (e.g. from a stored transcript) is accepted too; its
+    cause is then recovered from the wording of the sandbox's reasons:
+
     >>> safe_reason("error", "raised Leak_3_1_2: boom")
     'raised an exception of a class defined by the program'
     """
-    status = Status(status)
-    if status is Status.PASSED:
+    if not isinstance(result, TestResult):
+        result = _result_from_text(Status(result), reason or "")
+    if result.status is Status.PASSED:
         return ""
-    if status is Status.FAILED:
-        if reason.startswith("the value is not plain data"):
-            return "the result is not plain data (a class instance, generator or function)"
-        return "wrong result"
-    if status is Status.TIMEOUT:
-        if reason.startswith("not run"):
-            return "not run: the time budget for all tests ran out"
-        return "exceeded the time limit"
-    if status is Status.MEMORY_LIMIT:
-        return "exceeded the memory limit"
-    if status is Status.INFRA_ERROR:
-        return "the sandbox failed (not counted as a pass)"
-    if reason.startswith("raised "):
-        return "raised " + _exception_text(reason[len("raised ") :])
-    for prefix, text in _FIXED_ERRORS:
-        if reason.startswith(prefix):
-            return text
-    return "error while checking the result"
+    if result.status is Status.INFRA_ERROR:
+        return _CAUSE_TEXT[Cause.INFRA]
+    if result.cause in (Cause.EXCEPTION, Cause.MEMORY) and result.status is Status.ERROR:
+        text = _exception_text(
+            result.exception_type, result.builtin_exception, result.exception_message
+        )
+        return "raised " + text
+    if result.cause is None:
+        return "error while checking the result"
+    return _CAUSE_TEXT[result.cause]
 
 
-def _safe_load_error(grade: Grade) -> str:
+_TEXT_CAUSES = (  # (status, reason prefix, cause) for texts that carry no cause
+    (Status.FAILED, "the value is not plain data", Cause.NOT_PLAIN),
+    (Status.FAILED, "", Cause.WRONG_VALUE),
+    (Status.TIMEOUT, "not run", Cause.BUDGET),
+    (Status.TIMEOUT, "", Cause.TIMEOUT),
+    (Status.MEMORY_LIMIT, "", Cause.MEMORY),
+    (Status.INFRA_ERROR, "", Cause.INFRA),
+    (Status.ERROR, "raised ", Cause.EXCEPTION),
+    (Status.ERROR, "the process exited", Cause.EXIT),
+    (Status.ERROR, "the process was killed", Cause.SIGNAL),
+    (Status.ERROR, "the process crashed", Cause.SIGNAL),
+    (Status.ERROR, "the program closed or broke the result channel", Cause.TAMPER),
+    (Status.ERROR, "the program tampered", Cause.TAMPER),
+    (Status.ERROR, "the program modified", Cause.TAMPER),
+    (Status.ERROR, "the program printed more than", Cause.OUTPUT),
+    (Status.ERROR, "too many checks", Cause.LIMIT),
+)
+
+
+def _result_from_text(status: Status, reason: str) -> TestResult:
+    """A :class:`TestResult` for a (status, reason) pair from before results carried causes."""
+    cause = next(
+        (c for st, prefix, c in _TEXT_CAUSES if st is status and reason.startswith(prefix)), None
+    )
+    name = message = None
+    if cause is Cause.EXCEPTION:
+        name, _, message = reason[len("raised ") :].partition(": ")
+    return TestResult(
+        "",
+        status,
+        reason,
+        cause=cause,
+        exception_type=name,
+        builtin_exception=name in _BUILTIN_EXCEPTIONS,
+        exception_message=message or None,
+    )
+
+
+def _safe_load_error(grade: Grade, entry_point: str | None = None) -> str:
     """Why the program did not load; computed before any test ran, so it holds no test data,
     but exception messages still pass the same filter."""
-    text = grade.load_error or ""
-    match = re.fullmatch(r"the program raised (.*) while loading", text, re.S)
-    if match:
-        return f"the program raised {_exception_text(match.group(1))} while loading"
-    if grade.tampered:
+    first = grade.results[0] if grade.results else None
+    cause = first.cause if first is not None else None
+    if cause in (Cause.EXCEPTION, Cause.MEMORY) and first is not None:
+        text = _exception_text(
+            first.exception_type, first.builtin_exception, first.exception_message
+        )
+        return f"the program raised {text} while loading"
+    if cause is Cause.TAMPER:
         return "the program modified something the tests rely on"
-    if text.startswith("loading the program exceeded"):
+    if cause is Cause.TIMEOUT:
         return "loading the program exceeded the time limit"
-    match = re.fullmatch(r"the program defines no function named '(" + _ID + ")'", text)
-    if match:
-        return text
-    if text.startswith("loading the program: "):
-        status = grade.results[0].status if grade.results else Status.ERROR
-        reason = safe_reason(status, text[len("loading the program: ") :])
-        return "loading the program: " + reason.replace(" during the test", "")
-    if text.startswith("sandbox"):
-        return "the sandbox failed (not counted as a pass)"
+    if cause is Cause.MISSING and entry_point is not None and re.fullmatch(_ID, entry_point):
+        return f"the program defines no function named {entry_point!r}"
+    if cause in (Cause.EXIT, Cause.SIGNAL, Cause.OUTPUT, Cause.BUDGET):
+        return "loading the program: " + _CAUSE_TEXT[cause].replace(" during the test", "")
+    if cause is Cause.INFRA:
+        return _CAUSE_TEXT[Cause.INFRA]
     return "the program could not be loaded"
