@@ -15,8 +15,10 @@ import matplotlib.pyplot as plt
 
 HERE = Path(__file__).resolve().parent
 RUNS = {
-    "MAPPO (shared actor, one critic)": "mappo_cramped_room_seed1.csv",
-    "SB3 PPO (parameter sharing)": "sb3_ppo_cramped_room_seed1.csv",
+    "MAPPO (shared actor, one critic), seed 1": "mappo_cramped_room_seed1.csv",
+    "MAPPO, seed 2 (3.5-minute run)": "mappo_cramped_room_seed2.csv",
+    "MAPPO, seed 3 (3.5-minute run)": "mappo_cramped_room_seed3.csv",
+    "SB3 PPO (parameter sharing), seed 1": "sb3_ppo_cramped_room_seed1.csv",
 }
 
 
@@ -37,7 +39,7 @@ def main() -> None:
         axis.set_ylabel("delivery points per 400-step episode")
         axis.grid(alpha=0.3)
     axes[0].legend(loc="lower right")
-    figure.suptitle("Kitchen, cramped room, seed 1 (shaped-reward weight decays to 0)")
+    figure.suptitle("Kitchen, cramped room (shaped-reward weight decays to 0)")
     figure.tight_layout()
     figure.savefig(HERE / "curves.png", dpi=100)
 
