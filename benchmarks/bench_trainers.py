@@ -16,7 +16,7 @@ imports (``VmHWM`` - ``VmRSS`` at start), so library imports do not count.
 Run (writes baselines/results/llm/bench_trainers.json and .md)::
 
     python benchmarks/bench_trainers.py --tasks 12
-    python benchmarks/bench_trainers.py --comlrl-python /work/peers/comlrl-venv/bin/python
+    python benchmarks/bench_trainers.py --comlrl-python peers/comlrl-venv/bin/python
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "baselines" / "results" / "llm"
-DEFAULT_PEER = "/work/peers/comlrl-venv/bin/python"
+DEFAULT_PEER = str(ROOT / "peers" / "comlrl-venv" / "bin" / "python")
 GROUP_SIZE = 4
 NEW_TOKENS = 8
 ENV_KWARGS = {"max_turns": 1}
