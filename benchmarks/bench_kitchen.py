@@ -8,9 +8,8 @@ Cramped room, random joint actions, joint steps per second:
 (c) our batched numpy core (joint steps summed over the batch) vs (a)'s peer figure.
 
 The peer runs in its own virtualenv (default ``peers/overcooked-venv`` in the checkout,
-git-ignored; overcooked-ai
-1.1.0 needs old dependencies, so it never goes into the project's environment), launched
-through ``benchmarks/bench_kitchen_peer.py``. Without the peer our figures print alone.
+git-ignored; overcooked-ai 1.1.0 needs old dependencies, so it never goes into the project's
+environment), launched through ``benchmarks/bench_kitchen_peer.py``. Without the peer our figures print alone.
 Peer set-up (1.1.0 imports scipy but does not declare it, and breaks on numpy 2)::
 
     python3 -m venv peers/overcooked-venv
