@@ -297,8 +297,11 @@ class _RecordedActions:
 def replay(episode: Episode, make_env: Any = None) -> Episode:
     """Rebuild the env from the recorded spec, replay the recorded actions, return the result.
 
-    The returned episode should equal ``episode`` field for field; :func:`check_replay`
-    compares them and says where they differ.
+    The returned episode should equal ``episode`` field for field; :func:`first_difference`
+    compares them and says where they differ. ``make_env`` (a zero-argument factory)
+    overrides how the env is built. A transcript whose actions cannot be replayed (a step by
+    an agent the env does not have, an action that is neither text nor an int, more or fewer
+    actions than the env asks for) raises :class:`TranscriptError`.
     """
     if make_env is None:
         from mallm_envs.registration import make
@@ -307,17 +310,19 @@ def replay(episode: Episode, make_env: Any = None) -> Episode:
         env = make(episode.env_id, **kwargs)
     else:
         env = make_env()
-    queues: dict[str, list[str | int]] = {name: [] for name in episode.agents}
-    for step in episode.steps:
-        if step.action is not None:
-            if step.agent not in queues:
-                raise TranscriptError(f"step by unknown agent {step.agent!r}")
-            queues[step.agent].append(step.action)
-    players = {name: _RecordedActions(name, queue) for name, queue in queues.items()}
-    replayed = run_episode(env, players, seed=episode.seed, options=episode.options)
+    try:
+        queues: dict[str, list[str | int]] = {name: [] for name in env.possible_agents}
+        for step in episode.steps:
+            if step.action is not None:
+                if step.agent not in queues:
+                    raise TranscriptError(f"a step by unknown agent {step.agent[:40]!r}")
+                queues[step.agent].append(step.action)
+        players = {name: _RecordedActions(name, queue) for name, queue in queues.items()}
+        replayed = run_episode(env, players, seed=episode.seed, options=episode.options)
+    finally:
+        env.close()
     replayed.agent_descriptions = episode.agent_descriptions
     replayed.mallm_envs_version = episode.mallm_envs_version
-    env.close()
     return replayed
 
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mallm_envs.core.episode import Episode, first_difference, run_episode
+from mallm_envs.core.episode import Episode, first_difference, replay
 from mallm_envs.core.errors import MallmError, TranscriptError
 from mallm_envs.leaderboard.submission import SUBMISSION_FORMAT, Submission, summarize
 from mallm_envs.leaderboard.suites import SuiteError, load_suite
@@ -238,38 +238,17 @@ def check_suite(submission: Submission) -> None:
 
 
 def _replay(episode: Episode, env_id: str, kwargs: dict[str, Any], index: int) -> Episode:
-    from mallm_envs.core.episode import _RecordedActions
     from mallm_envs.registration import make
 
-    env = make(env_id, **kwargs)
-    queues: dict[str, list[str | int]] = {name: [] for name in env.possible_agents}
-    for step in episode.steps:
-        if step.action is not None:
-            if step.agent not in queues:
-                raise VerificationError(
-                    "replay", f"episode {index}: a step by unknown agent {step.agent[:40]!r}"
-                )
-            if isinstance(step.action, bool) or not isinstance(step.action, (str, int)):
-                raise VerificationError(
-                    "replay",
-                    f"episode {index}: an action of {step.agent!r} is neither text nor an int",
-                )
-            queues[step.agent].append(step.action)
-    players = {name: _RecordedActions(name, queue) for name, queue in queues.items()}
     where = f"episode {index} (seed {episode.seed}, options {episode.options})"
     try:
-        replayed = run_episode(env, players, seed=episode.seed, options=episode.options)
+        return replay(episode, make_env=lambda: make(env_id, **kwargs))
     except TranscriptError as err:
         raise VerificationError("replay", f"{where}: {err}") from None
     except MallmError as err:
         raise VerificationError(
             "replay", f"{where}: the env refused the recorded episode: {err}"
         ) from None
-    finally:
-        env.close()
-    replayed.agent_descriptions = episode.agent_descriptions
-    replayed.mallm_envs_version = episode.mallm_envs_version
-    return replayed
 
 
 def verify_submission(submission: Submission) -> VerifyReport:
