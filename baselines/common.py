@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import io
@@ -20,7 +19,6 @@ import math
 import os
 import random
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +33,7 @@ except ImportError:  # running `python baselines/x.py` from a checkout without i
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import mallm_envs
 
-from mallm_envs.core import atomic_write_bytes
+from mallm_envs.core import atomic_open, atomic_write_bytes
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.csv"
@@ -185,26 +183,8 @@ def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> None
     torch.save streams into the temporary file, so a large checkpoint is never held in
     memory as one byte string.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-    )
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            torch.save(dict(payload), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    with atomic_open(path) as handle:
+        torch.save(dict(payload), handle)
 
 
 RESUMABLE_CHANGES = frozenset(

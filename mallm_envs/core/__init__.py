@@ -4,6 +4,7 @@ from mallm_envs.core.env import SCHEDULES, CoopTextEnv, TurnRecord, TurnResult
 from mallm_envs.core.episode import (
     Episode,
     Step,
+    atomic_open,
     atomic_write_bytes,
     first_difference,
     load_episodes,
@@ -23,6 +24,7 @@ __all__ = [
     "TurnRecord",
     "TurnResult",
     "UnicodeText",
+    "atomic_open",
     "atomic_write_bytes",
     "first_difference",
     "load_episodes",
