@@ -13,9 +13,11 @@ import site
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
+import mallm_envs
 from mallm_envs.core.errors import MallmError
 from mallm_envs.sandbox import (
     AssertCode,
@@ -540,6 +542,155 @@ def test_floor_isolation_mode_works() -> None:
     with Judge(LIMITS, workers=1, isolation="process") as j:
         assert "netns" not in j.isolation_layers
         assert j.grade(DOUBLE, suite_of(TestCase("candidate(1)", expected=2))).all_passed
+
+
+def _landlock_abi() -> int:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    return max(0, int(libc.syscall(ctypes.c_long(444), None, 0, 1)))
+
+
+def _reachable_by_everyone(path: str) -> bool:
+    """Whether any uid can walk to `path` (every folder on the way lets others search it)."""
+    path = os.path.realpath(path)
+    while True:
+        if not os.stat(path).st_mode & 0o001:
+            return False
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        path = parent
+
+
+def _interpreter_runs_can_read() -> str | None:
+    """An interpreter of this Python version whose standard library a sandbox uid can read."""
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    for python in (sys.executable, f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"):
+        if not os.path.exists(python):
+            continue
+        info = describe_interpreter(python)
+        stdlib = [p for p in info.stdlib if os.path.isdir(p)]
+        if os.geteuid() != 0 or all(_reachable_by_everyone(p) for p in stdlib):
+            return python
+    return None
+
+
+@pytest.mark.skipif(_landlock_abi() < 1, reason="the kernel has no Landlock (Linux 5.13+)")
+def test_landlock_floor_keeps_runs_to_the_view_and_their_scratch_folder(tmp_path) -> None:
+    python = _interpreter_runs_can_read()
+    if python is None:
+        pytest.skip("no interpreter here whose standard library a sandbox uid can read")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("2")
+    os.chmod(secret, 0o644)
+    os.chmod(tmp_path, 0o755)
+    with Judge(LIMITS, workers=1, isolation="process", python=python) as j:
+        assert "landlock-fs" in j.isolation_layers
+        # Honest work: modules nobody preloaded, files in the scratch folder, /dev/null.
+        honest = (
+            "import decimal, fractions, statistics, sqlite3, tempfile, os\n"
+            "def f(x):\n"
+            "    fd, path = tempfile.mkstemp()\n"
+            "    os.write(fd, b'ok')\n"
+            "    os.close(fd)\n"
+            "    assert open(path).read() == 'ok' and os.path.getsize('/dev/null') == 0\n"
+            "    open('/dev/null', 'w').write('x')\n"
+            "    con = sqlite3.connect(':memory:')\n"
+            "    one = con.execute('select 1').fetchone()[0]\n"
+            "    return int(decimal.Decimal(x) * 2 * one) + statistics.mean([0]) * 0\n"
+        )
+        grade = j.grade(honest, suite_of(TestCase("candidate(2)", expected=4)))
+        assert grade.all_passed, grade
+        # A world-readable file outside the view: its content would make the answer right.
+        spy = f"def f(x):\n    return int(open({str(secret)!r}).read()) * x\n"
+        grade = j.grade(spy, suite_of(TestCase("candidate(2)", expected=4)))
+        assert grade.results[0].status is Status.ERROR
+        assert "PermissionError" in grade.results[0].reason
+
+
+_CALLER_SCRIPT = r"""
+import json, os, sys, tempfile
+from mallm_envs.sandbox import Judge, TestCase, TestSuite
+
+home = tempfile.mkdtemp(prefix="mallm-caller-home-")
+victim = os.path.join(home, "precious.txt")
+with open(victim, "w") as fh:
+    fh.write("keep")
+suite = TestSuite([TestCase("candidate(2)", expected=4)], entry_point="f")
+probe = (
+    "import os\n"
+    "def f(x):\n"
+    "    out = []\n"
+    f"    for op in (lambda: open({victim!r}).read(), lambda: open({victim!r}, 'w').write('x'),\n"
+    f"               lambda: os.remove({victim!r}), lambda: os.kill(os.getppid(), 0)):\n"
+    "        try:\n"
+    "            op()\n"
+    "            out.append('done')\n"
+    "        except OSError as e:\n"
+    "            out.append(type(e).__name__)\n"
+    "    print(','.join(out))\n"
+    "    return 0\n"
+)
+with Judge(workers=1, isolation="process") as judge:
+    grade = judge.grade(probe, suite)
+    layers = judge.isolation_layers
+with open(victim) as fh:
+    left = fh.read()
+print(json.dumps({"layers": layers, "probes": grade.output.strip(), "victim": left}))
+"""
+
+
+@pytest.mark.skipif(_landlock_abi() < 1, reason="the kernel has no Landlock (Linux 5.13+)")
+def test_floor_runs_as_the_callers_uid_cannot_touch_the_callers_files() -> None:
+    """No namespaces and no root: a run has the caller's uid, so only Landlock guards its files.
+
+    Run as root, the check starts its judge as ``nobody`` (a system interpreter of this Python
+    version, this checkout and its packages on the path); otherwise as the current user.
+    """
+    import json
+    import subprocess
+
+    env = dict(os.environ)
+    kwargs: dict = {}
+    python = sys.executable
+    if os.geteuid() == 0:
+        version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+        python = f"/usr/bin/python{version}"
+        project = str(Path(mallm_envs.__file__).resolve().parent.parent)
+        paths = [project, *site.getsitepackages()]
+        if not os.path.exists(python) or not all(_reachable_by_everyone(p) for p in paths):
+            pytest.skip(f"{python} or this checkout's packages are not readable by nobody")
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+        env["HOME"] = "/tmp"
+        kwargs = {"user": 65534, "group": 65534, "extra_groups": [], "cwd": "/tmp"}
+    out = subprocess.run(
+        [python, "-c", _CALLER_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kwargs,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "landlock-fs" in report["layers"], report
+    assert report["victim"] == "keep", report
+    read, write, remove, signal_parent = report["probes"].split(",")
+    assert "done" not in (read, write, remove), report
+    if "landlock-signals" in report["layers"]:  # Linux 6.12+
+        assert signal_parent != "done", report
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root judge switches runs to a sandbox uid")
+def test_a_standard_library_runs_cannot_reach_is_reported(tmp_path) -> None:
+    unreachable = [p for p in describe_interpreter(sys.executable).stdlib if os.path.isdir(p)]
+    if all(_reachable_by_everyone(p) for p in unreachable):
+        pytest.skip("this interpreter's standard library is readable by every uid")
+    with Judge(LIMITS, workers=1, isolation="process") as j:
+        assert any("cannot reach the standard library" in n for n in j.isolation_notes), (
+            j.isolation_notes
+        )
 
 
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")

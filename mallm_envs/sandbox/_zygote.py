@@ -783,6 +783,135 @@ def take_snapshot(module_names, view):
     return names, tags
 
 
+# --- Landlock: the file-system, TCP and signal rules of runs where namespaces are missing -------
+
+LANDLOCK_CREATE_RULESET, LANDLOCK_ADD_RULE, LANDLOCK_RESTRICT_SELF = 444, 445, 446  # every arch
+LANDLOCK_RULE_PATH_BENEATH = 1
+LL_EXECUTE = 1 << 0
+LL_WRITE_FILE = 1 << 1
+LL_READ_FILE = 1 << 2
+LL_READ_DIR = 1 << 3
+LL_TRUNCATE = 1 << 14  # ABI 3
+LL_IOCTL_DEV = 1 << 15  # ABI 5
+LL_FILE_RIGHTS = LL_EXECUTE | LL_WRITE_FILE | LL_READ_FILE | LL_TRUNCATE | LL_IOCTL_DEV
+LL_READ_TREE = LL_EXECUTE | LL_READ_FILE | LL_READ_DIR
+LL_DEVICE = LL_READ_FILE | LL_WRITE_FILE | LL_TRUNCATE | LL_IOCTL_DEV
+LL_TCP = 0b11  # bind and connect (ABI 4)
+LL_SCOPES = 0b11  # abstract unix sockets and signals outside the domain (ABI 6)
+LANDLOCK_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+
+
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version (0: no Landlock, or not enabled)."""
+    if LIBC is None:
+        return 0
+    import ctypes
+
+    version = LIBC.syscall(ctypes.c_long(LANDLOCK_CREATE_RULESET), None, 0, 1)
+    return max(0, int(version))
+
+
+def landlock_fs_rights(abi: int) -> int:
+    """Every file-system access right the kernel's ABI knows (all are then denied by default)."""
+    rights = (1 << 13) - 1  # ABI 1: execute ... make_sym
+    for version, bit in ((2, 13), (3, 14), (5, 15)):  # refer, truncate, ioctl_dev
+        if abi >= version:
+            rights |= 1 << bit
+    return rights
+
+
+def landlock_read_paths(view: list) -> list[str]:
+    """The real paths a run may read: the view's binds without what its masks hide.
+
+    Landlock only allows (there is no "deny below"), so a bind that holds a masked folder
+    (``/usr`` holding ``/usr/lib/python3/dist-packages``) is replaced by its entries, down to
+    the masked folder's siblings.
+    """
+    masks = [os.path.realpath(op[1]) for op in view if op[0] == "mask"]
+    out: list[str] = []
+
+    def add(path: str, depth: int = 0) -> None:
+        real = os.path.realpath(path)
+        if not os.path.exists(real) or any(real == m or real.startswith(m + "/") for m in masks):
+            return
+        if depth < 32 and os.path.isdir(real) and any(m.startswith(real + "/") for m in masks):
+            for name in sorted(os.listdir(real)):
+                add(os.path.join(real, name), depth + 1)
+            return
+        if real not in out:
+            out.append(real)
+
+    for op in view:
+        if op[0] == "bind":
+            add(op[1])
+    return out
+
+
+def landlock_ruleset(
+    abi: int, reads: list[str], writable: list[str], fs: bool, tcp: bool, scopes: bool
+) -> int:
+    """A Landlock ruleset fd: `reads` readable, `writable` folders fully usable, devices."""
+    import ctypes
+
+    class RulesetAttr(ctypes.Structure):
+        _fields_ = (
+            ("handled_access_fs", ctypes.c_uint64),
+            ("handled_access_net", ctypes.c_uint64),
+            ("scoped", ctypes.c_uint64),
+        )
+
+    class PathBeneath(ctypes.Structure):
+        _pack_ = 1
+        _fields_ = (("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32))
+
+    handled = landlock_fs_rights(abi) if fs else 0
+    attr = RulesetAttr(handled, LL_TCP if tcp else 0, LL_SCOPES if scopes else 0)
+    size = 8 if abi < 4 else 16 if abi < 6 else 24
+    fd = LIBC.syscall(ctypes.c_long(LANDLOCK_CREATE_RULESET), ctypes.byref(attr), size, 0)
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"landlock_create_ruleset: {os.strerror(err)}")
+    if not fs:
+        return fd
+    try:
+        rules = [(p, LL_READ_TREE) for p in reads]
+        rules += [(p, handled) for p in writable]
+        rules += [(p, LL_DEVICE) for p in LANDLOCK_DEVICES if os.path.exists(p)]
+        for path, rights in rules:
+            parent = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            try:
+                if not os.path.isdir(path):
+                    rights &= LL_FILE_RIGHTS
+                rule = PathBeneath(rights & handled, parent)
+                if (
+                    LIBC.syscall(
+                        ctypes.c_long(LANDLOCK_ADD_RULE),
+                        fd,
+                        LANDLOCK_RULE_PATH_BENEATH,
+                        ctypes.byref(rule),
+                        0,
+                    )
+                    != 0
+                ):
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"landlock_add_rule {path}: {os.strerror(err)}")
+            finally:
+                os.close(parent)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def landlock_restrict(fd: int) -> None:
+    """Enter the ruleset's domain (this process and everything it starts, for good)."""
+    import ctypes
+
+    if LIBC.syscall(ctypes.c_long(LANDLOCK_RESTRICT_SELF), fd, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"landlock_restrict_self: {os.strerror(err)}")
+
+
 # --- the server ---------------------------------------------------------------------------------
 
 PRELOAD = [
@@ -832,6 +961,7 @@ class Server:
         self.devnull = os.open("/dev/null", os.O_RDWR)
         self.pristine_builtins = dict(builtins.__dict__)
         self.harness = None
+        self.landlock_fd: int | None = None
         self.rlimit_cache: dict[tuple, list] = {}
         self.view_holders = {  # mount points of the view directly in /tmp (see view.py)
             op[1]
@@ -855,6 +985,14 @@ class Server:
         hidden = [p for p in sys.path if p.endswith("lib-dynload") and not os.path.isdir(p)]
         if hidden:  # e.g. a Python installed under /tmp, which the runs' own /tmp covers
             self.notes.append(f"the standard library is not visible to runs: {hidden[0]}")
+        elif self.uid is not None and "readonly-root" not in self.layers:
+            closed = next((p for p in sys.path if p and not _searchable_by_others(p)), None)
+            if closed is not None:  # e.g. a pyenv Python under /root, which is mode 0700
+                self.notes.append(
+                    f"the runs' uid cannot reach the standard library at {closed}: programs "
+                    "can import only the preloaded modules (install Python where every user "
+                    "can read it, or let the judge use namespaces)"
+                )
         self.layers.append("scratch-dir")
         scratch = os.path.join(self.scratch_root, "run")
         os.environ.clear()  # what every run sees (set once: changing it per run is costly)
@@ -869,6 +1007,50 @@ class Server:
                 "OPENBLAS_NUM_THREADS": "1",
                 "MKL_NUM_THREADS": "1",
             }
+        )
+
+    def setup_landlock(self) -> None:
+        """Landlock for what the namespaces do not cover: files, TCP, signals (Linux 5.13+).
+
+        Without a private root (no mount namespace, e.g. a container that forbids
+        ``unshare``), a run could otherwise read any file its uid can (an installed
+        benchmark's answers) and, as the caller's own uid, write to them; without a network
+        or PID namespace it could connect out or signal the caller. The server builds one
+        ruleset and every run enters it before its program starts; the server itself stays
+        outside, so it can still clean up and kill.
+        """
+        if self.cfg.get("outer") or self.cfg.get("landlock") is False:
+            return
+        fs = "readonly-root" not in self.layers
+        tcp = "netns" not in self.layers
+        scopes = "pidns" not in self.layers
+        if not (fs or tcp or scopes):
+            return
+        abi = landlock_abi()
+        if abi < 1:
+            self.notes.append("no Landlock in this kernel")
+            return
+        if "no-new-privs" not in self.layers:
+            self.notes.append("Landlock needs no_new_privs")
+            return
+        tcp = tcp and abi >= 4
+        scopes = scopes and abi >= 6
+        try:
+            reads = landlock_read_paths(self.cfg.get("view", [])) if fs else []
+            self.landlock_fd = landlock_ruleset(
+                abi, reads, [self.scratch_root], fs=fs, tcp=tcp, scopes=scopes
+            )
+        except OSError as e:
+            self.notes.append(f"Landlock not set up: {e}")
+            return
+        self.layers.extend(
+            name
+            for name, on in (
+                ("landlock-fs", fs),
+                ("landlock-tcp", tcp),
+                ("landlock-signals", scopes),
+            )
+            if on
         )
 
     def _minimal_root(self) -> None:
@@ -1296,6 +1478,8 @@ class Server:
         os.dup2(out_w, 2)
         chan = 100 + int.from_bytes(os.urandom(2), "big") % 800
         os.dup2(chan_w, chan, inheritable=False)
+        if self.landlock_fd is not None:
+            landlock_restrict(self.landlock_fd)  # before the fd goes; failing stops the run
         os.closerange(3, chan)
         os.closerange(chan + 1, 1 << 16)
         os.chdir(scratch)
@@ -1500,6 +1684,21 @@ def _children_of(ppid: int) -> list[int]:
     return kids
 
 
+def _searchable_by_others(path: str) -> bool:
+    """Whether a uid with no special rights can walk down to `path` (o+x on the way)."""
+    path = os.path.realpath(path)
+    while True:
+        try:
+            if not os.stat(path).st_mode & 0o001:
+                return False
+        except OSError:
+            return True  # a missing sys.path entry (e.g. pythonXY.zip): nothing to reach
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        path = parent
+
+
 def _remove_tree(path: str) -> None:
     """rm -rf that also copes with folders a run made unreadable (chmod 000)."""
     try:
@@ -1637,6 +1836,7 @@ def main() -> None:
             cfg["uid"] = cfg["gid"] = None
     server = Server(cfg, req_fd, resp_fd, layers, notes)
     server.setup_filesystem()
+    server.setup_landlock()
     if "userns" in layers or os.geteuid() == 0:
         for cap in range(64):  # nothing a run executes may gain capabilities
             if not _prctl(PR_CAPBSET_DROP, cap) and cap > 40:

@@ -315,8 +315,10 @@ class Judge:
             workers: worker processes, i.e. programs graded at the same time.
             isolation: ``"auto"`` (every layer this machine allows: namespaces, read-only
                 root, sandbox uid), ``"bwrap"`` (workers inside bubblewrap; needs the
-                ``bwrap`` program) or ``"process"`` (the floor only: process group, rlimits,
-                scratch folder, sandbox uid when root; no namespaces).
+                ``bwrap`` program) or ``"process"`` (no namespaces: process group, rlimits,
+                scratch folder, sandbox uid when root, and Landlock file, TCP and signal
+                rules where the kernel has them). ``"auto"`` uses Landlock too for whatever
+                the namespaces it gets do not cover.
             preload: modules each worker imports once so that programs do not pay for them
                 (default: a set of common standard-library modules).
             readable_paths: extra host paths a run may read (read-only) in the minimal root.
