@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-import mallm_envs
 from mallm_envs.core.errors import MallmError
 from mallm_envs.sandbox import (
     AssertCode,
@@ -609,77 +608,51 @@ def test_landlock_floor_keeps_runs_to_the_view_and_their_scratch_folder(tmp_path
         assert "PermissionError" in grade.results[0].reason
 
 
-_CALLER_SCRIPT = r"""
-import json, os, sys, tempfile
-from mallm_envs.sandbox import Judge, TestCase, TestSuite
-
-home = tempfile.mkdtemp(prefix="mallm-caller-home-")
-victim = os.path.join(home, "precious.txt")
-with open(victim, "w") as fh:
-    fh.write("keep")
-suite = TestSuite([TestCase("candidate(2)", expected=4)], entry_point="f")
-probe = (
-    "import os\n"
-    "def f(x):\n"
-    "    out = []\n"
-    f"    for op in (lambda: open({victim!r}).read(), lambda: open({victim!r}, 'w').write('x'),\n"
-    f"               lambda: os.remove({victim!r}), lambda: os.kill(os.getppid(), 0)):\n"
-    "        try:\n"
-    "            op()\n"
-    "            out.append('done')\n"
-    "        except OSError as e:\n"
-    "            out.append(type(e).__name__)\n"
-    "    print(','.join(out))\n"
-    "    return 0\n"
-)
-with Judge(workers=1, isolation="process") as judge:
-    grade = judge.grade(probe, suite)
-    layers = judge.isolation_layers
-with open(victim) as fh:
-    left = fh.read()
-print(json.dumps({"layers": layers, "probes": grade.output.strip(), "victim": left}))
-"""
-
-
 @pytest.mark.skipif(_landlock_abi() < 1, reason="the kernel has no Landlock (Linux 5.13+)")
-def test_floor_runs_as_the_callers_uid_cannot_touch_the_callers_files() -> None:
-    """No namespaces and no root: a run has the caller's uid, so only Landlock guards its files.
+def test_floor_runs_cannot_touch_files_their_own_uid_may_change() -> None:
+    """Without namespaces only Landlock guards the files a run's uid owns.
 
-    Run as root, the check starts its judge as ``nobody`` (a system interpreter of this Python
-    version, this checkout and its packages on the path); otherwise as the current user.
+    As a normal user that uid is the caller's, so these are the caller's own files (its home,
+    its checkout); as root it is the worker's sandbox uid, to which the victim is handed here.
     """
-    import json
-    import subprocess
+    import tempfile
 
-    env = dict(os.environ)
-    kwargs: dict = {}
-    python = sys.executable
-    if os.geteuid() == 0:
-        version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-        python = f"/usr/bin/python{version}"
-        project = str(Path(mallm_envs.__file__).resolve().parent.parent)
-        paths = [project, *site.getsitepackages()]
-        if not os.path.exists(python) or not all(_reachable_by_everyone(p) for p in paths):
-            pytest.skip(f"{python} or this checkout's packages are not readable by nobody")
-        env["PYTHONPATH"] = os.pathsep.join(paths)
-        env["HOME"] = "/tmp"
-        kwargs = {"user": 65534, "group": 65534, "extra_groups": [], "cwd": "/tmp"}
-    out = subprocess.run(
-        [python, "-c", _CALLER_SCRIPT],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        **kwargs,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    report = json.loads(out.stdout.strip().splitlines()[-1])
-    assert "landlock-fs" in report["layers"], report
-    assert report["victim"] == "keep", report
-    read, write, remove, signal_parent = report["probes"].split(",")
-    assert "done" not in (read, write, remove), report
-    if "landlock-signals" in report["layers"]:  # Linux 6.12+
-        assert signal_parent != "done", report
+    with Judge(LIMITS, workers=1, isolation="process") as j:
+        assert "landlock-fs" in j.isolation_layers
+        base = tempfile.mkdtemp(prefix="mallm-victim-")  # ours: the worker's /tmp sweep skips it
+        os.chmod(base, 0o755)
+        home = os.path.join(base, "home")
+        os.mkdir(home)
+        try:
+            victim = os.path.join(home, "precious.txt")
+            Path(victim).write_text("keep")
+            if os.geteuid() == 0:
+                uid = j.sandbox_uids[0]
+                for path in (home, victim):
+                    os.chown(path, uid, uid)
+            os.chmod(home, 0o755)
+            probe = (
+                "import os\n"
+                "def f(x):\n"
+                "    out = []\n"
+                f"    for op in (lambda: open({victim!r}).read(), lambda: open({victim!r}, 'a'),\n"
+                f"               lambda: os.remove({victim!r}), lambda: os.kill(os.getppid(), 0)):\n"
+                "        try:\n"
+                "            op()\n"
+                "            out.append('done')\n"
+                "        except OSError as e:\n"
+                "            out.append(type(e).__name__)\n"
+                "    print(','.join(out))\n"
+                "    return 0\n"
+            )
+            grade = j.grade(probe, suite_of(TestCase("candidate(2)", expected=4)))
+            read, append, remove, signal_parent = grade.output.strip().split(",")
+            assert (read, append, remove) == ("PermissionError",) * 3, grade.output
+            if "landlock-signals" in j.isolation_layers:  # Linux 6.12+
+                assert signal_parent == "PermissionError", grade.output
+            assert Path(victim).read_text() == "keep"
+        finally:
+            shutil.rmtree(base)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only a root judge switches runs to a sandbox uid")

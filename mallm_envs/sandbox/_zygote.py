@@ -835,7 +835,11 @@ def landlock_read_paths(view: list) -> list[str]:
         if not os.path.exists(real) or any(real == m or real.startswith(m + "/") for m in masks):
             return
         if depth < 32 and os.path.isdir(real) and any(m.startswith(real + "/") for m in masks):
-            for name in sorted(os.listdir(real)):
+            try:
+                names = sorted(os.listdir(real))
+            except OSError:  # unreadable to the worker: a run could not list it either
+                return
+            for name in names:
                 add(os.path.join(real, name), depth + 1)
             return
         if real not in out:
@@ -878,7 +882,10 @@ def landlock_ruleset(
         rules += [(p, handled) for p in writable]
         rules += [(p, LL_DEVICE) for p in LANDLOCK_DEVICES if os.path.exists(p)]
         for path, rights in rules:
-            parent = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            try:
+                parent = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError:  # gone, or closed to the worker: then closed to runs as well
+                continue
             try:
                 if not os.path.isdir(path):
                     rights &= LL_FILE_RIGHTS
@@ -1035,6 +1042,8 @@ class Server:
             return
         tcp = tcp and abi >= 4
         scopes = scopes and abi >= 6
+        if not (fs or tcp or scopes):
+            return
         try:
             reads = landlock_read_paths(self.cfg.get("view", [])) if fs else []
             self.landlock_fd = landlock_ruleset(
@@ -1471,6 +1480,8 @@ class Server:
         os.close(chan_r)
         os.close(out_r)
         os.setsid()
+        if self.landlock_fd is not None:  # first: no dup2 below can land on its descriptor
+            landlock_restrict(self.landlock_fd)  # failing stops the run (an infra error)
         if not self.pidns:  # in a PID namespace every run dies with the server (its init)
             _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         os.dup2(self.devnull, 0)
@@ -1478,8 +1489,6 @@ class Server:
         os.dup2(out_w, 2)
         chan = 100 + int.from_bytes(os.urandom(2), "big") % 800
         os.dup2(chan_w, chan, inheritable=False)
-        if self.landlock_fd is not None:
-            landlock_restrict(self.landlock_fd)  # before the fd goes; failing stops the run
         os.closerange(3, chan)
         os.closerange(chan + 1, 1 << 16)
         os.chdir(scratch)
