@@ -969,6 +969,7 @@ class Server:
         self.pristine_builtins = dict(builtins.__dict__)
         self.harness = None
         self.landlock_fd: int | None = None
+        self.landlock_files = False  # runs can write in their scratch folder only
         self.rlimit_cache: dict[tuple, list] = {}
         self.view_holders = {  # mount points of the view directly in /tmp (see view.py)
             op[1]
@@ -1052,6 +1053,7 @@ class Server:
         except OSError as e:
             self.notes.append(f"Landlock not set up: {e}")
             return
+        self.landlock_files = fs
         self.layers.extend(
             name
             for name, on in (
@@ -1316,8 +1318,9 @@ class Server:
                     _remove_tree(entry)
         else:
             _remove_tree(path)
-        if self.uid is not None and not self.wipe_scratch_root:
-            # No private /tmp: remove what the sandbox uid left in the world-writable folders.
+        if self.uid is not None and not self.wipe_scratch_root and not self.landlock_files:
+            # No private /tmp: remove what the sandbox uid left in the world-writable folders
+            # (with Landlock's file rules a run cannot write there in the first place).
             for folder in ("/tmp", "/var/tmp", "/dev/shm"):
                 try:
                     with os.scandir(folder) as it:
