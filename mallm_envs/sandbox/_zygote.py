@@ -88,6 +88,7 @@ SYSCALLS = {  # syscall numbers glibc may not wrap, per machine
 F_SETPIPE_SZ = 1031  # fcntl: pipe capacity (Linux)
 _pidfd_open = os.pidfd_open if hasattr(os, "pidfd_open") else None  # Linux 5.3+, Python 3.9+
 
+KEPT_FD_BASE, KEPT_FD_COUNT = 900, 8  # descriptors a run keeps (above its channel's 100-899)
 EXIT_SETUP_FAILED = 72  # the run could not apply its limits: an infrastructure error
 EXIT_CHANNEL_LOST = 71  # the run could not write to its result channel
 RANDOM_SEED = 0  # every run starts the `random` module from this seed: deterministic runs
@@ -970,6 +971,7 @@ class Server:
         self.harness = None
         self.landlock_fd: int | None = None
         self.landlock_files = False  # runs can write in their scratch folder only
+        self.path_aliases: dict[str, str] = {}  # sys.path folder -> /proc/self/fd/N
         self.rlimit_cache: dict[tuple, list] = {}
         self.view_holders = {  # mount points of the view directly in /tmp (see view.py)
             op[1]
@@ -993,14 +995,6 @@ class Server:
         hidden = [p for p in sys.path if p.endswith("lib-dynload") and not os.path.isdir(p)]
         if hidden:  # e.g. a Python installed under /tmp, which the runs' own /tmp covers
             self.notes.append(f"the standard library is not visible to runs: {hidden[0]}")
-        elif self.uid is not None and "readonly-root" not in self.layers:
-            closed = next((p for p in sys.path if p and not _searchable_by_others(p)), None)
-            if closed is not None:  # e.g. a pyenv Python under /root, which is mode 0700
-                self.notes.append(
-                    f"the runs' uid cannot reach the standard library at {closed}: programs "
-                    "can import only the preloaded modules (install Python where every user "
-                    "can read it, or let the judge use namespaces)"
-                )
         self.layers.append("scratch-dir")
         scratch = os.path.join(self.scratch_root, "run")
         os.environ.clear()  # what every run sees (set once: changing it per run is costly)
@@ -1016,6 +1010,37 @@ class Server:
                 "MKL_NUM_THREADS": "1",
             }
         )
+
+    def reach_standard_library(self) -> None:
+        """Give runs the standard library when their uid cannot walk down to it.
+
+        A Python installed under a private folder (pyenv under ``/root``, mode 0700) is out of
+        the sandbox uid's reach without a private root. The server, still root, opens each
+        such ``sys.path`` folder and runs import through ``/proc/self/fd/N`` instead, which
+        skips the folders above it. Only under Landlock's file rules: without them the same
+        descriptor would also lead to the installation's site-packages.
+        """
+        if self.uid is None or "readonly-root" in self.layers:
+            return
+        closed = [p for p in sys.path if p and os.path.isdir(p) and not _searchable_by_others(p)]
+        if not closed:
+            return
+        if self.landlock_files:
+            for i, path in enumerate(closed[:KEPT_FD_COUNT]):
+                try:
+                    fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                except OSError:
+                    continue
+                os.dup2(fd, KEPT_FD_BASE + i, inheritable=False)
+                os.close(fd)
+                self.path_aliases[path] = f"/proc/self/fd/{KEPT_FD_BASE + i}"
+        unreached = [p for p in closed if p not in self.path_aliases]
+        if unreached:
+            self.notes.append(
+                f"the runs' uid cannot reach the standard library at {unreached[0]}: programs "
+                "can import only the preloaded modules (install Python where every user "
+                "can read it, or let the judge use namespaces or Landlock)"
+            )
 
     def setup_landlock(self) -> None:
         """Landlock for what the namespaces do not cover: files, TCP, signals (Linux 5.13+).
@@ -1131,12 +1156,34 @@ class Server:
         os.rmdir("/.old")
         _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID, None)
 
+    def fill_import_caches(self) -> None:
+        """List every folder of the runs' ``sys.path`` now, into importlib's finder caches.
+
+        Under Landlock a folder that holds a hidden one (a pyenv standard library holding
+        ``site-packages``) cannot be listed by runs, only its other entries read; a finder
+        that listed it here keeps finding modules there (it lists again only when the folder
+        changes).
+        """
+        if not self.landlock_files:
+            return
+        import importlib.util
+
+        saved = sys.path[:]
+        sys.path[:] = [self.path_aliases.get(p, p) for p in saved]
+        try:
+            importlib.util.find_spec("__mallm_no_such_module__")
+        except Exception as e:  # an optimisation of imports: never fatal
+            self.notes.append(f"import caches not filled: {type(e).__name__}")
+        finally:
+            sys.path[:] = saved
+
     def preload(self) -> None:
         for name in self.cfg.get("preload", PRELOAD):
             try:
                 __import__(name)
             except Exception as e:
                 self.notes.append(f"preload {name}: {type(e).__name__}")
+        self.fill_import_caches()
         self.harness = make_harness()
         if self.dict_view is None:
             self.notes.append("dict version tags unavailable: slower monkeypatch detection")
@@ -1493,7 +1540,11 @@ class Server:
         chan = 100 + int.from_bytes(os.urandom(2), "big") % 800
         os.dup2(chan_w, chan, inheritable=False)
         os.closerange(3, chan)
-        os.closerange(chan + 1, 1 << 16)
+        if self.path_aliases:  # keep the descriptors that lead to the standard library
+            os.closerange(chan + 1, KEPT_FD_BASE)
+            os.closerange(KEPT_FD_BASE + KEPT_FD_COUNT, 1 << 16)
+        else:
+            os.closerange(chan + 1, 1 << 16)
         os.chdir(scratch)
         os.umask(0o077)
         setrlimit = resource.setrlimit
@@ -1503,6 +1554,8 @@ class Server:
             os.setgroups([])
             os.setresgid(self.gid, self.gid, self.gid)
             os.setresuid(self.uid, self.uid, self.uid)
+        if self.path_aliases:
+            sys.path[:] = [self.path_aliases.get(p, p) for p in sys.path]
         return chan
 
     def rlimits(self, limits: dict) -> list:
@@ -1849,6 +1902,7 @@ def main() -> None:
     server = Server(cfg, req_fd, resp_fd, layers, notes)
     server.setup_filesystem()
     server.setup_landlock()
+    server.reach_standard_library()
     if "userns" in layers or os.geteuid() == 0:
         for cap in range(64):  # nothing a run executes may gain capabilities
             if not _prctl(PR_CAPBSET_DROP, cap) and cap > 40:
