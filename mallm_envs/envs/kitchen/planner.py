@@ -367,10 +367,17 @@ def greedy_macro(planner: Planner, state: KitchenState, chef: int) -> Macro | No
     return None
 
 
+OSCILLATION_WINDOW = 6
+"""Steps over which a chef that moves every step but visits at most two cells, holding the
+same item, counts as stuck."""
+
+
 class GreedyPolicy:
     """A scripted chef: :func:`greedy_macro` each step, carried out by the :class:`Planner`,
-    with a random step when it has been stuck in place (so two chefs never block each other
-    for ever). Deterministic for a given seed."""
+    with a random step when it is stuck: it did not leave its cell, or it has gone back and
+    forth between two cells (two chefs dodging each other in step on a ring) for
+    ``OSCILLATION_WINDOW`` steps. So two chefs never block each other for ever.
+    Deterministic for a given seed."""
 
     def __init__(self, kitchen: Kitchen, chef: int, seed: int | None = 0) -> None:
         self.planner = Planner(kitchen)
@@ -378,11 +385,13 @@ class GreedyPolicy:
         self.rng = np.random.default_rng(seed)
         self._last: tuple[int, int] | None = None
         self._stuck = 0
+        self._trail: deque[tuple[int, int, bool]] = deque(maxlen=OSCILLATION_WINDOW)
 
     def reset(self, seed: int | None = None) -> None:
         self.rng = np.random.default_rng(seed)
         self._last = None
         self._stuck = 0
+        self._trail.clear()
 
     def act(self, state: KitchenState) -> int:
         chef = self.chef
@@ -392,6 +401,18 @@ class GreedyPolicy:
             self._stuck += 1
         else:
             self._stuck = 0
+        # Or going back and forth: two chefs that dodge each other in step (each avoiding the
+        # cell the other is leaving) swap between the same two cells for ever.
+        moved = self._last is not None and self._last[1] < 4
+        self._trail.append((cell, state.held[chef], moved))
+        trail = self._trail
+        if (
+            len(trail) == OSCILLATION_WINDOW
+            and all(m for _, _, m in trail)  # moving every step, not waiting at a pot
+            and len({(c, h) for c, h, _ in trail}) <= 2
+            and self._stuck == 0
+        ):
+            self._stuck = 2
         if self._stuck >= 2 and self.rng.random() < 0.5:
             action = int(self.rng.integers(0, 4))
         else:
