@@ -1061,7 +1061,9 @@ class Server:
             return
         abi = landlock_abi()
         if abi < 1:
-            self.notes.append("no Landlock in this kernel")
+            self.notes.append(
+                "Landlock unavailable (kernel older than 5.13, not enabled, or blocked)"
+            )
             return
         if "no-new-privs" not in self.layers:
             self.notes.append("Landlock needs no_new_privs")
