@@ -31,7 +31,9 @@ from mallm_envs.sandbox import (
     TestCase,
     TestSuite,
     TestSuiteError,
+    WeakIsolationWarning,
 )
+from mallm_envs.sandbox.judge import isolation_gaps
 from mallm_envs.sandbox.view import describe_interpreter, file_system_view
 
 DOUBLE = "def f(x):\n    return 2 * x\n"
@@ -673,6 +675,30 @@ def test_floor_runs_import_the_standard_library_or_the_judge_says_why() -> None:
                 grade,
                 j.isolation_notes,
             )
+
+
+def test_isolation_gaps_name_what_a_run_can_reach() -> None:
+    full = ["process-group", "mountns", "netns", "pidns", "readonly-root", "scratch-dir"]
+    assert isolation_gaps(full, root=False) == []
+    assert isolation_gaps(["bwrap"], root=False) == []
+    landlocked = ["process-group", "landlock-fs", "landlock-tcp", "landlock-signals"]
+    assert isolation_gaps(landlocked, root=False) == []
+    bare = ["process-group", "rlimits", "scratch-dir"]
+    as_user = isolation_gaps(bare, root=False)
+    assert len(as_user) == 3 and "change and delete" in as_user[0] and "signal" in as_user[2]
+    as_root = isolation_gaps([*bare, "uid:1500000000"], root=True)
+    assert len(as_root) == 2 and "sandbox uid" in as_root[0]  # other uids' processes are safe
+    assert "network" in isolation_gaps([*landlocked[:2], "landlock-signals"], root=False)[0]
+
+
+def test_a_judge_with_gaps_in_its_isolation_warns() -> None:
+    with pytest.warns(WeakIsolationWarning, match="weak isolation"):
+        judge = Judge(LIMITS, workers=1, isolation="process", landlock=False)
+    with judge:
+        assert not {"landlock-fs", "landlock-tcp"} & set(judge.isolation_layers)
+        assert judge.grade(DOUBLE, suite_of(TestCase("candidate(1)", expected=2))).all_passed
+    with pytest.raises(LimitsError):
+        Judge(LIMITS, workers=1, landlock="yes")  # type: ignore[arg-type]
 
 
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")

@@ -20,7 +20,10 @@ API
     Starts ``workers`` warm worker processes. ``grade(program, tests, *, limits=None) -> Grade``
     and ``grade_many([(program, tests), ...]) -> list[Grade]`` (all idle workers at once).
     ``close()`` / context manager. Thread-safe: any number of threads may grade at once; each
-    job holds one worker. ``isolation_layers`` lists the layers active on this machine.
+    job holds one worker. ``isolation_layers`` lists the layers active on this machine,
+    ``isolation_notes`` what was missing and why; a judge whose runs could read the host's
+    files, connect out or signal the caller's processes warns at start
+    (``WeakIsolationWarning``). ``landlock=False`` rules Landlock out.
 ``TestCase(expr, expected=..., expected_expr=None, compare="==", setup="", name="")``
     A value check. ``TestSuite(tests, entry_point=None, prelude="")`` groups cases and assert
     code; ``TestSuite.from_check`` (HumanEval) and ``TestSuite.from_asserts`` (MBPP).
@@ -159,6 +162,7 @@ from mallm_envs.sandbox.errors import (
     SandboxError,
     SandboxStartError,
     TestSuiteError,
+    WeakIsolationWarning,
 )
 from mallm_envs.sandbox.judge import Judge
 from mallm_envs.sandbox.limits import Limits
@@ -181,4 +185,5 @@ __all__ = [
     "TestResult",
     "TestSuite",
     "TestSuiteError",
+    "WeakIsolationWarning",
 ]

@@ -34,3 +34,8 @@ class SandboxStartError(SandboxError, RuntimeError):
 
 class JudgeClosedError(SandboxError, RuntimeError):
     """The judge was used after :meth:`~mallm_envs.sandbox.judge.Judge.close`."""
+
+
+class WeakIsolationWarning(UserWarning):
+    """The workers started with less isolation than the sandbox aims for (the text says what a
+    run can reach; ``Judge.isolation_layers`` and ``Judge.isolation_notes`` say why)."""

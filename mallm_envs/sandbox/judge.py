@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from mallm_envs.sandbox.errors import (
     SandboxError,
     SandboxStartError,
     TestSuiteError,
+    WeakIsolationWarning,
 )
 from mallm_envs.sandbox.limits import Limits
 from mallm_envs.sandbox.results import Cause, Grade, Status, TestResult
@@ -307,6 +309,7 @@ class Judge:
         scratch_mb: int = 64,
         uid_base: int = DEFAULT_UID_BASE,
         python: str | None = None,
+        landlock: bool = True,
     ) -> None:
         """Start ``workers`` warm worker processes.
 
@@ -331,6 +334,10 @@ class Judge:
             uid_base: first sandbox uid when running as root (worker ``i`` gets ``base + k + i``
                 for a per-judge offset ``k``), so that concurrent runs never share a uid.
             python: the interpreter for the workers (default: this one).
+            landlock: let the workers add Landlock rules (Linux 5.13+) for what their
+                namespaces do not cover (files, TCP, signals); ``False`` only to rule it out
+                when something misbehaves. A judge that starts with gaps in its isolation
+                warns (:class:`~mallm_envs.sandbox.errors.WeakIsolationWarning`).
         """
         self.limits = limits if limits is not None else Limits()
         if not isinstance(self.limits, Limits):
@@ -355,6 +362,8 @@ class Judge:
         self._owner_pid = os.getpid()
         self._references: dict[tuple[str, int], _Reference] = {}
         self._tmp: str | None = None
+        if not isinstance(landlock, bool):
+            raise LimitsError(f"landlock must be a bool, got {landlock!r}")
         if not isinstance(allow_site_packages, bool):
             raise LimitsError(f"allow_site_packages must be a bool, got {allow_site_packages!r}")
         if isinstance(readable_paths, str):
@@ -402,6 +411,7 @@ class Judge:
             "view": view,
             "scratch_mb": scratch_mb,
             "outer": "bwrap" if outer else None,
+            "landlock": landlock,
         }
         if preload is not None:
             base_cfg["preload"] = [str(m) for m in preload]
@@ -451,6 +461,16 @@ class Judge:
         self.isolation = isolation
         self.file_system_view = view
         """The read-only view of the host that runs get (see :mod:`mallm_envs.sandbox.view`)."""
+        weak = isolation_gaps(self.isolation_layers, root)
+        if weak:
+            warnings.warn(
+                "graded programs run with weak isolation here: "
+                + "; ".join(weak)
+                + " (see Judge.isolation_layers and Judge.isolation_notes; install bubblewrap "
+                "and use isolation='bwrap', or run where namespaces or Landlock are allowed)",
+                WeakIsolationWarning,
+                stacklevel=2,
+            )
 
     # -- public API --------------------------------------------------------------------------------
 
@@ -693,6 +713,22 @@ def _warm_up_job(limits: Limits) -> dict:
         "entry": "double",
         "limits": limits.to_request(),
     }
+
+
+def isolation_gaps(layers: Sequence[str], root: bool) -> list[str]:
+    """What a run can reach given the workers' isolation layers (empty: nothing we know of)."""
+    have = set(layers)
+    gaps = []
+    if not have & {"readonly-root", "bwrap", "landlock-fs"}:
+        if root:
+            gaps.append("a run can read any file the sandbox uid can read")
+        else:
+            gaps.append("a run can read, change and delete any file this user can")
+    if not have & {"netns", "bwrap", "landlock-tcp"}:
+        gaps.append("a run can open network connections")
+    if not root and not have & {"pidns", "bwrap", "landlock-signals"}:
+        gaps.append("a run can signal this user's processes")
+    return gaps
 
 
 def _tree_cpu_seconds(pid: int) -> float:
