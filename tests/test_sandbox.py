@@ -542,6 +542,10 @@ def test_close_is_idempotent_and_final() -> None:
 def test_floor_isolation_mode_works() -> None:
     with Judge(LIMITS, workers=1, isolation="process") as j:
         assert "netns" not in j.isolation_layers
+        # No network namespace: new sockets are refused, or the judge says why not.
+        assert "seccomp-sockets" in j.isolation_layers or any(
+            "seccomp" in note for note in j.isolation_notes
+        )
         assert j.grade(DOUBLE, suite_of(TestCase("candidate(1)", expected=2))).all_passed
 
 
@@ -681,14 +685,16 @@ def test_isolation_gaps_name_what_a_run_can_reach() -> None:
     full = ["process-group", "mountns", "netns", "pidns", "readonly-root", "scratch-dir"]
     assert isolation_gaps(full, root=False) == []
     assert isolation_gaps(["bwrap"], root=False) == []
-    landlocked = ["process-group", "landlock-fs", "landlock-tcp", "landlock-signals"]
+    landlocked = ["process-group", "landlock-fs", "landlock-signals", "seccomp-sockets"]
     assert isolation_gaps(landlocked, root=False) == []
+    tcp_only = isolation_gaps(["landlock-fs", "landlock-tcp", "landlock-signals"], root=False)
+    assert len(tcp_only) == 1 and "unix sockets" in tcp_only[0]
     bare = ["process-group", "rlimits", "scratch-dir"]
     as_user = isolation_gaps(bare, root=False)
     assert len(as_user) == 3 and "change and delete" in as_user[0] and "signal" in as_user[2]
     as_root = isolation_gaps([*bare, "uid:1500000000"], root=True)
     assert len(as_root) == 2 and "sandbox uid" in as_root[0]  # other uids' processes are safe
-    assert "network" in isolation_gaps([*landlocked[:2], "landlock-signals"], root=False)[0]
+    assert "network" in isolation_gaps(landlocked[:3], root=False)[0]
 
 
 def test_a_judge_with_gaps_in_its_isolation_warns() -> None:
@@ -696,6 +702,7 @@ def test_a_judge_with_gaps_in_its_isolation_warns() -> None:
         judge = Judge(LIMITS, workers=1, isolation="process", landlock=False)
     with judge:
         assert not {"landlock-fs", "landlock-tcp"} & set(judge.isolation_layers)
+        assert "seccomp-sockets" in judge.isolation_layers or judge.isolation_notes
         assert judge.grade(DOUBLE, suite_of(TestCase("candidate(1)", expected=2))).all_passed
     with pytest.raises(LimitsError):
         Judge(LIMITS, workers=1, landlock="yes")  # type: ignore[arg-type]

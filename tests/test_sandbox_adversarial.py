@@ -319,8 +319,8 @@ def test_reading_installed_packages_and_the_project_by_path(judge) -> None:
 
 
 def test_network_access(judge) -> None:
-    if not has_layer(judge, "netns", "bwrap", "landlock-tcp"):
-        pytest.skip("no network namespace (root, a user namespace or bwrap) or Landlock TCP rules")
+    if not has_layer(judge, "netns", "bwrap", "landlock-tcp", "seccomp-sockets"):
+        pytest.skip("no network namespace (root, a user namespace or bwrap), Landlock or seccomp")
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(8)
@@ -343,6 +343,41 @@ def test_network_access(judge) -> None:
         "def f(x):\n"
         f"    s = socket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
         "    return int(s.recv(1)) * x\n"  # the server's answer would make it right
+    )
+    try:
+        contained(judge, program)
+    finally:
+        server.close()
+
+
+def test_a_local_server_on_a_unix_socket(judge, tmp_path) -> None:
+    """A socket file the run's uid may open (mode 0777): its server would send the answer."""
+    if not has_layer(judge, "netns", "bwrap", "seccomp-sockets"):
+        pytest.skip("no network namespace, bwrap or seccomp socket filter here")
+    os.chmod(tmp_path, 0o777)
+    path = str(tmp_path / "answer.sock")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    os.chmod(path, 0o777)
+    server.listen(8)
+    server.settimeout(5)
+
+    def serve() -> None:
+        for _ in range(4):
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.sendall(b"2")
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    program = (
+        "import socket\n"
+        "def f(x):\n"
+        "    s = socket.socket(socket.AF_UNIX)\n"
+        f"    s.connect({path!r})\n"
+        "    return int(s.recv(1)) * x\n"
     )
     try:
         contained(judge, program)

@@ -96,7 +96,11 @@ Isolation layers (``Judge.isolation_layers`` says which are active):
   (``landlock-fs``); no TCP bind or connect without a network namespace (``landlock-tcp``,
   Linux 6.7+); no signal to, and no abstract unix socket of, anything outside the run without
   a PID namespace (``landlock-signals``, Linux 6.12+). The worker itself stays outside the
-  ruleset, so it can still wipe the scratch folder and kill leftovers.
+  ruleset, so it can still wipe the scratch folder and kill leftovers;
+* seccomp without a network namespace (``seccomp-sockets``): ``socket()`` fails with
+  EACCES, so no UDP, raw or unix socket by path (a local server's, the Docker daemon's)
+  either; ``socketpair()`` still works (asyncio, multiprocessing pipes), and syscalls of
+  another ABI (i386's ``socketcall`` on x86_64) are refused outright.
 
 Without namespaces and without Landlock a run can see the host's files and network as the
 sandbox uid (as root) or as the caller (otherwise: then it can also write and delete the

@@ -920,6 +920,61 @@ def landlock_restrict(fd: int) -> None:
         raise OSError(err, f"landlock_restrict_self: {os.strerror(err)}")
 
 
+# --- seccomp: no new sockets where there is no network namespace ---------------------------------
+
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+SECCOMP_RET_ALLOW = 0x7FFF0000
+SECCOMP_RET_ERRNO = 0x00050000
+SECCOMP_ARCH = {  # machine -> (AUDIT_ARCH_*, socket syscall numbers)
+    "x86_64": (0xC000003E, (41, 0x40000000 | 41)),  # native and x32
+    "aarch64": (0xC00000B7, (198,)),
+}
+
+
+def install_socket_filter() -> None:
+    """Refuse ``socket()`` (any family) with EACCES in this process and all it starts.
+
+    Without a network namespace Landlock stops TCP only: UDP, raw and unix sockets by path
+    (a local server's, even the Docker daemon's) stay open. Graded code has no use for new
+    sockets; ``socketpair()`` (asyncio's self-pipe, multiprocessing pipes) is not affected.
+    """
+    import ctypes
+
+    arch = SECCOMP_ARCH.get(os.uname().machine)
+    if arch is None:
+        raise OSError(errno.ENOSYS, f"no seccomp socket rule for {os.uname().machine}")
+    audit_arch, numbers = arch
+
+    class Instr(ctypes.Structure):
+        _fields_ = (
+            ("code", ctypes.c_uint16),
+            ("jt", ctypes.c_uint8),
+            ("jf", ctypes.c_uint8),
+            ("k", ctypes.c_uint32),
+        )
+
+    class Program(ctypes.Structure):
+        _fields_ = (("len", ctypes.c_uint16), ("filter", ctypes.POINTER(Instr)))
+
+    ld_w_abs, jeq_k, ret_k = 0x20, 0x15, 0x06  # BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K
+    n = len(numbers)
+    code = [
+        (ld_w_abs, 0, 0, 4),  # seccomp_data.arch
+        (jeq_k, 0, n + 1, audit_arch),  # another ABI (e.g. i386 on x86_64): deny it all below
+        (ld_w_abs, 0, 0, 0),  # seccomp_data.nr
+        *((jeq_k, n - i, 0, nr) for i, nr in enumerate(numbers)),
+        (ret_k, 0, 0, SECCOMP_RET_ALLOW),
+        (ret_k, 0, 0, SECCOMP_RET_ERRNO | errno.EACCES),
+    ]
+    # Layout: [0] ld arch, [1] jeq arch -> [2] else -> deny, [2] ld nr, [3..3+n) jeq -> deny,
+    # [3+n] allow, [4+n] deny. A foreign ABI is refused every syscall: runs never use one.
+    code[1] = (jeq_k, 0, n + 2, audit_arch)
+    instrs = (Instr * len(code))(*code)
+    prog = Program(len(code), instrs)
+    _call("prctl", PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0)
+
+
 # --- the server ---------------------------------------------------------------------------------
 
 PRELOAD = [
@@ -1905,6 +1960,12 @@ def main() -> None:
     server.setup_filesystem()
     server.setup_landlock()
     server.reach_standard_library()
+    if "netns" not in layers and not cfg.get("outer") and "no-new-privs" in layers:
+        try:
+            install_socket_filter()  # the server opens no socket either
+            layers.append("seccomp-sockets")
+        except (OSError, AttributeError) as e:
+            notes.append(f"no seccomp socket filter: {e}")
     if "userns" in layers or os.geteuid() == 0:
         for cap in range(64):  # nothing a run executes may gain capabilities
             if not _prctl(PR_CAPBSET_DROP, cap) and cap > 40:

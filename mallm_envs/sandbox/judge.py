@@ -724,8 +724,11 @@ def isolation_gaps(layers: Sequence[str], root: bool) -> list[str]:
             gaps.append("a run can read any file the sandbox uid can read")
         else:
             gaps.append("a run can read, change and delete any file this user can")
-    if not have & {"netns", "bwrap", "landlock-tcp"}:
-        gaps.append("a run can open network connections")
+    if not have & {"netns", "bwrap", "seccomp-sockets"}:
+        if "landlock-tcp" in have:
+            gaps.append("a run can use UDP and unix sockets (a local server's)")
+        else:
+            gaps.append("a run can open network connections")
     if not root and not have & {"pidns", "bwrap", "landlock-signals"}:
         gaps.append("a run can signal this user's processes")
     return gaps
