@@ -437,16 +437,16 @@ ANALYSIS = """\
   checks).
 * **Ablations** (2 workers, runs alternating, all 164 passing): skipping the scratch folder,
   the limits and uid switch, or the monkeypatch checks each gains 1-3%; the namespaces cost
-  nothing measurable (`isolation="process"` is slower: without a private `/tmp` it sweeps
-  the shared temporary folders after each run). Also tried, no gain: filling pymalloc's
-  partly used pools before forking so that runs allocate in fresh pools (the server's heap
-  grows, and most of those free blocks sit in pages never touched, which a run would fill
-  without a copy anyway: 3.2 -> 3.6 ms); two requests queued per worker (no change, even on
-  the floor); pinning each worker to a CPU gains ~4% but is not the default (on a shared
-  machine it stops the scheduler moving a worker off a busy core). Compiling the tests in
-  the server, as we do, matters most where the compiler is cold: a first `compile()` in a
-  process builds the AST types (~1.4 ms), which is why the server compiles once before its
-  first fork.
+  nothing measurable (`--isolation process`, no namespaces but Landlock and a seccomp
+  filter in their place, measured 3.8 ms per problem and 480/s, 164/164). Also tried, no
+  gain: filling pymalloc's partly used pools before forking so that runs allocate in fresh
+  pools (the server's heap grows, and most of those free blocks sit in pages never touched,
+  which a run would fill without a copy anyway: 3.2 -> 3.6 ms); two requests queued per
+  worker (no change, even on the floor); pinning each worker to a CPU gains ~4% but is not
+  the default (on a shared machine it stops the scheduler moving a worker off a busy core).
+  Compiling the tests in the server, as we do, matters most where the compiler is cold: a
+  first `compile()` in a process builds the AST types (~1.4 ms), which is why the server
+  compiles once before its first fork.
 * **Why 10x is out of reach here:** 10x the peer's pooled rate is 750-820 problems/s, i.e.
   2.4-2.7 ms of CPU per problem with both cores busy and nothing else running; the fork
   floor alone needs 2.2-2.3 ms. A sandbox that does anything beyond fork + exec (limits,
