@@ -318,13 +318,9 @@ def test_reading_installed_packages_and_the_project_by_path(judge) -> None:
     contained(judge, program)
 
 
-def test_network_access(judge) -> None:
-    if not has_layer(judge, "netns", "bwrap", "landlock-tcp", "seccomp-sockets"):
-        pytest.skip("no network namespace (root, a user namespace or bwrap), Landlock or seccomp")
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
+def answer_from(server: socket.socket) -> None:
+    """Serve b"2" (the answer a hostile program needs) to a few clients, in a thread."""
     server.listen(8)
-    port = server.getsockname()[1]
     server.settimeout(5)
 
     def serve() -> None:
@@ -336,8 +332,16 @@ def test_network_access(judge) -> None:
             conn.sendall(b"2")
             conn.close()
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
+    threading.Thread(target=serve, daemon=True).start()
+
+
+def test_network_access(judge) -> None:
+    if not has_layer(judge, "netns", "bwrap", "landlock-tcp", "seccomp-sockets"):
+        pytest.skip("no network namespace (root, a user namespace or bwrap), Landlock or seccomp")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    answer_from(server)
     program = (
         "import socket\n"
         "def f(x):\n"
@@ -359,19 +363,7 @@ def test_a_local_server_on_a_unix_socket(judge, tmp_path) -> None:
     server = socket.socket(socket.AF_UNIX)
     server.bind(path)
     os.chmod(path, 0o777)
-    server.listen(8)
-    server.settimeout(5)
-
-    def serve() -> None:
-        for _ in range(4):
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            conn.sendall(b"2")
-            conn.close()
-
-    threading.Thread(target=serve, daemon=True).start()
+    answer_from(server)
     program = (
         "import socket\n"
         "def f(x):\n"
