@@ -958,18 +958,19 @@ def install_socket_filter() -> None:
         _fields_ = (("len", ctypes.c_uint16), ("filter", ctypes.POINTER(Instr)))
 
     ld_w_abs, jeq_k, ret_k = 0x20, 0x15, 0x06  # BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K
+    # [0] load arch; [1] our ABI? on to [2], else to the deny at [4+n] (a foreign ABI, e.g.
+    # i386's socketcall on x86_64, is refused every syscall: runs never use one); [2] load
+    # the syscall number; [3, 3+n) socket? to the deny; [3+n] allow; [4+n] deny. Jump
+    # offsets count from the next instruction.
     n = len(numbers)
     code = [
         (ld_w_abs, 0, 0, 4),  # seccomp_data.arch
-        (jeq_k, 0, n + 1, audit_arch),  # another ABI (e.g. i386 on x86_64): deny it all below
+        (jeq_k, 0, n + 2, audit_arch),
         (ld_w_abs, 0, 0, 0),  # seccomp_data.nr
         *((jeq_k, n - i, 0, nr) for i, nr in enumerate(numbers)),
         (ret_k, 0, 0, SECCOMP_RET_ALLOW),
         (ret_k, 0, 0, SECCOMP_RET_ERRNO | errno.EACCES),
     ]
-    # Layout: [0] ld arch, [1] jeq arch -> [2] else -> deny, [2] ld nr, [3..3+n) jeq -> deny,
-    # [3+n] allow, [4+n] deny. A foreign ABI is refused every syscall: runs never use one.
-    code[1] = (jeq_k, 0, n + 2, audit_arch)
     instrs = (Instr * len(code))(*code)
     prog = Program(len(code), instrs)
     _call("prctl", PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0)
