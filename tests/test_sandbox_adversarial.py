@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import mallm_envs
-from mallm_envs.sandbox import Judge, Limits, Status, TestCase, TestSuite
+from mallm_envs.sandbox import Cause, Judge, Limits, Status, TestCase, TestSuite
 
 LIMITS = Limits(
     timeout_s=0.5, total_timeout_s=2.0, memory_mb=256, max_output_bytes=4096, max_processes=16
@@ -164,6 +164,23 @@ def test_huge_file_in_scratch_hits_the_file_size_limit(judge) -> None:
     program = "def f(x):\n    with open('big', 'wb') as fh:\n        fh.write(b'0' * (64 << 20))\n    return 2 * x\n"
     grade = contained(judge, program)
     assert statuses(grade) == {Status.ERROR} and "OSError" in grade.results[0].reason
+
+
+def test_many_files_fill_no_more_than_the_scratch_folder(judge) -> None:
+    """Each file under the size limit, but no end to them: a private tmpfs runs out of space,
+    a scratch folder on the host's disk is watched by the worker, which ends the run."""
+    program = (
+        "import os\n"
+        "def f(x):\n"
+        "    i = 0\n"
+        "    while True:\n"
+        "        with open(f'part{i}', 'wb') as fh:\n"
+        "            fh.write(b'0' * (4 << 20))\n"
+        "        i += 1\n"
+    )
+    grade = contained(judge, program, limits=ROOMY)
+    assert statuses(grade) == {Status.ERROR}
+    assert grade.results[0].cause in (Cause.LIMIT, Cause.EXCEPTION), grade  # ENOSPC on tmpfs
 
 
 def test_writes_outside_the_scratch_folder(judge, tmp_path) -> None:

@@ -1028,6 +1028,7 @@ class Server:
         self.landlock_fd: int | None = None
         self.landlock_files = False  # runs can write in their scratch folder only
         self.path_aliases: dict[str, str] = {}  # sys.path folder -> /proc/self/fd/N
+        self.scratch_cap: int | None = None  # set once the scratch folder's place is known
         self.rlimit_cache: dict[tuple, list] = {}
         self.view_holders = {  # mount points of the view directly in /tmp (see view.py)
             op[1]
@@ -1052,6 +1053,8 @@ class Server:
         if hidden:  # e.g. a Python installed under /tmp, which the runs' own /tmp covers
             self.notes.append(f"the standard library is not visible to runs: {hidden[0]}")
         self.layers.append("scratch-dir")
+        if not self.wipe_scratch_root:  # on the host's file system, not a private tmpfs:
+            self.scratch_cap = int(self.cfg.get("scratch_mb", 64)) << 20  # the server caps it
         scratch = os.path.join(self.scratch_root, "run")
         os.environ.clear()  # what every run sees (set once: changing it per run is costly)
         os.environ.update(
@@ -1561,6 +1564,9 @@ class Server:
                 if out.overflowed_hard:
                     killed_by_us = "output"
                     break
+                if self.scratch_cap and _tree_bytes(scratch, self.scratch_cap) > self.scratch_cap:
+                    killed_by_us = "disk"  # checked on each wake-up (a tick at most apart)
+                    break
                 if now >= deadline:
                     killed_by_us = "timeout" if started + timeout <= total_deadline else "budget"
                     break
@@ -1805,6 +1811,28 @@ def _children_of(ppid: int) -> list[int]:
         except (OSError, ValueError):
             continue
     return kids
+
+
+def _tree_bytes(path: str, cap: int) -> int:
+    """Disk use of a folder tree (each entry at least one block), counted until past `cap`."""
+    total = 0
+    stack = [path]
+    while stack and total <= cap:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    total += max(4096, st.st_blocks * 512)
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    if total > cap:
+                        break
+        except OSError:
+            continue
+    return total
 
 
 def _searchable_by_others(path: str) -> bool:

@@ -886,6 +886,7 @@ _KIND_TEXT = {
     "exit": (Status.ERROR, "the process exited during the test", Cause.EXIT),
     "channel": (Status.ERROR, "the program closed or broke the result channel", Cause.TAMPER),
     "output": (Status.ERROR, "the program printed more than 64 MiB", Cause.OUTPUT),
+    "disk": (Status.ERROR, "the program wrote more than its scratch folder holds", Cause.LIMIT),
     "setup": (Status.INFRA_ERROR, "the sandbox could not apply its limits", Cause.INFRA),
     "crash": (Status.ERROR, "the process crashed", Cause.SIGNAL),
 }

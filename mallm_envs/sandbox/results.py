@@ -57,7 +57,8 @@ class Cause(str, Enum):
     """error: the program modified what the tests rely on, or broke or forged the result
     channel (every test of the grade fails)."""
     LIMIT = "limit"
-    """error: one test made too many checks or checked too much data."""
+    """error: one test made too many checks or checked too much data, or the program wrote
+    more than its scratch folder holds (``Judge(scratch_mb=...)``)."""
     NO_CHECK = "no_check"
     """error: the test finished without running a single check."""
     SYNTAX = "syntax"
