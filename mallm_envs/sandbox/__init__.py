@@ -100,7 +100,10 @@ Isolation layers (``Judge.isolation_layers`` says which are active):
 * seccomp without a network namespace (``seccomp-sockets``): ``socket()`` fails with
   EACCES, so no UDP, raw or unix socket by path (a local server's, the Docker daemon's)
   either; ``socketpair()`` still works (asyncio, multiprocessing pipes), and syscalls of
-  another ABI (i386's ``socketcall`` on x86_64) are refused outright.
+  another ABI (i386's ``socketcall`` on x86_64) are refused outright;
+* a scratch folder on the host's disk (no private tmpfs) is watched: a run that puts more
+  than ``scratch_mb`` in it ends (cause ``limit``), checked each time the worker wakes (a
+  tick, at most 0.1 s, apart).
 
 Without namespaces and without Landlock a run can see the host's files and network as the
 sandbox uid (as root) or as the caller (otherwise: then it can also write and delete the

@@ -330,7 +330,9 @@ class Judge:
                 interpreter and its standard library only, so it cannot read data that
                 ships in an installed package (HumanEval's solutions) or the project's
                 files. See :mod:`mallm_envs.sandbox.view`.
-            scratch_mb: size of each worker's private scratch file system, in MiB.
+            scratch_mb: size of each worker's private scratch file system, in MiB (without
+                a mount namespace the scratch folder lies on the host's disk and the worker
+                ends a run that puts more than this in it).
             uid_base: first sandbox uid when running as root (worker ``i`` gets ``base + k + i``
                 for a per-judge offset ``k``), so that concurrent runs never share a uid.
             python: the interpreter for the workers (default: this one).
