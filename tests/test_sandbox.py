@@ -682,16 +682,24 @@ def test_floor_runs_import_the_standard_library_or_the_judge_says_why() -> None:
 
 
 def test_isolation_gaps_name_what_a_run_can_reach() -> None:
-    full = ["process-group", "mountns", "netns", "pidns", "readonly-root", "scratch-dir"]
+    full = ["process-group", "mountns", "netns", "ipcns", "pidns", "readonly-root", "scratch-dir"]
     assert isolation_gaps(full, root=False) == []
     assert isolation_gaps(["bwrap"], root=False) == []
-    landlocked = ["process-group", "landlock-fs", "landlock-signals", "seccomp-sockets"]
+    landlocked = [
+        "process-group",
+        "landlock-fs",
+        "landlock-signals",
+        "seccomp-sockets",
+        "seccomp-sysv-ipc",
+    ]
     assert isolation_gaps(landlocked, root=False) == []
-    tcp_only = isolation_gaps(["landlock-fs", "landlock-tcp", "landlock-signals"], root=False)
+    tcp_only = isolation_gaps(
+        ["landlock-fs", "landlock-tcp", "landlock-signals", "seccomp-sysv-ipc"], root=False
+    )
     assert len(tcp_only) == 1 and "unix sockets" in tcp_only[0]
     bare = ["process-group", "rlimits", "scratch-dir"]
     as_user = isolation_gaps(bare, root=False)
-    assert len(as_user) == 3 and "change and delete" in as_user[0] and "signal" in as_user[2]
+    assert len(as_user) == 4 and "change and delete" in as_user[0] and "signal" in as_user[2]
     as_root = isolation_gaps([*bare, "uid:1500000000"], root=True)
     assert len(as_root) == 2 and "sandbox uid" in as_root[0]  # other uids' processes are safe
     assert "network" in isolation_gaps(landlocked[:3], root=False)[0]

@@ -394,6 +394,38 @@ def test_a_local_server_on_a_unix_socket(judge, tmp_path) -> None:
         server.close()
 
 
+def test_sysv_shared_memory_of_another_program(judge) -> None:
+    """A SysV segment any uid may attach (mode 0666) holds the answer."""
+    if not has_layer(judge, "ipcns", "bwrap", "seccomp-sysv-ipc"):
+        pytest.skip("no IPC namespace, bwrap or seccomp SysV IPC filter here")
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.shmat.restype = ctypes.c_void_p
+    key = 0x6D616C6C  # "mall"
+    shmid = libc.shmget(key, 4096, 0o1000 | 0o666)  # IPC_CREAT
+    if shmid < 0:
+        pytest.skip(f"cannot create a SysV segment here: errno {ctypes.get_errno()}")
+    try:
+        address = libc.shmat(shmid, None, 0)
+        ctypes.memmove(address, b"2", 1)
+        libc.shmdt(ctypes.c_void_p(address))
+        program = (
+            "import ctypes\n"
+            "def f(x):\n"
+            "    libc = ctypes.CDLL(None, use_errno=True)\n"
+            "    libc.shmat.restype = ctypes.c_void_p\n"
+            f"    shmid = libc.shmget({key}, 0, 0)\n"
+            "    address = libc.shmat(shmid, None, 0)\n"
+            "    if shmid < 0 or address in (None, 2 ** 64 - 1):\n"
+            "        raise OSError(ctypes.get_errno(), 'no segment')\n"
+            "    return int(ctypes.string_at(address, 1)) * x\n"
+        )
+        contained(judge, program)
+    finally:
+        libc.shmctl(shmid, 0, None)  # IPC_RMID
+
+
 # --- the processes around the run --------------------------------------------------------------
 
 

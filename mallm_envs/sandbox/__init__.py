@@ -99,8 +99,10 @@ Isolation layers (``Judge.isolation_layers`` says which are active):
   ruleset, so it can still wipe the scratch folder and kill leftovers;
 * seccomp without a network namespace (``seccomp-sockets``): ``socket()`` fails with
   EACCES, so no UDP, raw or unix socket by path (a local server's, the Docker daemon's)
-  either; ``socketpair()`` still works (asyncio, multiprocessing pipes), and syscalls of
-  another ABI (i386's ``socketcall`` on x86_64) are refused outright;
+  either; ``socketpair()`` still works (asyncio, multiprocessing pipes); without an IPC
+  namespace (``seccomp-sysv-ipc``) the SysV shared memory, semaphore and message-queue
+  calls fail too; syscalls of another ABI (i386's ``socketcall`` on x86_64) are refused
+  outright;
 * a scratch folder on the host's disk (no private tmpfs) is watched: a run that puts more
   than ``scratch_mb`` in it ends (cause ``limit``), checked each time the worker wakes (a
   tick, at most 0.1 s, apart).

@@ -920,31 +920,49 @@ def landlock_restrict(fd: int) -> None:
         raise OSError(err, f"landlock_restrict_self: {os.strerror(err)}")
 
 
-# --- seccomp: no new sockets where there is no network namespace ---------------------------------
+# --- seccomp: no sockets and no SysV IPC where the namespaces are missing -----------------------
 
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
 SECCOMP_RET_ALLOW = 0x7FFF0000
 SECCOMP_RET_ERRNO = 0x00050000
-SECCOMP_ARCH = {  # machine -> (AUDIT_ARCH_*, socket syscall numbers)
-    "x86_64": (0xC000003E, (41, 0x40000000 | 41)),  # native and x32
-    "aarch64": (0xC00000B7, (198,)),
-}
+X32_SYSCALL_BIT = 0x40000000
+SECCOMP_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}  # AUDIT_ARCH_*
+SYSCALL_NUMBERS = {
+    "x86_64": {
+        "socket": 41,
+        "shmget": 29, "shmat": 30, "shmctl": 31, "shmdt": 67,
+        "semget": 64, "semop": 65, "semctl": 66, "semtimedop": 220,
+        "msgget": 68, "msgsnd": 69, "msgrcv": 70, "msgctl": 71,
+    },
+    "aarch64": {
+        "socket": 198,
+        "shmget": 194, "shmctl": 195, "shmat": 196, "shmdt": 197,
+        "semget": 190, "semctl": 191, "semtimedop": 192, "semop": 193,
+        "msgget": 186, "msgctl": 187, "msgrcv": 188, "msgsnd": 189,
+    },
+}  # fmt: skip
+SYSV_IPC = ("shmget", "shmat", "shmctl", "shmdt", "semget", "semop", "semctl", "semtimedop",
+            "msgget", "msgsnd", "msgrcv", "msgctl")  # fmt: skip
 
 
-def install_socket_filter() -> None:
-    """Refuse ``socket()`` (any family) with EACCES in this process and all it starts.
+def install_syscall_filter(names: list[str]) -> None:
+    """Refuse the named syscalls with EACCES in this process and all it starts (seccomp).
 
     Without a network namespace Landlock stops TCP only: UDP, raw and unix sockets by path
-    (a local server's, even the Docker daemon's) stay open. Graded code has no use for new
-    sockets; ``socketpair()`` (asyncio's self-pipe, multiprocessing pipes) is not affected.
+    (a local server's, even the Docker daemon's) stay open, so ``socket()`` is refused
+    (``socketpair()``, for asyncio's self-pipe and multiprocessing pipes, is not). Without
+    an IPC namespace a run could reach its uid's SysV shared memory, semaphores and message
+    queues (another program's). Graded code needs neither.
     """
     import ctypes
 
-    arch = SECCOMP_ARCH.get(os.uname().machine)
-    if arch is None:
-        raise OSError(errno.ENOSYS, f"no seccomp socket rule for {os.uname().machine}")
-    audit_arch, numbers = arch
+    machine = os.uname().machine
+    if machine not in SECCOMP_ARCH:
+        raise OSError(errno.ENOSYS, f"no seccomp syscall table for {machine}")
+    numbers = [SYSCALL_NUMBERS[machine][name] for name in names]
+    if machine == "x86_64":
+        numbers += [X32_SYSCALL_BIT | nr for nr in numbers]
 
     class Instr(ctypes.Structure):
         _fields_ = (
@@ -960,12 +978,12 @@ def install_socket_filter() -> None:
     ld_w_abs, jeq_k, ret_k = 0x20, 0x15, 0x06  # BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K
     # [0] load arch; [1] our ABI? on to [2], else to the deny at [4+n] (a foreign ABI, e.g.
     # i386's socketcall on x86_64, is refused every syscall: runs never use one); [2] load
-    # the syscall number; [3, 3+n) socket? to the deny; [3+n] allow; [4+n] deny. Jump
-    # offsets count from the next instruction.
+    # the syscall number; [3, 3+n) a refused one? to the deny; [3+n] allow; [4+n] deny.
+    # Jump offsets count from the next instruction.
     n = len(numbers)
     code = [
         (ld_w_abs, 0, 0, 4),  # seccomp_data.arch
-        (jeq_k, 0, n + 2, audit_arch),
+        (jeq_k, 0, n + 2, SECCOMP_ARCH[machine]),
         (ld_w_abs, 0, 0, 0),  # seccomp_data.nr
         *((jeq_k, n - i, 0, nr) for i, nr in enumerate(numbers)),
         (ret_k, 0, 0, SECCOMP_RET_ALLOW),
@@ -1989,12 +2007,16 @@ def main() -> None:
     server.setup_filesystem()
     server.setup_landlock()
     server.reach_standard_library()
-    if "netns" not in layers and not cfg.get("outer") and "no-new-privs" in layers:
-        try:
-            install_socket_filter()  # the server opens no socket either
-            layers.append("seccomp-sockets")
+    refused = {
+        "seccomp-sockets": ["socket"] if "netns" not in layers else [],
+        "seccomp-sysv-ipc": list(SYSV_IPC) if "ipcns" not in layers else [],
+    }
+    if any(refused.values()) and not cfg.get("outer") and "no-new-privs" in layers:
+        try:  # the server itself uses neither
+            install_syscall_filter([name for names in refused.values() for name in names])
+            layers.extend(layer for layer, names in refused.items() if names)
         except (OSError, AttributeError) as e:
-            notes.append(f"no seccomp socket filter: {e}")
+            notes.append(f"no seccomp filter: {e}")
     if "userns" in layers or os.geteuid() == 0:
         for cap in range(64):  # nothing a run executes may gain capabilities
             if not _prctl(PR_CAPBSET_DROP, cap) and cap > 40:

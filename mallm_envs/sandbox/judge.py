@@ -733,6 +733,8 @@ def isolation_gaps(layers: Sequence[str], root: bool) -> list[str]:
             gaps.append("a run can open network connections")
     if not root and not have & {"pidns", "bwrap", "landlock-signals"}:
         gaps.append("a run can signal this user's processes")
+    if not root and not have & {"ipcns", "bwrap", "seccomp-sysv-ipc"}:
+        gaps.append("a run can reach this user's SysV shared memory and queues")
     return gaps
 
 
