@@ -582,36 +582,42 @@ def _interpreter_runs_can_read() -> str | None:
 
 
 @pytest.mark.skipif(_landlock_abi() < 1, reason="the kernel has no Landlock (Linux 5.13+)")
-def test_landlock_floor_keeps_runs_to_the_view_and_their_scratch_folder(tmp_path) -> None:
+def test_landlock_floor_keeps_runs_to_the_view_and_their_scratch_folder() -> None:
+    import tempfile
+
     python = _interpreter_runs_can_read()
     if python is None:
         pytest.skip("no interpreter here whose standard library a sandbox uid can read")
-    secret = tmp_path / "secret.txt"
+    folder = tempfile.mkdtemp(prefix="mallm-secret-")  # in /tmp: every uid may walk to it
+    os.chmod(folder, 0o755)
+    secret = Path(folder) / "secret.txt"
     secret.write_text("2")
-    os.chmod(secret, 0o644)
-    os.chmod(tmp_path, 0o755)
-    with Judge(LIMITS, workers=1, isolation="process", python=python) as j:
-        assert "landlock-fs" in j.isolation_layers
-        # Honest work: modules nobody preloaded, files in the scratch folder, /dev/null.
-        honest = (
-            "import decimal, fractions, statistics, sqlite3, tempfile, os\n"
-            "def f(x):\n"
-            "    fd, path = tempfile.mkstemp()\n"
-            "    os.write(fd, b'ok')\n"
-            "    os.close(fd)\n"
-            "    assert open(path).read() == 'ok' and os.path.getsize('/dev/null') == 0\n"
-            "    open('/dev/null', 'w').write('x')\n"
-            "    con = sqlite3.connect(':memory:')\n"
-            "    one = con.execute('select 1').fetchone()[0]\n"
-            "    return int(decimal.Decimal(x) * 2 * one) + statistics.mean([0]) * 0\n"
-        )
-        grade = j.grade(honest, suite_of(TestCase("candidate(2)", expected=4)))
-        assert grade.all_passed, grade
-        # A world-readable file outside the view: its content would make the answer right.
-        spy = f"def f(x):\n    return int(open({str(secret)!r}).read()) * x\n"
-        grade = j.grade(spy, suite_of(TestCase("candidate(2)", expected=4)))
-        assert grade.results[0].status is Status.ERROR
-        assert "PermissionError" in grade.results[0].reason
+    os.chmod(secret, 0o644)  # readable by any uid: only Landlock stands in the way
+    try:
+        with Judge(LIMITS, workers=1, isolation="process", python=python) as j:
+            assert "landlock-fs" in j.isolation_layers
+            # Honest work: modules nobody preloaded, files in the scratch folder, /dev/null.
+            honest = (
+                "import decimal, fractions, statistics, sqlite3, tempfile, os\n"
+                "def f(x):\n"
+                "    fd, path = tempfile.mkstemp()\n"
+                "    os.write(fd, b'ok')\n"
+                "    os.close(fd)\n"
+                "    assert open(path).read() == 'ok' and os.path.getsize('/dev/null') == 0\n"
+                "    open('/dev/null', 'w').write('x')\n"
+                "    con = sqlite3.connect(':memory:')\n"
+                "    one = con.execute('select 1').fetchone()[0]\n"
+                "    return int(decimal.Decimal(x) * 2 * one) + statistics.mean([0]) * 0\n"
+            )
+            grade = j.grade(honest, suite_of(TestCase("candidate(2)", expected=4)))
+            assert grade.all_passed, grade
+            # A world-readable file outside the view: its content would make the answer right.
+            spy = f"def f(x):\n    return int(open({str(secret)!r}).read()) * x\n"
+            grade = j.grade(spy, suite_of(TestCase("candidate(2)", expected=4)))
+            assert grade.results[0].status is Status.ERROR
+            assert "PermissionError" in grade.results[0].reason
+    finally:
+        shutil.rmtree(folder)
 
 
 @pytest.mark.skipif(_landlock_abi() < 1, reason="the kernel has no Landlock (Linux 5.13+)")
