@@ -15,14 +15,15 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import math
 import os
 import random
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -33,10 +34,122 @@ except ImportError:  # running `python baselines/x.py` from a checkout without i
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import mallm_envs
 
+from mallm_envs.agents.llm import LoraSettings, MultiAgentLM, SamplingConfig
 from mallm_envs.core import atomic_open, atomic_write_bytes
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.csv"
+
+
+# --- the arguments every LLM trainer shares --------------------------------------------
+
+
+@dataclass
+class PolicyArgs:
+    """Task, model and sampling arguments of the LLM trainers (each adds its own after these)."""
+
+    # --- task ---
+    env_id: str = "CommonWord-v0"
+    """Environment id in the mallm_envs registry."""
+    env_kwargs: str = "{}"
+    """JSON object of keyword arguments for ``mallm_envs.make`` (e.g. '{"max_turns": 1}')."""
+    task_seed_start: int = 0
+    """Update u uses env seed task_seed_start + (u - 1) * world_size + rank."""
+    system_prompt: str | None = None
+    """Optional system message put before every observation."""
+    # --- model ---
+    model: str = "tiny"
+    """'tiny' (built offline), a local folder, a .gguf file, or a hub id (see allow_download)."""
+    gguf_file: str | None = None
+    """GGUF file name inside ``model`` when ``model`` is a folder or hub repository."""
+    allow_download: bool = False
+    """Let transformers download ``model`` from the hub (off: local files only)."""
+    adapter: Literal["lora", "full"] = "lora"
+    """'lora': one frozen base, one LoRA adapter per agent; 'full': a full copy per agent (paper)."""
+    shared_policy: bool = False
+    """All agents share one policy (one adapter or one copy) and one optimizer."""
+    lora_rank: int = 8
+    """LoRA rank r."""
+    lora_alpha: int = 16
+    """LoRA scaling alpha."""
+    lora_targets: str = "q_proj,k_proj,v_proj,o_proj"
+    """Comma-separated module names that get LoRA adapters."""
+    device: str = "cpu"
+    """'cpu', 'cuda', 'cuda:N' or 'auto'; under torchrun with CUDA each rank uses its LOCAL_RANK."""
+    dtype: str = "float32"
+    """Policy dtype: float32, bfloat16 or float16 (a critic stays float32)."""
+    tiny_seed: int = 0
+    """Weight seed of the tiny model (model='tiny')."""
+    # --- sampling (paper: temperature 0.7, top-p 0.9, 256 new tokens) ---
+    temperature: float = 0.7
+    """Sampling temperature."""
+    top_p: float = 0.9
+    """Nucleus sampling mass."""
+    max_new_tokens: int = 256
+    """Longest response, in tokens."""
+    stop: tuple[str, ...] = ()
+    """Stop strings: a response ends when its text contains one."""
+    # --- bookkeeping (each trainer adds its output_dir) ---
+    checkpoint_every: int = 50
+    """Write a checkpoint every this many updates (and after the last one)."""
+    resume: bool = True
+    """Continue from output_dir/checkpoint.pt when it exists."""
+    threads: int = 0
+    """torch CPU threads per process; 0 keeps torch's default."""
+    tensorboard: bool = True
+    """Also log to TensorBoard."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self) -> None:
+        self.env_options  # noqa: B018 (validates the JSON now, at start)
+        self.stop = tuple(self.stop)
+        SamplingConfig(self.temperature, self.top_p, self.max_new_tokens, self.stop)  # validates
+
+    @property
+    def env_options(self) -> dict[str, Any]:
+        """``env_kwargs`` parsed."""
+        try:
+            options = json.loads(self.env_kwargs)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--env-kwargs must be a JSON object: {error}") from None
+        if not isinstance(options, dict):
+            raise ValueError("--env-kwargs must be a JSON object, e.g. '{\"max_turns\": 1}'")
+        return options
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def build_model(args: PolicyArgs, agents: list[str], device: str, seed: int) -> MultiAgentLM:
+    """The trainer's policies: one base model, an adapter or copy per agent (see PolicyArgs)."""
+    return MultiAgentLM(
+        agents,
+        args.model,
+        adapter=args.adapter,
+        shared=args.shared_policy,
+        lora=LoraSettings(
+            r=args.lora_rank,
+            alpha=args.lora_alpha,
+            target_modules=tuple(t for t in args.lora_targets.split(",") if t),
+        ),
+        seed=seed,
+        gguf_file=args.gguf_file,
+        allow_download=args.allow_download,
+        device=device,
+        dtype=args.dtype,
+        tiny_seed=args.tiny_seed,
+    )
+
+
+def cli_main(args_class: type, train: Any, argv: list[str] | None) -> None:
+    """Parse ``argv`` into ``args_class`` with tyro, train, and say how it ended (rank 0)."""
+    import tyro
+
+    args = tyro.cli(args_class, args=argv)
+    rows = train(args)
+    if rows and int(rows[-1]["step"]) == args.num_updates and os.environ.get("RANK", "0") == "0":
+        print(f"done: {args.num_updates} updates, last team return {rows[-1]['team_return']:+.3f}")
 
 
 # --- environments --------------------------------------------------------------------

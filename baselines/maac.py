@@ -27,11 +27,10 @@ Rewards always come from the environment; this file never computes one.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,7 +43,6 @@ except ImportError:  # run as a script: baselines/ is on sys.path
 
 from mallm_envs.agents.llm import (
     Generation,
-    LoraSettings,
     MultiAgentLM,
     SamplingConfig,
     load_causal_lm,
@@ -52,39 +50,7 @@ from mallm_envs.agents.llm import (
 
 
 @dataclass
-class Args:
-    # --- task ---
-    env_id: str = "CommonWord-v0"
-    """Environment id in the mallm_envs registry."""
-    env_kwargs: str = "{}"
-    """JSON object of keyword arguments for ``mallm_envs.make`` (e.g. '{"max_turns": 1}')."""
-    task_seed_start: int = 0
-    """Update u uses env seed task_seed_start + (u - 1) * world_size + rank."""
-    system_prompt: str | None = None
-    """Optional system message put before every observation."""
-    # --- actors ---
-    model: str = "tiny"
-    """Actor model: 'tiny' (built offline), a local folder, a .gguf file, or a hub id."""
-    gguf_file: str | None = None
-    """GGUF file name inside ``model`` when ``model`` is a folder or hub repository."""
-    allow_download: bool = False
-    """Let transformers download models from the hub (off: local files only)."""
-    adapter: Literal["lora", "full"] = "lora"
-    """'lora': one frozen base, one LoRA adapter per agent; 'full': a full copy per agent."""
-    shared_policy: bool = False
-    """All agents share one actor policy and one optimizer."""
-    lora_rank: int = 8
-    """LoRA rank r."""
-    lora_alpha: int = 16
-    """LoRA scaling alpha."""
-    lora_targets: str = "q_proj,k_proj,v_proj,o_proj"
-    """Comma-separated module names that get LoRA adapters."""
-    device: str = "cpu"
-    """'cpu', 'cuda', 'cuda:N' or 'auto'; under torchrun with CUDA each rank uses its LOCAL_RANK."""
-    dtype: str = "float32"
-    """Actor dtype: float32, bfloat16 or float16 (the critic stays float32)."""
-    tiny_seed: int = 0
-    """Weight seed of the tiny model (model='tiny')."""
+class Args(common.PolicyArgs):
     # --- critic ---
     critic: Literal["shared", "independent"] = "shared"
     """'shared': one centralized critic on env.state(); 'independent': one per agent on its observation (IAC)."""
@@ -94,17 +60,9 @@ class Args:
     """The critic reads at most this many tokens (the end of the text)."""
     critic_learning_rate: float = 1e-4
     """AdamW learning rate of the critic(s)."""
-    # --- sampling (paper: temperature 0.7, top-p 0.9) ---
+    # --- rollouts ---
     rollouts: int = 4
     """Episodes sampled per task and update."""
-    temperature: float = 0.7
-    """Sampling temperature."""
-    top_p: float = 0.9
-    """Nucleus sampling mass."""
-    max_new_tokens: int = 256
-    """Longest response, in tokens."""
-    stop: tuple[str, ...] = ()
-    """Stop strings: a response ends when its text contains one."""
     # --- objective ---
     gamma: float = 0.9
     """Discount between turns."""
@@ -128,19 +86,9 @@ class Args:
     # --- bookkeeping ---
     output_dir: str = "runs/maac"
     """Run folder: metrics.csv, tensorboard/, checkpoint.pt."""
-    checkpoint_every: int = 50
-    """Write a checkpoint every this many updates (and after the last one)."""
-    resume: bool = True
-    """Continue from output_dir/checkpoint.pt when it exists."""
-    threads: int = 0
-    """torch CPU threads per process; 0 keeps torch's default."""
-    tensorboard: bool = True
-    """Also log to TensorBoard."""
-    progress: bool = True
-    """Show a progress bar."""
 
     def __post_init__(self) -> None:
-        self.env_options  # noqa: B018 (validates the JSON now, at start)
+        super().__post_init__()
         if self.rollouts < 1:
             raise ValueError("--rollouts must be >= 1")
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
@@ -153,22 +101,6 @@ class Args:
             raise ValueError("--critic-max-tokens must be >= 8")
         if self.advantage_clip < 0 or self.max_grad_norm < 0:
             raise ValueError("--advantage-clip and --max-grad-norm must be >= 0")
-        self.stop = tuple(self.stop)
-        SamplingConfig(self.temperature, self.top_p, self.max_new_tokens, self.stop)  # validates
-
-    @property
-    def env_options(self) -> dict[str, Any]:
-        """``env_kwargs`` parsed."""
-        try:
-            options = json.loads(self.env_kwargs)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"--env-kwargs must be a JSON object: {error}") from None
-        if not isinstance(options, dict):
-            raise ValueError("--env-kwargs must be a JSON object, e.g. '{\"max_turns\": 1}'")
-        return options
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # --- the critic ----------------------------------------------------------------------
@@ -335,26 +267,6 @@ def rollout(
 # --- training ------------------------------------------------------------------------
 
 
-def build_model(args: Args, agents: list[str], device: str) -> MultiAgentLM:
-    return MultiAgentLM(
-        agents,
-        args.model,
-        adapter=args.adapter,
-        shared=args.shared_policy,
-        lora=LoraSettings(
-            r=args.lora_rank,
-            alpha=args.lora_alpha,
-            target_modules=tuple(t for t in args.lora_targets.split(",") if t),
-        ),
-        seed=args.seed,
-        gguf_file=args.gguf_file,
-        allow_download=args.allow_download,
-        device=device,
-        dtype=args.dtype,
-        tiny_seed=args.tiny_seed,
-    )
-
-
 def critic_input(turn: Turn, critic_name: str) -> str:
     """What a critic reads: the global state (shared critic) or its agent's observation."""
     return turn.state if critic_name == "shared" else turn.observations[critic_name]
@@ -470,7 +382,7 @@ def train(
     probe = common.make_env(args.env_id, args.env_options)
     agents = list(probe.possible_agents)
     probe.close()
-    lm = build_model(args, agents, device)
+    lm = common.build_model(args, agents, device, args.seed)
     critics = build_critics(args, agents, str(lm.device))
     actor_optimizers = {
         policy: torch.optim.AdamW(
@@ -596,12 +508,7 @@ def _save(
 
 
 def main(argv: list[str] | None = None) -> None:
-    import tyro
-
-    args = tyro.cli(Args, args=argv)
-    rows = train(args)
-    if rows and int(rows[-1]["step"]) == args.num_updates and os.environ.get("RANK", "0") == "0":
-        print(f"done: {args.num_updates} updates, last team return {rows[-1]['team_return']:+.3f}")
+    common.cli_main(Args, train, argv)
 
 
 if __name__ == "__main__":

@@ -23,11 +23,10 @@ Rewards always come from the environment; this file never computes one.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,54 +37,14 @@ try:
 except ImportError:  # run as a script: baselines/ is on sys.path
     import common  # type: ignore[no-redef]
 
-from mallm_envs.agents.llm import Generation, LoraSettings, MultiAgentLM, SamplingConfig
+from mallm_envs.agents.llm import Generation, MultiAgentLM, SamplingConfig
 
 
 @dataclass
-class Args:
-    # --- task ---
-    env_id: str = "CommonWord-v0"
-    """Environment id in the mallm_envs registry."""
-    env_kwargs: str = "{}"
-    """JSON object of keyword arguments for ``mallm_envs.make`` (e.g. '{"max_turns": 1}')."""
-    task_seed_start: int = 0
-    """Update u uses env seed task_seed_start + (u - 1) * world_size + rank."""
-    system_prompt: str | None = None
-    """Optional system message put before every observation."""
-    # --- model ---
-    model: str = "tiny"
-    """'tiny' (built offline), a local folder, a .gguf file, or a hub id (see allow_download)."""
-    gguf_file: str | None = None
-    """GGUF file name inside ``model`` when ``model`` is a folder or hub repository."""
-    allow_download: bool = False
-    """Let transformers download ``model`` from the hub (off: local files only)."""
-    adapter: Literal["lora", "full"] = "lora"
-    """'lora': one frozen base, one LoRA adapter per agent; 'full': a full copy per agent (paper)."""
-    shared_policy: bool = False
-    """All agents share one policy (one adapter or one copy) and one optimizer."""
-    lora_rank: int = 8
-    """LoRA rank r."""
-    lora_alpha: int = 16
-    """LoRA scaling alpha."""
-    lora_targets: str = "q_proj,k_proj,v_proj,o_proj"
-    """Comma-separated module names that get LoRA adapters."""
-    device: str = "cpu"
-    """'cpu', 'cuda', 'cuda:N' or 'auto'; under torchrun with CUDA each rank uses its LOCAL_RANK."""
-    dtype: str = "float32"
-    """Model dtype: float32, bfloat16 or float16."""
-    tiny_seed: int = 0
-    """Weight seed of the tiny model (model='tiny')."""
-    # --- sampling (paper: temperature 0.7, top-p 0.9, 256 new tokens) ---
+class Args(common.PolicyArgs):
+    # --- group (the sampling settings are in common.PolicyArgs) ---
     group_size: int = 4
     """G: responses sampled per agent and task (paper: 4)."""
-    temperature: float = 0.7
-    """Sampling temperature."""
-    top_p: float = 0.9
-    """Nucleus sampling mass."""
-    max_new_tokens: int = 256
-    """Longest response, in tokens."""
-    stop: tuple[str, ...] = ()
-    """Stop strings: a response ends when its text contains one."""
     # --- objective ---
     baseline: Literal["mean", "none", "max", "loo"] = "mean"
     """Group baseline: mean (MAGRPO), none (REINFORCE), max (ReMax), loo (leave-one-out, RLOO)."""
@@ -111,19 +70,9 @@ class Args:
     # --- bookkeeping ---
     output_dir: str = "runs/magrpo"
     """Run folder: metrics.csv, tensorboard/, checkpoint.pt."""
-    checkpoint_every: int = 50
-    """Write a checkpoint every this many updates (and after the last one)."""
-    resume: bool = True
-    """Continue from output_dir/checkpoint.pt when it exists."""
-    threads: int = 0
-    """torch CPU threads per process; 0 keeps torch's default."""
-    tensorboard: bool = True
-    """Also log to TensorBoard."""
-    progress: bool = True
-    """Show a progress bar."""
 
     def __post_init__(self) -> None:
-        self.env_options  # noqa: B018 (validates the JSON now, at start)
+        super().__post_init__()
         if self.group_size < 1:
             raise ValueError("--group-size must be >= 1")
         if self.group_size < 2 and self.baseline in ("mean", "loo", "max"):
@@ -136,22 +85,6 @@ class Args:
             raise ValueError("--learning-rate must be > 0")
         if self.advantage_clip < 0 or self.max_grad_norm < 0:
             raise ValueError("--advantage-clip and --max-grad-norm must be >= 0")
-        self.stop = tuple(self.stop)
-        SamplingConfig(self.temperature, self.top_p, self.max_new_tokens, self.stop)  # validates
-
-    @property
-    def env_options(self) -> dict[str, Any]:
-        """``env_kwargs`` parsed."""
-        try:
-            options = json.loads(self.env_kwargs)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"--env-kwargs must be a JSON object: {error}") from None
-        if not isinstance(options, dict):
-            raise ValueError("--env-kwargs must be a JSON object, e.g. '{\"max_turns\": 1}'")
-        return options
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # --- the math ------------------------------------------------------------------------
@@ -292,26 +225,6 @@ def rollout(lm: MultiAgentLM, args: Args, task_seed: int, generator: torch.Gener
 # --- training ------------------------------------------------------------------------
 
 
-def build_model(args: Args, agents: list[str], device: str) -> MultiAgentLM:
-    return MultiAgentLM(
-        agents,
-        args.model,
-        adapter=args.adapter,
-        shared=args.shared_policy,
-        lora=LoraSettings(
-            r=args.lora_rank,
-            alpha=args.lora_alpha,
-            target_modules=tuple(t for t in args.lora_targets.split(",") if t),
-        ),
-        seed=args.seed,
-        gguf_file=args.gguf_file,
-        allow_download=args.allow_download,
-        device=device,
-        dtype=args.dtype,
-        tiny_seed=args.tiny_seed,
-    )
-
-
 def update(
     lm: MultiAgentLM,
     optimizers: dict[str, torch.optim.Optimizer],
@@ -402,7 +315,7 @@ def train(
     probe = common.make_env(args.env_id, args.env_options)
     agents = list(probe.possible_agents)
     probe.close()
-    lm = build_model(args, agents, device)
+    lm = common.build_model(args, agents, device, args.seed)
     optimizers = {
         policy: torch.optim.AdamW(
             lm.trainable_parameters(next(a for a in agents if lm.policy_name(a) == policy)),
@@ -504,12 +417,7 @@ def _save(
 
 
 def main(argv: list[str] | None = None) -> None:
-    import tyro
-
-    args = tyro.cli(Args, args=argv)
-    rows = train(args)
-    if rows and int(rows[-1]["step"]) == args.num_updates and os.environ.get("RANK", "0") == "0":
-        print(f"done: {args.num_updates} updates, last team return {rows[-1]['team_return']:+.3f}")
+    common.cli_main(Args, train, argv)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from baselines import common  # noqa: E402
 from baselines.maac import (  # noqa: E402
     Args,
     build_critics,
-    build_model,
     critic_input,
     gae_advantages,
     rollout,
@@ -74,7 +73,7 @@ def test_gae_matches_hand_computation() -> None:
 
 def test_critics_read_state_or_own_observation(tmp_path: Path) -> None:
     args = small_args(tmp_path, rollouts=3)
-    lm = build_model(args, ["agent_0", "agent_1"], "cpu")
+    lm = common.build_model(args, ["agent_0", "agent_1"], "cpu", args.seed)
     trajectories = rollout(lm, args, task_seed=4, generator=torch.Generator().manual_seed(0))
     assert len(trajectories) == 3
     for trajectory in trajectories:
@@ -99,7 +98,7 @@ def test_critics_read_state_or_own_observation(tmp_path: Path) -> None:
 def test_two_updates_move_every_trainable_parameter(tmp_path: Path, critic: str) -> None:
     args = small_args(tmp_path, critic=critic)
     agents = ["agent_0", "agent_1"]
-    initial = build_model(args, agents, "cpu")
+    initial = common.build_model(args, agents, "cpu", args.seed)
     before = {p: initial.policy_state_dict(p) for p in initial.policies}
     critics_before = {
         name: {k: v.clone() for k, v in c.state_dict().items()}

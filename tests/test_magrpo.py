@@ -16,7 +16,6 @@ pytest.importorskip("peft", reason="the llm extra (peft) is not installed")
 from baselines import common  # noqa: E402
 from baselines.magrpo import (  # noqa: E402
     Args,
-    build_model,
     group_advantages,
     policy_loss,
     rollout,
@@ -86,7 +85,7 @@ def test_args_are_validated_where_they_are_born(tmp_path: Path) -> None:
 
 def test_multi_turn_rollout_branches_every_joint_action(tmp_path: Path) -> None:
     args = small_args(tmp_path, group_size=3)
-    lm = build_model(args, ["agent_0", "agent_1"], "cpu")
+    lm = common.build_model(args, ["agent_0", "agent_1"], "cpu", args.seed)
     root = rollout(lm, args, task_seed=11, generator=torch.Generator().manual_seed(0))
     assert len(root.rewards) == 3 and all(len(root.generations[a]) == 3 for a in lm.agents)
     children = [c for c in root.children if c is not None]
@@ -123,7 +122,7 @@ def _final_policies(folder: Path) -> dict:
 )
 def test_two_updates_move_every_trainable_parameter(tmp_path: Path, overrides: dict) -> None:
     args = small_args(tmp_path, **overrides)
-    initial = build_model(args, ["agent_0", "agent_1"], "cpu")
+    initial = common.build_model(args, ["agent_0", "agent_1"], "cpu", args.seed)
     before = {p: initial.policy_state_dict(p) for p in initial.policies}
     rows = train(args)
     assert [int(r["step"]) for r in rows] == [1, 2]
