@@ -497,6 +497,12 @@ class GridEncoder:
 class _NumericCore:
     """What the numeric AEC and Parallel classes share: the game, the spaces, encoding."""
 
+    metadata: ClassVar[dict[str, Any]] = {
+        "name": "kitchen_numeric_v0",
+        "render_modes": ["ansi", "rgb_array"],
+        "is_parallelizable": True,
+    }
+
     def _setup(
         self,
         layout: str,
@@ -595,12 +601,6 @@ class _NumericCore:
 class KitchenNumericParallelEnv(_NumericCore, ParallelEnv):
     """Native Parallel API of the numeric kitchen (see the module docstring)."""
 
-    metadata: ClassVar[dict[str, Any]] = {
-        "name": "kitchen_numeric_v0",
-        "render_modes": ["ansi", "rgb_array"],
-        "is_parallelizable": True,
-    }
-
     def __init__(
         self,
         *,
@@ -657,11 +657,6 @@ class KitchenNumericEnv(_NumericCore, AECEnv):
     last chef has acted (simultaneous moves)."""
 
     official_suite_size: ClassVar[int] = 10  # leaderboard episodes (400 steps each)
-    metadata: ClassVar[dict[str, Any]] = {
-        "name": "kitchen_numeric_v0",
-        "render_modes": ["ansi", "rgb_array"],
-        "is_parallelizable": True,
-    }
 
     def __init__(
         self,
