@@ -1046,6 +1046,7 @@ class Server:
         self.landlock_fd: int | None = None
         self.landlock_files = False  # runs can write in their scratch folder only
         self.path_aliases: dict[str, str] = {}  # sys.path folder -> /proc/self/fd/N
+        self.run_path: list[str] | None = None  # the runs' sys.path, when it differs
         self.scratch_cap: int | None = None  # set once the scratch folder's place is known
         self.rlimit_cache: dict[tuple, list] = {}
         self.view_holders = {  # mount points of the view directly in /tmp (see view.py)
@@ -1111,6 +1112,8 @@ class Server:
                 os.dup2(fd, KEPT_FD_BASE + i, inheritable=False)
                 os.close(fd)
                 self.path_aliases[path] = f"/proc/self/fd/{KEPT_FD_BASE + i}"
+        if self.path_aliases:
+            self.run_path = [self.path_aliases.get(p, p) for p in sys.path]
         unreached = [p for p in closed if p not in self.path_aliases]
         if unreached:
             self.notes.append(
@@ -1248,7 +1251,7 @@ class Server:
         import importlib.util
 
         saved = sys.path[:]
-        sys.path[:] = [self.path_aliases.get(p, p) for p in saved]
+        sys.path[:] = self.run_path or saved
         try:
             importlib.util.find_spec("__mallm_no_such_module__")
         except Exception as e:  # an optimisation of imports: never fatal
@@ -1636,8 +1639,8 @@ class Server:
             os.setgroups([])
             os.setresgid(self.gid, self.gid, self.gid)
             os.setresuid(self.uid, self.uid, self.uid)
-        if self.path_aliases:
-            sys.path[:] = [self.path_aliases.get(p, p) for p in sys.path]
+        if self.run_path is not None:
+            sys.path[:] = self.run_path
         return chan
 
     def rlimits(self, limits: dict) -> list:
