@@ -177,6 +177,7 @@ class CodeEnv(CoopTextEnv):
         "is_parallelizable": True,
     }
     timing_sensitive: ClassVar[bool] = True
+    primary_measure: ClassVar[str] = "success_rate"  # what the leaderboards rank by
     roles: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
