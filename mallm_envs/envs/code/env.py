@@ -120,7 +120,11 @@ reference solution; on HumanEval that is the canonical solution (calling an iden
 
 Version history
 ---------------
-* v0: first version.
+* v0: first version (the paper's reward).
+* v1 (``CodePair-v1``, ``CoopCode-v1``, ``CodeSolo-v1``, ``CoopCodeSolo-v1``; documented
+  in :mod:`mallm_envs.envs.code.env_v1`): the return is the last program's score, cooperation
+  credit scaled by the tests passed, frozen HumanEval tests, exception messages out of the
+  feedback.
 """
 
 from __future__ import annotations
@@ -179,6 +183,7 @@ class CodeEnv(CoopTextEnv):
     timing_sensitive: ClassVar[bool] = True
     primary_measure: ClassVar[str] = "success_rate"  # what the leaderboards rank by
     roles: ClassVar[tuple[str, ...]] = ()
+    reward_summary: ClassVar[str] = REWARD_SUMMARY
 
     def __init__(
         self,
@@ -255,27 +260,52 @@ class CodeEnv(CoopTextEnv):
             if action is not None and not codes[agent].strip():
                 invalid[agent] = "the action holds no code"
         analysis = self._analyze(codes)
-        total = grading.test_count(self.task.task_set, self.task.task_id)
+        total = self._test_total()
         report = None
         if analysis.runnable:
-            report = grading.run_tests(self.task, analysis.program, self.time_limit_scale)
+            report = self._run_tests(analysis.program)
         passed = report.passed if report is not None else 0
-        score = rules.score(analysis, passed, total)
+        score = self._score(analysis, passed, total)
         grade = TurnGrade(codes=codes, analysis=analysis, tests=report, score=score, total=total)
+        reward, components = self._turn_reward(grade)
         self.grades.append(grade)
         info = {
             "success": grade.success,
             "tests": {"passed": passed, "total": total},
             "task_id": self.task.task_id,
             "test_statuses": list(report.statuses) if report is not None else [],
+            **self._extra_info(grade),
         }
         return TurnResult(
-            reward=score.reward,
-            components=score.components,
+            reward=reward,
+            components=components,
             events=tuple(self._events(grade)),
             invalid=invalid,
             terminated=grade.success,
             agent_infos={agent: dict(info) for agent in self.possible_agents},
+        )
+
+    # Version hooks: v0's behaviour here, v1 (env_v1.py) overrides them.
+
+    def _test_total(self) -> int:
+        return grading.test_count(self.task.task_set, self.task.task_id)
+
+    def _run_tests(self, program: str) -> grading.TestReport:
+        return grading.run_tests(self.task, program, self.time_limit_scale)
+
+    def _score(self, analysis: rules.Analysis, passed: int, total: int) -> rules.Score:
+        return rules.score(analysis, passed, total)
+
+    def _turn_reward(self, grade: TurnGrade) -> tuple[float, dict[str, float]]:
+        """This turn's team reward and its components (v0: the program's score)."""
+        return grade.score.reward, grade.score.components
+
+    def _extra_info(self, grade: TurnGrade) -> dict[str, Any]:
+        return {}
+
+    def _result_line(self, grade: TurnGrade, number: int) -> str:
+        return (
+            f"Result of turn {number}: reward {grade.score.reward:.2f} of {rules.MAX_REWARD:.2f}."
         )
 
     def _analyze(self, codes: dict[str, str]) -> rules.Analysis:
@@ -332,7 +362,7 @@ class CodeEnv(CoopTextEnv):
 
     def _prompt(self, agent: str) -> str:
         lines = self._role_lines(agent)
-        lines.append(REWARD_SUMMARY.format(entry=self.task.entry_point))
+        lines.append(self.reward_summary.format(entry=self.task.entry_point))
         lines.append(f"This is turn {min(self.turn + 1, self.max_turns)} of {self.max_turns}.")
         if self.grades:
             lines.append("")
@@ -345,9 +375,7 @@ class CodeEnv(CoopTextEnv):
 
     def _feedback(self, agent: str, grade: TurnGrade, number: int) -> list[str]:
         task, analysis = self.task, grade.analysis
-        lines = [
-            f"Result of turn {number}: reward {grade.score.reward:.2f} of {rules.MAX_REWARD:.2f}."
-        ]
+        lines = [self._result_line(grade, number)]
         lines.append(
             f"- `aux` defined with a return: {'yes' if analysis.aux_defined else 'no'}; "
             f"`{task.entry_point}` defined with a return: {'yes' if analysis.main_defined else 'no'}."

@@ -16,6 +16,7 @@ that hold nothing but identifiers ("name 'x' is not defined").
 
 from __future__ import annotations
 
+import ast
 import atexit
 import builtins
 import functools
@@ -25,6 +26,7 @@ import threading
 from dataclasses import dataclass
 
 from mallm_envs.core.errors import MallmError
+from mallm_envs.envs.code import freeze
 from mallm_envs.envs.code.tasks import CodeTask, load_tasks
 from mallm_envs.sandbox import (
     Cause,
@@ -178,6 +180,94 @@ def report(grade: Grade, entry_point: str | None = None) -> TestReport:
     return TestReport(statuses, reasons)
 
 
+# --------------------------------------------------------------------------- v1
+
+
+@functools.cache
+def test_suite_v1(task_set: str, task_id: str) -> tuple[TestSuite, tuple[int, ...]]:
+    """The v1 sandbox suite of a task and, for each of its checks, the test it belongs to.
+
+    A HumanEval task with a test whose checks the run could read or rewrite (see
+    :mod:`mallm_envs.envs.code.freeze`) is graded with its frozen checks: literal calls, the
+    judge holding every expected value. Every other task keeps its v0 suite (one check per
+    test), which must then have no such test.
+    """
+    task = load_tasks(task_set)[task_id]
+    frozen = freeze.frozen_tests().get(task_id) if task_set == "humaneval" else None
+    if frozen is None:
+        suite = test_suite(task_set, task_id)
+        if freeze.unsafe_units(suite.plan):
+            raise freeze.FrozenTestsError(
+                f"{task_id} has a test whose expected side the run computes, and no frozen "
+                "checks; rebuild them (python -m mallm_envs.envs.code.freeze) in a new version"
+            )
+        return suite, tuple(range(len(suite)))
+    cases: list[TestCase] = []
+    groups: list[int] = []
+    for number, checks in enumerate(frozen):
+        for part, check in enumerate(checks):
+            tolerances = {k: check[k] for k in ("abs_tol", "rel_tol") if k in check}
+            expected = {}
+            if check["expected"] is not None:
+                expected["expected"] = ast.literal_eval(check["expected"])
+            cases.append(
+                TestCase(
+                    check["call"],
+                    compare=check["compare"],
+                    name=f"test {number + 1}.{part + 1}",
+                    **expected,
+                    **tolerances,
+                )
+            )
+            groups.append(number)
+    suite = TestSuite(cases, entry_point=task.entry_point, prelude=task.context)
+    if freeze.unsafe_units(suite.plan):  # pragma: no cover - the frozen data is checked
+        raise freeze.FrozenTestsError(f"{task_id}: a frozen check is not a literal call")
+    return suite, tuple(groups)
+
+
+def test_count_v1(task_set: str, task_id: str) -> int:
+    """How many tests the task has under v1 (the same tests as v0, some frozen)."""
+    _, groups = test_suite_v1(task_set, task_id)
+    return groups[-1] + 1 if groups else 0
+
+
+def run_tests_v1(task: CodeTask, program: str, time_limit_scale: float = 1.0) -> TestReport:
+    """Like :func:`run_tests` with the v1 suite and the v1 feedback (:func:`report_v1`)."""
+    suite, groups = test_suite_v1(task.task_set, task.task_id)
+    judge = shared_judge()
+    grade = judge.grade(program, suite, limits=limits(time_limit_scale))
+    if grade.infra_error:
+        grade = judge.grade(program, suite, limits=limits(time_limit_scale))
+    return report_v1(grade, groups, task.entry_point)
+
+
+def report_v1(
+    grade: Grade, groups: tuple[int, ...] | None = None, entry_point: str | None = None
+) -> TestReport:
+    """The v1 agent-safe view of a grade: one status per test (its first check that did not
+    pass decides; ``groups`` maps each check to its test) and reasons that name an
+    exception's class but never carry its message (:func:`safe_reason_v1`)."""
+    results = grade.results
+    if groups is None:
+        groups = tuple(range(len(results)))
+    count = groups[-1] + 1 if groups else 0
+    chosen: list[TestResult | None] = [None] * count
+    for result, number in zip(results, groups):
+        current = chosen[number]
+        if current is None or (
+            current.status is Status.PASSED and result.status is not Status.PASSED
+        ):
+            chosen[number] = result
+    picked = [r for r in chosen if r is not None]
+    statuses = tuple(r.status.value for r in picked)
+    if grade.load_error is not None:
+        load_error = _safe_load_error(grade, entry_point, messages=False)
+        reasons = tuple("" if s == "passed" else "the program did not load" for s in statuses)
+        return TestReport(statuses, reasons, load_error)
+    return TestReport(statuses, tuple(safe_reason_v1(r) for r in picked))
+
+
 # --------------------------------------------------------------------------- safe reasons
 
 _BUILTIN_EXCEPTIONS = frozenset(
@@ -231,12 +321,15 @@ _CAUSE_TEXT = {
 """What an agent is told for each cause (fixed phrases: nothing of the test shows)."""
 
 
-def _exception_text(name: str | None, builtin: bool, message: str | None) -> str:
+def _exception_text(
+    name: str | None, builtin: bool, message: str | None, messages: bool = True
+) -> str:
     """``"ZeroDivisionError: division by zero"``: the type only when it is a built-in
-    exception class, the message only when it has one of the safe shapes."""
+    exception class, the message only when it has one of the safe shapes (never when
+    ``messages`` is false: v1)."""
     if name is None or not builtin:
         return "an exception of a class defined by the program"
-    if message and any(p.fullmatch(message) for p in _SAFE_MESSAGES):
+    if messages and message and any(p.fullmatch(message) for p in _SAFE_MESSAGES):
         return f"{name}: {message}"
     return name
 
@@ -283,6 +376,28 @@ def safe_reason(result: TestResult | Status | str, reason: str | None = None) ->
     return _CAUSE_TEXT[result.cause]
 
 
+def safe_reason_v1(result: TestResult) -> str:
+    """The v1 reason for a test's result: as :func:`safe_reason`, but an exception shows its
+    class only, never its message. A message, even of a "safe" shape, carries what the
+    program chose (a digit run in ``takes <N> positional arguments``, a long name in ``name
+    '<x>' is not defined``): a program could spell the hidden inputs into it and read them
+    back in the next turn. What remains is the status and, for an exception, one name out
+    of Python's fixed set of built-in exception classes.
+
+    >>> from mallm_envs.sandbox import Cause, Status, TestResult
+    >>> safe_reason_v1(TestResult("t", Status.ERROR, "raised TypeError: f() takes 104101 "
+    ...     "positional arguments but 1 was given", cause=Cause.EXCEPTION,
+    ...     exception_type="TypeError", builtin_exception=True,
+    ...     exception_message="f() takes 104101 positional arguments but 1 was given"))
+    'raised TypeError'
+    """
+    if result.status is Status.ERROR and result.cause in (Cause.EXCEPTION, Cause.MEMORY):
+        return "raised " + _exception_text(
+            result.exception_type, result.builtin_exception, None, messages=False
+        )
+    return safe_reason(result)
+
+
 _TEXT_CAUSES = (  # (status, reason prefix, cause) for texts that carry no cause
     (Status.FAILED, "the value is not plain data", Cause.NOT_PLAIN),
     (Status.FAILED, "", Cause.WRONG_VALUE),
@@ -321,14 +436,15 @@ def _result_from_text(status: Status, reason: str) -> TestResult:
     )
 
 
-def _safe_load_error(grade: Grade, entry_point: str | None = None) -> str:
+def _safe_load_error(grade: Grade, entry_point: str | None = None, *, messages: bool = True) -> str:
     """Why the program did not load; computed before any test ran, so it holds no test data,
-    but exception messages still pass the same filter."""
+    but exception messages still pass the same filter (and are left out when ``messages``
+    is false: v1)."""
     first = grade.results[0] if grade.results else None
     cause = first.cause if first is not None else None
     if cause in (Cause.EXCEPTION, Cause.MEMORY) and first is not None:
         text = _exception_text(
-            first.exception_type, first.builtin_exception, first.exception_message
+            first.exception_type, first.builtin_exception, first.exception_message, messages
         )
         return f"the program raised {text} while loading"
     if cause is Cause.TAMPER:

@@ -473,3 +473,31 @@ def score(analysis: Analysis, passed: int, total: int) -> Score:
                     components["coop_ignored_result"] = COOP_IGNORED_RESULT
     reward = round(sum(components.values()), 12)
     return Score(reward=reward, components=components, stopped_at=stopped_at)
+
+
+def score_v1(analysis: Analysis, passed: int, total: int) -> Score:
+    """The v1 score of one program: the gated levels of :func:`score`, with the cooperation
+    credit scaled by the fraction of tests passed (``passed / total``) instead of paid in full
+    from the first passing test.
+
+    A program that passes every test and really uses ``aux`` scores the maximum, 4.0; one
+    that fails a test scores less than the same program passing it.
+
+    >>> helper = "def aux(x):\\n    return x * 2"
+    >>> main = "def double_all(xs):\\n    out = []\\n    for x in xs:\\n        out.append(aux(x))\\n    return out"
+    >>> analysis = analyze("", "double_all", helper, main)
+    >>> score_v1(analysis, passed=4, total=4).reward
+    4.0
+    >>> one = score_v1(analysis, passed=1, total=4)
+    >>> one.reward, one.components["coop_calls_aux"], one.components["coop_not_wrapper"]
+    (2.125, 0.125, 0.25)
+    """
+    base = score(analysis, passed, total)
+    if total <= 0 or base.stopped_at is not None:
+        return base
+    fraction = passed / total
+    components = dict(base.components)
+    for name in ("coop_calls_aux", "coop_not_wrapper", "coop_ignored_result"):
+        components[name] = components[name] * fraction
+    reward = round(sum(components.values()), 12)
+    return Score(reward=reward, components=components, stopped_at=None)
