@@ -37,6 +37,8 @@ from mallm_envs.registration import make_scripted_agent
 from mallm_envs.testing import check_env
 
 IDS = ("CodePair-v0", "CoopCode-v0", "CodeSolo-v0", "CoopCodeSolo-v0")
+IDS_V1 = ("CodePair-v1", "CoopCode-v1", "CodeSolo-v1", "CoopCodeSolo-v1")
+ALL_IDS = IDS + IDS_V1
 PAIR_ID = {"humaneval": "CodePair-v0", "coop": "CoopCode-v0"}
 SOLO_ID = {"humaneval": "CodeSolo-v0", "coop": "CoopCodeSolo-v0"}
 GOLDEN = Path(__file__).parent / "golden" / "code"
@@ -60,12 +62,12 @@ def play_turn(env: Any, task_id: str | None, actions: dict[str, str], seed: int 
 # --------------------------------------------------------------------------- contract
 
 
-@pytest.mark.parametrize("env_id", IDS)
+@pytest.mark.parametrize("env_id", ALL_IDS)
 def test_every_code_id_meets_the_contract(env_id: str) -> None:
     check_env(env_id)
 
 
-@pytest.mark.parametrize("env_id", ["CodePair-v0", "CoopCode-v0"])
+@pytest.mark.parametrize("env_id", ["CodePair-v0", "CoopCode-v0", "CodePair-v1", "CoopCode-v1"])
 def test_sequential_multi_turn_variant_meets_the_contract(env_id: str) -> None:
     check_env(
         lambda: mallm_envs.make(env_id, schedule="sequential", max_turns=2),
@@ -74,7 +76,7 @@ def test_sequential_multi_turn_variant_meets_the_contract(env_id: str) -> None:
 
 
 def test_registered_ids_and_their_public_attributes() -> None:
-    for env_id in IDS:
+    for env_id in ALL_IDS:
         spec = mallm_envs.spec(env_id)
         env = mallm_envs.make(env_id)
         assert spec.family == "code" and spec.scripted_agent
@@ -82,7 +84,10 @@ def test_registered_ids_and_their_public_attributes() -> None:
         assert type(env).timing_sensitive is True
         assert spec.kwargs["time_limit_scale"] == 1.0
         task_set = spec.kwargs["task_set"]
-        assert env.data_hash == data_hash(task_set)
+        if env_id in IDS:
+            assert env.data_hash == data_hash(task_set)
+        else:  # v1 adds the frozen HumanEval tests to the hash
+            assert env.data_hash != data_hash(task_set)
         tests = env.official_test_tasks()
         assert tests == [t.task_id for t in load_tasks(task_set).values() if t.split == "test"]
     assert mallm_envs.make("CodePair-v0").official_test_tasks()[0] == "HumanEval/133"
@@ -122,9 +127,10 @@ def test_tasks_are_drawn_from_the_split_with_the_env_seed() -> None:
 # --------------------------------------------------------------------------- references
 
 
+@pytest.mark.parametrize("version", ["v0", "v1"])
 @pytest.mark.parametrize("task_set", ["humaneval", "coop"])
-def test_every_reference_solution_succeeds_as_the_main_action(task_set: str) -> None:
-    env = mallm_envs.make(PAIR_ID[task_set])
+def test_every_reference_solution_succeeds_as_the_main_action(task_set: str, version: str) -> None:
+    env = mallm_envs.make(PAIR_ID[task_set].replace("-v0", f"-{version}"))
     failures = []
     for task in load_tasks(task_set).values():
         helper = fenced(task.reference_aux) if task.reference_aux else fenced(IDENTITY_AUX)
@@ -138,7 +144,8 @@ def test_every_reference_solution_succeeds_as_the_main_action(task_set: str) -> 
 
 @pytest.mark.parametrize("task_set", ["humaneval", "coop"])
 def test_scripted_agents_score_full_marks_on_every_task(task_set: str) -> None:
-    for env_id in (PAIR_ID[task_set], SOLO_ID[task_set]):
+    ids = (PAIR_ID[task_set], SOLO_ID[task_set])
+    for env_id in (*ids, *(i.replace("-v0", "-v1") for i in ids)):
         env = mallm_envs.make(env_id)
         agents = {a: make_scripted_agent(env, a) for a in env.possible_agents}
         assert all(isinstance(a, ReferenceCoder) for a in agents.values())
@@ -515,7 +522,52 @@ class ScriptThenReference(ReferenceCoder):
 
 
 def _golden_episodes(env_id: str) -> list[Episode]:
-    """The recorded episodes of one id (task ids fixed, so data additions do not move them)."""
+    """The recorded episodes of one id (task ids fixed, so data additions do not move them).
+
+    The v1 ids replay v0's cases plus ones that show what v1 changed: a turn that raises
+    (the feedback names the class only), a frozen HumanEval task, a score that drops.
+    """
+    name, version = env_id.rsplit("-", 1)
+    cases = _golden_cases(name + "-v0")
+    if version == "v1":
+        cases += _golden_cases_v1(name)
+    episodes = []
+    for kwargs, task_id, first in cases:
+        env = mallm_envs.make(env_id, **kwargs)
+        agents = {a: ScriptThenReference(env, a, first.get(a, [])) for a in env.possible_agents}
+        episodes.append(run_episode(env, agents, seed=0, options={"task_id": task_id}))
+    return episodes
+
+
+def _golden_cases_v1(name: str) -> list[tuple[dict, str, dict]]:
+    raises = "```python\ndef {entry}(*args):\n    raise TypeError(f'{entry}() takes {{len(repr(args)) * 1000}} positional arguments but 1 was given')\n    return aux(args)\n```"
+    if name == "CoopCode":
+        return [
+            (
+                {"schedule": "simultaneous", "max_turns": 3},
+                "CoopCode/0",
+                {
+                    "main": [
+                        raises.format(entry="longest_palindrome_word"),
+                        "```python\ndef longest_palindrome_word(words):\n    return 'kayak' if aux('kayak') else ''\n```",
+                    ]
+                },
+            )
+        ]
+    if name == "CodePair":
+        return [
+            (
+                {"schedule": "sequential", "max_turns": 2},
+                "HumanEval/38",
+                {"main": ["```python\ndef decode_cyclic(s: str):\n    return aux(s)\n```"]},
+            )
+        ]
+    if name == "CodeSolo":
+        return [({"max_turns": 1}, "HumanEval/32", {})]
+    return [({"max_turns": 2}, "CoopCode/5", {"coder": [raises.format(entry="acronym")]})]
+
+
+def _golden_cases(env_id: str) -> list[tuple[dict, str, dict]]:
     if env_id == "CoopCode-v0":
         cases = [
             ({"schedule": "simultaneous", "max_turns": 2}, "CoopCode/0", {}),
@@ -548,12 +600,7 @@ def _golden_episodes(env_id: str) -> list[Episode]:
         cases = [({"max_turns": 2}, "HumanEval/140", {"coder": ["def aux(x):\n    return x\n"]})]
     else:
         cases = [({"max_turns": 2}, "CoopCode/3", {})]
-    episodes = []
-    for kwargs, task_id, first in cases:
-        env = mallm_envs.make(env_id, **kwargs)
-        agents = {a: ScriptThenReference(env, a, first.get(a, [])) for a in env.possible_agents}
-        episodes.append(run_episode(env, agents, seed=0, options={"task_id": task_id}))
-    return episodes
+    return cases
 
 
 def _to_text(episodes: list[Episode]) -> str:
@@ -566,7 +613,7 @@ def _to_text(episodes: list[Episode]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.mark.parametrize("env_id", IDS)
+@pytest.mark.parametrize("env_id", ALL_IDS)
 def test_golden_transcripts_are_unchanged(env_id: str) -> None:
     path = GOLDEN / f"{env_id}.jsonl"
     current = _to_text(_golden_episodes(env_id))
@@ -581,18 +628,20 @@ def test_golden_transcripts_are_unchanged(env_id: str) -> None:
         pytest.fail(f"{env_id} transcripts changed (see this file's docstring to regenerate)")
 
 
-def test_golden_transcripts_replay_and_cover_schedules_and_turns() -> None:
+@pytest.mark.parametrize("version", ["v0", "v1"])
+def test_golden_transcripts_replay_and_cover_schedules_and_turns(version: str) -> None:
+    ids = IDS if version == "v0" else IDS_V1
     episodes = {
         env_id: [
             Episode.from_json(line)
             for line in (GOLDEN / f"{env_id}.jsonl").read_text(encoding="ascii").splitlines()
         ]
-        for env_id in IDS
+        for env_id in ids
     }
-    pairs = episodes["CoopCode-v0"] + episodes["CodePair-v0"]
+    pairs = episodes[f"CoopCode-{version}"] + episodes[f"CodePair-{version}"]
     assert {e.env_spec["kwargs"]["schedule"] for e in pairs} == {"simultaneous", "sequential"}
-    two_turns = [e for e in pairs + episodes["CodeSolo-v0"] if e.turns == 2]
-    assert len(two_turns) == 3
+    two_turns = [e for e in pairs + episodes[f"CodeSolo-{version}"] if e.turns == 2]
+    assert len(two_turns) == (3 if version == "v0" else 4)
     for episode in two_turns:
         feedback = [s.observation["text"] for s in episode.steps if s.info.get("turn") == 1]
         assert all("Result of turn 1" in text for text in feedback if text)
