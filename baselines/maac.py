@@ -200,9 +200,14 @@ def normalize(advantages: torch.Tensor, mode: str) -> torch.Tensor:
     raise ValueError(f"unknown advantage normalisation {mode!r}")
 
 
+def loss_coefficients(advantages: torch.Tensor) -> torch.Tensor:
+    """Each sample's factor in the loss: minus its advantage, averaged over samples."""
+    return -advantages / max(advantages.numel(), 1)
+
+
 def policy_loss(advantages: torch.Tensor, logprobs: torch.Tensor) -> torch.Tensor:
     """Minus advantage times sequence log-prob, averaged over samples."""
-    return -(advantages * logprobs).mean()
+    return (loss_coefficients(advantages) * logprobs).sum()
 
 
 # --- rollout -------------------------------------------------------------------------
@@ -327,14 +332,15 @@ def update(
             if args.advantage_clip > 0:
                 values = values.clamp(-args.advantage_clip, args.advantage_clip)
             absolute += values.abs().tolist()
-            logprobs = lm.sequence_logprobs(
+            # policy_loss is linear in the log-probs: its gradient is accumulated one prompt
+            # group at a time (the group's prompt encoded once), which bounds memory.
+            loss, _ = lm.accumulate_policy_gradient(
                 agent,
                 [t.generations[agent].prompt_ids for t in turns],
                 [t.generations[agent].response_ids for t in turns],
+                coefficients=loss_coefficients(values),
             )
-            loss = policy_loss(values, logprobs)
-            loss.backward()
-            metrics[f"loss/{agent}"] = float(loss.detach())
+            metrics[f"loss/{agent}"] = float(loss)
         parameters = lm.trainable_parameters(owners[0])
         dist.average_gradients(parameters)
         if args.max_grad_norm > 0:

@@ -116,11 +116,16 @@ def group_advantages(
     return advantages
 
 
+def loss_coefficients(advantages: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Each sample's factor in the loss: minus its advantage times its weight."""
+    return -(weights * advantages)
+
+
 def policy_loss(
     advantages: torch.Tensor, logprobs: torch.Tensor, weights: torch.Tensor
 ) -> torch.Tensor:
     """Minus advantage times sequence log-prob, weighted (weights average over each group)."""
-    return -(weights * advantages * logprobs).sum()
+    return (loss_coefficients(advantages, weights) * logprobs).sum()
 
 
 # --- rollout: a tree of joint actions ------------------------------------------------
@@ -263,12 +268,17 @@ def update(
         optimizer.zero_grad(set_to_none=True)
         for agent in [a for a in lm.agents if lm.policy_name(a) == policy]:
             batch = batches[agent]
-            logprobs = lm.sequence_logprobs(agent, batch["prompts"], batch["responses"])
             advantages = torch.tensor(batch["advantages"], device=lm.device)
             weights = torch.tensor(batch["weights"], device=lm.device)
-            loss = policy_loss(advantages, logprobs, weights)
-            loss.backward()
-            metrics[f"loss/{agent}"] = float(loss.detach())
+            # policy_loss is linear in the log-probs: its gradient is accumulated one prompt
+            # group at a time (the group's prompt encoded once), which bounds memory.
+            loss, _ = lm.accumulate_policy_gradient(
+                agent,
+                batch["prompts"],
+                batch["responses"],
+                coefficients=loss_coefficients(advantages, weights),
+            )
+            metrics[f"loss/{agent}"] = float(loss)
         parameters = lm.trainable_parameters(
             next(a for a in lm.agents if lm.policy_name(a) == policy)
         )

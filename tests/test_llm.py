@@ -230,6 +230,62 @@ def test_gradients_reach_only_the_agents_adapter(lm: MultiAgentLM) -> None:
         parameter.grad = None
 
 
+def _full_sequence_logprobs(lm: MultiAgentLM, agent: str, prompts, responses) -> torch.Tensor:
+    """The plain way: every row's prompt and response through the model, padded together."""
+    network = lm._train_network(agent)
+    total = []
+    for prompt, response in zip(prompts, responses):
+        ids = torch.tensor([list(prompt) + list(response)])
+        logits = network(input_ids=ids).logits[0, :-1].float()
+        scores = torch.log_softmax(logits, dim=-1).gather(1, ids[0, 1:].unsqueeze(1)).squeeze(1)
+        total.append(scores[len(prompt) - 1 :].sum())
+    return torch.stack(total)
+
+
+def test_shared_prompt_logprobs_and_gradients_equal_the_full_sequence_ones(lm) -> None:
+    """Encoding a group's prompt once is exact: same log-probs, same gradients."""
+    prompts = [lm.encode(lm.format_prompt(text)) for text in PROMPTS]
+    rows = [prompts[0], prompts[0], prompts[0], prompts[1], prompts[1]]
+    responses = [[5, 6, 7, 8], [9], [], [11, 12, 13], [14, 15]]
+    coefficients = torch.tensor([0.5, -1.0, 2.0, 0.25, -0.75])
+    parameters = lm.trainable_parameters("main")
+
+    def gradients(run) -> list[torch.Tensor]:
+        for parameter in parameters:
+            parameter.grad = None
+        run()
+        grads = [p.grad.clone() for p in parameters]
+        for parameter in parameters:
+            parameter.grad = None
+        return grads
+
+    expected = _full_sequence_logprobs(lm, "main", rows, responses)
+    assert expected[2] == 0.0
+    shared = lm.sequence_logprobs("main", rows, responses)
+    assert torch.allclose(shared, expected, atol=1e-4), (shared, expected)
+    reference = gradients(
+        lambda: (
+            (coefficients * _full_sequence_logprobs(lm, "main", rows, responses)).sum().backward()
+        )
+    )
+    batched = gradients(
+        lambda: (coefficients * lm.sequence_logprobs("main", rows, responses)).sum().backward()
+    )
+    holder = {}
+    grouped = gradients(
+        lambda: holder.update(
+            out=lm.accumulate_policy_gradient("main", rows, responses, coefficients)
+        )
+    )
+    loss, logprobs = holder["out"]
+    assert torch.allclose(logprobs, expected.detach(), atol=1e-4)
+    assert torch.isclose(loss, (coefficients * expected.detach()).sum(), atol=1e-4)
+    assert any(g.abs().sum() > 0 for g in reference)
+    for want, got_batched, got_grouped in zip(reference, batched, grouped):
+        assert torch.allclose(got_batched, want, atol=1e-5, rtol=1e-3)
+        assert torch.allclose(got_grouped, want, atol=1e-5, rtol=1e-3)
+
+
 def test_policy_state_round_trip(lm: MultiAgentLM) -> None:
     state = lm.policy_state_dict("policy0_helper")
     assert state and all("policy0_helper" in name for name in state)

@@ -552,13 +552,22 @@ class MultiAgentLM:
         settings = [row[3] for row in rows]
         prompt_ids = [row[2] for row in rows]
         size = len(rows)
-        input_ids, attention = _left_pad(prompt_ids, self._pad_id, device)
+        # Group samples share their prompt: each distinct (policy, prompt) is encoded once and
+        # its cache copied to the rows that sample from it.
+        distinct: dict[tuple[str, tuple[int, ...]], int] = {}
+        index = [
+            distinct.setdefault((policy, tuple(ids)), len(distinct))
+            for policy, ids in zip(policies, prompt_ids)
+        ]
+        unique_policies = [policy for policy, _ in distinct]
+        input_ids, attention = _left_pad([list(ids) for _, ids in distinct], self._pad_id, device)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         from transformers import DynamicCache
 
-        extra: dict[str, Any] = {self._cache_argument: DynamicCache(), "use_cache": True}
+        cache = DynamicCache()
+        extra: dict[str, Any] = {self._cache_argument: cache, "use_cache": True}
         if self.adapter == "lora":
-            extra["adapter_names"] = policies
+            extra["adapter_names"] = unique_policies
         temperature = torch.tensor(
             [max(s.temperature, 1e-6) for s in settings], device=device
         ).unsqueeze(1)
@@ -571,10 +580,24 @@ class MultiAgentLM:
         finish = ["length"] * size
         done = [False] * size
         output = network(
-            input_ids=input_ids, attention_mask=attention, position_ids=positions, **extra
+            input_ids=input_ids,
+            attention_mask=attention,
+            position_ids=positions,
+            logits_to_keep=1,
+            **extra,
         )
+        rows_of = torch.tensor(index, device=device)
+        last_logits = output.logits[:, -1, :].index_select(0, rows_of)
+        if len(distinct) != size:
+            cache.batch_select_indices(rows_of)
+        attention, positions = (
+            attention.index_select(0, rows_of),
+            positions.index_select(0, rows_of),
+        )
+        if self.adapter == "lora":
+            extra["adapter_names"] = policies
         for step in range(longest):
-            logits = output.logits[:, -1, :].float()
+            logits = (output.logits[:, -1, :] if step else last_logits).float()
             log_probs = torch.log_softmax(logits, dim=-1)
             tokens = _sample_tokens(logits, temperature, top_p, greedy, generator)
             chosen = log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1)
@@ -636,13 +659,60 @@ class MultiAgentLM:
     ) -> torch.Tensor:
         """Sum of each response's token log-probs under ``agent``'s policy, with gradients.
 
+        Rows that share a prompt (a group's samples) share its forward pass: the prompt is
+        encoded once and the responses continue from its cache, which is exact (a causal
+        model's prompt states do not depend on what follows). Logits are computed only at
+        the positions that score a response token.
+
         Returns a float32 tensor of shape ``[len(prompt_ids)]`` on the model's device.
         """
         if len(prompt_ids) != len(response_ids):
             raise LLMConfigError("prompt_ids and response_ids must have the same length")
-        policy = self.policy_name(agent)
         if not prompt_ids:
             return torch.zeros(0, device=self.device)
+        network = self._train_network(agent)
+        return self._response_logprobs(network, prompt_ids, response_ids)
+
+    def accumulate_policy_gradient(
+        self,
+        agent: str,
+        prompt_ids: Sequence[Sequence[int]],
+        response_ids: Sequence[Sequence[int]],
+        coefficients: Sequence[float] | torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add the gradient of ``sum_i coefficients[i] * logprob_i`` to the parameters' grads.
+
+        The same gradient as ``(coefficients * sequence_logprobs(...)).sum().backward()``,
+        computed one prompt group at a time (its prompt encoded once, then its responses),
+        so only one group's activations are alive at any moment.
+
+        Returns ``(loss, logprobs)``: the loss value and each row's summed log-prob, detached.
+        """
+        if len(prompt_ids) != len(response_ids) or len(prompt_ids) != len(coefficients):
+            raise LLMConfigError("prompt_ids, response_ids and coefficients must match in length")
+        coefficients = torch.as_tensor(coefficients, dtype=torch.float32, device=self.device)
+        logprobs = torch.zeros(len(prompt_ids), device=self.device)
+        if not prompt_ids:
+            return torch.zeros((), device=self.device), logprobs
+        network = self._train_network(agent)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for row, prompt in enumerate(prompt_ids):
+            groups.setdefault(tuple(prompt), []).append(row)
+        loss = torch.zeros((), device=self.device)
+        for rows in groups.values():
+            values = self._response_logprobs(
+                network, [prompt_ids[r] for r in rows], [response_ids[r] for r in rows]
+            )
+            index = torch.tensor(rows, device=self.device)
+            group_loss = (coefficients.index_select(0, index) * values).sum()
+            if group_loss.requires_grad:
+                group_loss.backward()
+            loss = loss + group_loss.detach()
+            logprobs[index] = values.detach()
+        return loss, logprobs
+
+    def _train_network(self, agent: str) -> Any:
+        policy = self.policy_name(agent)
         network = self.networks[policy]
         if self.adapter == "lora":
             self.peft_model.set_adapter(policy)
@@ -650,21 +720,71 @@ class MultiAgentLM:
                 for parameter in self._adapter_parameters(name):
                     parameter.requires_grad_(True)
         network.train()  # dropout (LoRA's or the model's), when configured, acts in training
-        sequences = [list(p) + list(r) for p, r in zip(prompt_ids, response_ids)]
-        input_ids, attention = _left_pad(sequences, self._pad_id, self.device)
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
-        logits = network(
-            input_ids=input_ids, attention_mask=attention, position_ids=positions
-        ).logits[:, :-1, :]
-        targets = input_ids[:, 1:]
-        token_logprobs = torch.log_softmax(logits.float(), dim=-1)
-        token_logprobs = token_logprobs.gather(2, targets.unsqueeze(2)).squeeze(2)
-        length = input_ids.shape[1]
-        mask = torch.zeros_like(token_logprobs)
+        return network
+
+    def _response_logprobs(
+        self,
+        network: Any,
+        prompt_ids: Sequence[Sequence[int]],
+        response_ids: Sequence[Sequence[int]],
+    ) -> torch.Tensor:
+        """Summed response log-probs; each distinct prompt is encoded once."""
+        from transformers import DynamicCache
+
+        device = self.device
+        distinct: dict[tuple[int, ...], int] = {}
+        index = [distinct.setdefault(tuple(p), len(distinct)) for p in prompt_ids]
+        if any(not prompt for prompt in distinct):
+            raise LLMConfigError("every prompt needs at least one token")
+        prompt_batch, prompt_mask = _left_pad([list(p) for p in distinct], self._pad_id, device)
+        prompt_positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        output = network(
+            input_ids=prompt_batch,
+            attention_mask=prompt_mask,
+            position_ids=prompt_positions,
+            use_cache=True,
+            logits_to_keep=1,
+            **{self._cache_argument: cache},
+        )
+        rows_of = torch.tensor(index, device=device)
+        # The prompt's last position scores each response's first token.
+        first_logits = output.logits[:, -1, :].index_select(0, rows_of).float()
+        longest = max(len(r) for r in response_ids)
+        total = torch.zeros(len(prompt_ids), device=device)
+        if longest == 0:
+            return total
+        responses = torch.full((len(response_ids), longest), self._pad_id, device=device)
+        response_mask = torch.zeros((len(response_ids), longest), dtype=torch.long, device=device)
         for row, response in enumerate(response_ids):
             if response:
-                mask[row, length - 1 - len(response) :] = 1.0
-        return (token_logprobs * mask).sum(dim=1)
+                responses[row, : len(response)] = torch.tensor(list(response), device=device)
+                response_mask[row, : len(response)] = 1
+        first = _token_logprobs(first_logits.unsqueeze(1), responses[:, :1]).squeeze(1)
+        total = total + first * response_mask[:, 0]
+        if longest == 1:
+            return total
+        if len(distinct) != len(prompt_ids):
+            cache.batch_select_indices(rows_of)
+        attention = torch.cat([prompt_mask.index_select(0, rows_of), response_mask], dim=1)
+        start = prompt_positions.index_select(0, rows_of)[:, -1:] + 1
+        positions = start + torch.arange(longest - 1, device=device).unsqueeze(0)
+        # Response tokens 0..n-2 are the inputs that score tokens 1..n-1.
+        output = network(
+            input_ids=responses[:, :-1],
+            attention_mask=attention[:, :-1],
+            position_ids=positions,
+            use_cache=True,
+            **{self._cache_argument: cache},
+        )
+        rest = _token_logprobs(output.logits.float(), responses[:, 1:])
+        return total + (rest * response_mask[:, 1:]).sum(dim=1)
+
+
+def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Log-softmax of ``logits`` at ``targets`` without keeping a normalised copy of the logits."""
+    chosen = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return chosen - torch.logsumexp(logits, dim=-1)
 
 
 def _sampling_for(
