@@ -129,6 +129,7 @@ def test_wrong_data_hash(tmp_path, submission_data) -> None:
 def test_missing_seed(tmp_path, submission_data) -> None:
     data = _copy(submission_data)
     del data["episodes"][10]
+    del data["usage"][10]
     expect(tmp_path, data, "suite", "missing, first: seed=10")
 
 
@@ -228,7 +229,8 @@ def timing_env(monkeypatch):
     from ._envs_for_tests import TargetSumEnv
 
     class TimingEnv(TargetSumEnv):
-        """Reward 1 for the answer 'slow' only when time limits are generous (scale >= 2)."""
+        """Two tests of the answer 'slow': the first always passes, the second only when
+        time limits are generous (scale >= 2); under normal limits it times out."""
 
         timing_sensitive = True
 
@@ -237,11 +239,18 @@ def timing_env(monkeypatch):
             self.time_limit_scale = time_limit_scale
 
         def _play_turn(self, actions):
-            passed = actions["agent_0"] == "slow" and self.time_limit_scale >= 2
+            slow = actions["agent_0"] == "slow"
+            statuses = [
+                "passed" if slow else "failed",
+                ("passed" if self.time_limit_scale >= 2 else "timeout") if slow else "failed",
+            ]
+            passed = statuses.count("passed")
             return TurnResult(
-                reward=float(passed),
-                components={"tests": float(passed)},
-                agent_infos={a: {"success": passed} for a in actions},
+                reward=passed / 2,
+                components={"tests": passed / 2},
+                agent_infos={
+                    a: {"success": passed == 2, "test_statuses": statuses} for a in actions
+                },
             )
 
     import sys
@@ -255,33 +264,81 @@ def timing_env(monkeypatch):
     registry._specs.pop("TimingToy-v0")
 
 
-def test_timing_sensitive_grades(tmp_path, timing_env) -> None:
-    submission = evaluate(
-        "TimingToy-v0",
-        lambda env: build_agents("fixed:slow,fixed:1", env),
-        agent_info={"name": "slow"},
-        suite=timing_env,
-        progress=False,
-    )
+def _timing_record(suite, scale: float) -> dict:
+    """The 'slow' team's submission, played with time limits x ``scale`` (a machine that
+    much faster than the verifier's), labelled with the official spec as a submitter's
+    machine would."""
+    from dataclasses import replace
+
+    from mallm_envs.registration import registry
+
+    official = registry._specs["TimingToy-v0"]
+    registry._specs["TimingToy-v0"] = replace(official, kwargs={"time_limit_scale": scale})
+    try:
+        submission = evaluate(
+            "TimingToy-v0",
+            lambda env: build_agents("fixed:slow,fixed:1", env),
+            agent_info={"name": "slow"},
+            suite=suite,
+            progress=False,
+        )
+    finally:
+        registry._specs["TimingToy-v0"] = official
     data = json.loads(gzip.decompress(submission.to_bytes()))
-    assert verify_file(write(tmp_path, data)).timing_adjusted == []
+    data["env_spec"] = official.to_dict()
+    for episode in data["episodes"]:
+        episode["env_spec"] = official.to_dict()
+    return data
+
+
+def test_timing_sensitive_grades(tmp_path, timing_env) -> None:
+    data = _timing_record(timing_env, 1.0)
+    report = verify_file(write(tmp_path, data))
+    assert report.timing_adjusted == [] and report.summary["team_return"]["mean"] == 0.5
     # An honest run on a fast machine recorded the pass that the verifier's normal replay
-    # misses: accepted under lenient limits, with the verifier's own figures.
-    honest = _copy(data)
-    episode = honest["episodes"][0]
-    for step in episode["steps"]:
-        if step["action"] is None:
-            step["reward"] = 1.0
-            step["info"]["reward_components"] = {"tests": 1.0}
-            step["info"]["success"] = True
-    episode["team_return"] = 1.0
-    report = verify_file(write(tmp_path, honest))
-    assert report.timing_adjusted == [0]
+    # misses: accepted (the x4 replay reproduces it exactly), and the report says so.
+    fast = _timing_record(timing_env, 4.0)
+    assert fast["summary"]["team_return"]["mean"] == 1.0
+    report = verify_file(write(tmp_path, fast))
+    assert report.timing_adjusted == [0, 1, 2]
+    assert "reproduced exactly with time limits x4" in report.timing_notes[0]
+    assert "test 2: recorded passed, replay timeout" in report.timing_notes[0]
     # Claiming more than even the lenient replay gives is rejected.
-    forged = _copy(honest)
+    forged = _copy(fast)
     forged["episodes"][0]["team_return"] = 3.0
-    with pytest.raises(VerificationError, match=r"\[replay\]"):
+    with pytest.raises(VerificationError, match=r"\[replay\].*timing does not explain"):
         verify_file(write(tmp_path, forged))
+
+
+def test_board_shows_the_strict_replay_of_timing_sensitive_envs(tmp_path, timing_env) -> None:
+    """Issue 17 item 13: the lenient replay decides acceptance, never the figures shown."""
+    fast = _timing_record(timing_env, 4.0)
+    report = verify_file(write(tmp_path, fast))
+    assert report.summary["team_return"]["mean"] == 0.5  # the verifier's normal limits
+    assert report.summary["success_rate"]["mean"] == 0.0
+
+
+def test_lowered_rewards_do_not_buy_the_lenient_replay(tmp_path, timing_env) -> None:
+    """Issue 17 item 13: a record edited down is not 'explained by timing'."""
+    honest = _timing_record(timing_env, 1.0)
+    lowered = _copy(honest)
+    for episode in lowered["episodes"]:
+        for step in episode["steps"]:
+            if step["action"] is None:
+                step["reward"] = 0.25
+        episode["team_return"] = 0.25
+    with pytest.raises(VerificationError, match=r"\[replay\] episode 0 .*reward: recorded 0.25"):
+        verify_file(write(tmp_path, lowered))
+    # A test that passed on the verifier and "failed" in the record did not time out: not timing.
+    relabelled = _copy(honest)
+    for episode in relabelled["episodes"]:
+        for step in episode["steps"]:
+            if step["action"] is None:
+                step["info"]["test_statuses"] = ["failed", "timeout"]
+        for info in episode["final_infos"].values():
+            info["test_statuses"] = ["failed", "timeout"]
+    with pytest.raises(VerificationError, match=r"timing does not explain"):
+        verify_file(write(tmp_path, relabelled))
 
 
 # ------------------------------------------------------------------ suites and boards
@@ -297,7 +354,6 @@ def test_every_registered_env_has_a_frozen_suite_matching_its_code() -> None:
 def test_board_build_is_deterministic_and_escapes(tmp_path, submission_data) -> None:
     board = tmp_path / "boards" / ENV
     board.mkdir(parents=True)
-    write(board, submission_data, "a.json.gz")
     tampered = _copy(submission_data)
     tampered["agent"]["name"] = "tampered"
     tampered["episodes"][0]["team_return"] = 7.0
@@ -306,14 +362,14 @@ def test_board_build_is_deterministic_and_escapes(tmp_path, submission_data) -> 
     weird["agent"]["name"] = "Team (A&B) @v1"
     write(board, weird, "c.json.gz")
     boards, failures, written = build(tmp_path / "boards")
-    assert len(boards[ENV]) == 2 and len(failures) == 1 and "b.json.gz" in failures[0]
+    assert len(boards[ENV]) == 1 and len(failures) == 1 and "b.json.gz" in failures[0]
     first = {p: p.read_bytes() for p in written}
     build(tmp_path / "boards")
     assert {p: p.read_bytes() for p in written} == first
     page = (tmp_path / "boards" / "site" / "index.html").read_text()
     assert "Team (A&amp;B) @v1" in page and "<svg" in page
     table = (board / "README.md").read_text()
-    assert "scripted-test" in table and "tampered" not in table
+    assert "Team (A&B) @v1" in table and "tampered" not in table
 
 
 def test_repository_boards_verify_and_are_up_to_date(tmp_path) -> None:

@@ -21,9 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from mallm_envs.core.episode import atomic_write_bytes
-from mallm_envs.leaderboard.verify import VerificationError, VerifyReport, verify_file
+from mallm_envs.leaderboard.verify import (
+    VerificationError,
+    VerifyReport,
+    unsafe_character,
+    verify_file,
+)
+from mallm_envs.leaderboard.verify import (
+    reproduce as reproduce_agent,
+)
 
 SUBMISSION_GLOB = "*.json.gz"
+MEASURE_LABELS = {"success_rate": "success", "team_return": "team return"}
 
 
 @dataclass
@@ -40,12 +49,33 @@ class Entry:
     def summary(self) -> dict[str, Any]:
         return self.report.summary
 
+    @property
+    def measure(self) -> str:
+        return self.report.primary_measure
 
-def collect(root: Path) -> tuple[dict[str, list[Entry]], list[str]]:
-    """Verify every submission under ``root``; return the boards and the failures."""
+    def sort_key(self) -> tuple[float, float, str]:
+        s = self.summary
+        primary = s.get(self.measure) or s["team_return"]
+        return (-primary["mean"], -s["team_return"]["mean"], self.name)
+
+
+def _name_key(name: str) -> str:
+    return " ".join(name.casefold().split())
+
+
+def collect(root: Path, *, reproduce: bool = True) -> tuple[dict[str, list[Entry]], list[str]]:
+    """Verify every submission under ``root``; return the boards and the failures.
+
+    With ``reproduce`` (the default), each submission's declared agent is also rebuilt
+    where that is possible (see :func:`~mallm_envs.leaderboard.verify.reproduce`); its row
+    then says "reproduced", else "replayed". A board keeps one row per agent name and one
+    per set of actions: a later file (reproduced rows first, then by file name) with the
+    name or the very actions of a kept row is rejected.
+    """
     boards: dict[str, list[Entry]] = {}
     failures: list[str] = []
     for board_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "site"):
+        candidates: list[Entry] = []
         for path in sorted(board_dir.glob(SUBMISSION_GLOB)):
             if path.is_symlink():
                 failures.append(f"{path}: symbolic links are not accepted")
@@ -55,14 +85,42 @@ def collect(root: Path) -> tuple[dict[str, list[Entry]], list[str]]:
             except VerificationError as err:
                 failures.append(f"{path}: {err}")
                 continue
+            if reproduce:
+                try:
+                    reproduce_agent(report)
+                except VerificationError as err:  # the row stays "replayed"; the build says why
+                    report.reproduce_note = f"reproduction failed: {err}"
             if report.submission.env_id != board_dir.name:
                 failures.append(
                     f"{path}: a {report.submission.env_id} submission in the {board_dir.name} board"
                 )
                 continue
-            boards.setdefault(board_dir.name, []).append(Entry(board_dir.name, path.name, report))
+            candidates.append(Entry(board_dir.name, path.name, report))
+        candidates.sort(key=lambda e: (e.report.check != "reproduced", e.file))
+        names: dict[str, Entry] = {}
+        actions: dict[str, Entry] = {}
+        for entry in candidates:
+            path = board_dir / entry.file
+            same_name = names.get(_name_key(entry.name))
+            if same_name is not None:
+                failures.append(
+                    f"{path}: the agent name {entry.name!r} is already on the board "
+                    f"({same_name.file}); one row per name"
+                )
+                continue
+            same_actions = actions.get(entry.report.actions_hash)
+            if same_actions is not None:
+                failures.append(
+                    f"{path}: its transcripts hold exactly the actions of {same_actions.file} "
+                    f"({same_actions.name!r}, actions hash {entry.report.actions_hash}); "
+                    "a copy is not a new entry"
+                )
+                continue
+            names[_name_key(entry.name)] = entry
+            actions[entry.report.actions_hash] = entry
+            boards.setdefault(board_dir.name, []).append(entry)
     for entries in boards.values():
-        entries.sort(key=lambda e: (-e.summary["team_return"]["mean"], e.name))
+        entries.sort(key=Entry.sort_key)
     return boards, failures
 
 
@@ -71,6 +129,38 @@ def _fmt_ci(stats: dict[str, float], digits: int = 3, percent: bool = False) -> 
     unit = "%" if percent else ""
     mean, low, high = stats["mean"] * scale, stats["low"] * scale, stats["high"] * scale
     return f"{mean:.{digits}f}{unit} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _measure_order(measure: str) -> list[str]:
+    return [measure] + [m for m in MEASURE_LABELS if m != measure]
+
+
+def header(measure: str) -> list[str]:
+    """The columns of a board ranked by ``measure`` (its column first, marked)."""
+    columns = []
+    for m in _measure_order(measure):
+        label = f"{MEASURE_LABELS[m]} [95% CI]"
+        columns.append(f"{label} (ranked)" if m == measure else label)
+    return [
+        "#",
+        "agent",
+        "model",
+        *columns,
+        "invalid actions",
+        "episodes",
+        "check",
+        "tokens/ep (reported)",
+        "s/ep (reported)",
+    ]
+
+
+def _measure_cell(summary: dict[str, Any], measure: str) -> str:
+    stats = summary.get(measure)
+    if stats is None:
+        return "-"
+    if measure == "success_rate":
+        return _fmt_ci(stats, 1, percent=True)
+    return _fmt_ci(stats)
 
 
 def _row(rank: int, entry: Entry) -> list[str]:
@@ -85,34 +175,46 @@ def _row(rank: int, entry: Entry) -> list[str]:
         str(rank),
         entry.name + flag,
         model,
-        _fmt_ci(s["team_return"]),
-        "-" if s["success_rate"] is None else _fmt_ci(s["success_rate"], 1, percent=True),
+        *(_measure_cell(s, m) for m in _measure_order(entry.measure)),
         _fmt_ci(s["invalid_action_rate"], 1, percent=True),
         str(s["episodes"]),
+        entry.report.check,
         "-" if tokens is None else f"{tokens['mean']:.0f}",
         "-" if wall is None else f"{wall['mean']:.3f}",
     ]
 
 
-HEADER = [
-    "#",
-    "agent",
-    "model",
-    "team return [95% CI]",
-    "success",
-    "invalid actions",
-    "episodes",
-    "tokens/ep (reported)",
-    "s/ep (reported)",
-]
+def clean_text(text: str) -> str:
+    """``text`` with every control, format (bidi, zero-width) and separator character
+    replaced by a space: what a table cell or a web page may show."""
+    return "".join(" " if unsafe_character(c) is not None else c for c in text)
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return clean_text(text).replace("|", "\\|")
+
+
+def _board_measure(entries: list[Entry]) -> str:
+    return entries[0].measure if entries else "team_return"
+
+
+def _ranking_note(measure: str) -> str:
+    if measure == "success_rate":
+        return (
+            "Ranked by success rate (the env's primary measure), then team return. "
+            "Check: *replayed* means the figures follow from the recorded actions; "
+            "*reproduced* means the declared agent was also rebuilt and produced them.\n\n"
+        )
+    return (
+        "Ranked by mean team return (the env's primary measure). "
+        "Check: *replayed* means the figures follow from the recorded actions; "
+        "*reproduced* means the declared agent was also rebuilt and produced them.\n\n"
+    )
 
 
 def markdown_table(entries: list[Entry]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    columns = header(_board_measure(entries))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for rank, entry in enumerate(entries, start=1):
         lines.append("| " + " | ".join(_md_cell(c) for c in _row(rank, entry)) + " |")
     return "\n".join(lines) + "\n"
@@ -122,6 +224,7 @@ def board_markdown(env_id: str, entries: list[Entry]) -> str:
     return (
         f"# {env_id}\n\n"
         "Generated by `mallm board` from the verified submissions in this folder; do not edit.\n\n"
+        + _ranking_note(_board_measure(entries))
         + markdown_table(entries)
     )
 
@@ -129,19 +232,23 @@ def board_markdown(env_id: str, entries: list[Entry]) -> str:
 def all_boards_markdown(boards: dict[str, list[Entry]]) -> str:
     parts = [
         "# Leaderboards\n\n",
-        "Generated by `mallm board`; every row was verified by replaying its transcripts. Do not edit.\n",
+        "Generated by `mallm board`; every row was verified by replaying its transcripts "
+        "(*replayed*), and where its declared agent could be rebuilt, by reproducing them "
+        "(*reproduced*). Do not edit.\n",
     ]
     for env_id, entries in sorted(boards.items()):
         parts.append(f"\n## {env_id}\n\n")
+        parts.append(_ranking_note(_board_measure(entries)))
         parts.append(markdown_table(entries))
     return "".join(parts)
 
 
 def _svg_chart(entries: list[Entry]) -> str:
-    """Horizontal bars of mean team return with 95% CI whiskers."""
+    """Horizontal bars of the board's ranking measure with 95% CI whiskers."""
     if not entries:
         return ""
-    values = [e.summary["team_return"] for e in entries]
+    measure = _board_measure(entries)
+    values = [e.summary.get(measure) or e.summary["team_return"] for e in entries]
     low = min(0.0, *(v["low"] for v in values))
     high = max(0.0, *(v["high"] for v in values))
     span = (high - low) or 1.0
@@ -153,7 +260,7 @@ def _svg_chart(entries: list[Entry]) -> str:
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + bar_w + 90}" height="{height}" role="img" '
-        f'aria-label="team return by agent">'
+        f'aria-label="{MEASURE_LABELS[measure]} by agent">'
     ]
     zero = x(0.0)
     parts.append(f'<line x1="{zero:.1f}" y1="0" x2="{zero:.1f}" y2="{height - 20}" stroke="#999"/>')
@@ -180,17 +287,23 @@ def _svg_chart(entries: list[Entry]) -> str:
     return "".join(parts)
 
 
+def _caption(measure: str) -> str:
+    what = "Success rate" if measure == "success_rate" else "Mean team return"
+    return f"{what} (the ranking measure) with 95% confidence interval."
+
+
 def site_html(boards: dict[str, list[Entry]]) -> str:
     sections = []
     for env_id, entries in sorted(boards.items()):
         rows = []
         for rank, entry in enumerate(entries, start=1):
-            cells = "".join(f"<td>{html.escape(c)}</td>" for c in _row(rank, entry))
+            cells = "".join(f"<td>{html.escape(clean_text(c))}</td>" for c in _row(rank, entry))
             rows.append(f"<tr>{cells}</tr>")
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
+        measure = _board_measure(entries)
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in header(measure))
         sections.append(
             f'<section id="{html.escape(env_id)}"><h2>{html.escape(env_id)}</h2>'
-            f"<figure>{_svg_chart(entries)}<figcaption>Mean team return with 95% confidence interval.</figcaption></figure>"
+            f"<figure>{_svg_chart(entries)}<figcaption>{html.escape(_caption(measure))}</figcaption></figure>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></section>"
         )
     nav = " · ".join(f'<a href="#{html.escape(k)}">{html.escape(k)}</a>' for k in sorted(boards))
@@ -201,16 +314,24 @@ def site_html(boards: dict[str, list[Entry]]) -> str:
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}"
         "th{background:#f3f3f3}figure{margin:0}figcaption{font-size:12px;color:#555}</style></head><body>"
         "<h1>mallm-envs leaderboards</h1>"
-        "<p>Every row was verified by replaying its transcripts through the environment. "
+        "<p>Every row was verified by replaying its transcripts through the environment "
+        "(<em>replayed</em>: the figures follow from the recorded actions); rows marked "
+        "<em>reproduced</em> were also played again by their declared agent, which produced "
+        "the same actions. "
         "Tokens and seconds are reported by the submitter and cannot be replayed.</p>"
         f"<nav>{nav}</nav>{''.join(sections)}</body></html>\n"
     )
 
 
-def build(root: str | Path) -> tuple[dict[str, list[Entry]], list[str], list[Path]]:
-    """Verify and regenerate every board under ``root``; return boards, failures, written files."""
+def build(
+    root: str | Path, *, reproduce: bool = True
+) -> tuple[dict[str, list[Entry]], list[str], list[Path]]:
+    """Verify and regenerate every board under ``root``; return boards, failures, written files.
+
+    A file that fails is reported in ``failures`` and left out; the other boards are built.
+    """
     root = Path(root)
-    boards, failures = collect(root)
+    boards, failures = collect(root, reproduce=reproduce)
     written = []
     for env_id, entries in boards.items():
         path = root / env_id / "README.md"
