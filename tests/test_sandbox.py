@@ -808,3 +808,83 @@ def test_all_164_humaneval_canonical_solutions_pass_and_broken_ones_fail(judge) 
         limits=limits,
     )
     assert all(g.passed == 0 for g in broken)
+
+
+# --- the workers die with their owner -----------------------------------------------------------
+
+_OWNER = """
+import sys
+from mallm_envs.sandbox import Judge, Limits, TestCase, TestSuite
+limits = Limits(timeout_s=2.0, total_timeout_s=60.0)
+suite = TestSuite([TestCase(f"candidate({i})", expected=i) for i in range(8)], entry_point="f")
+with Judge(limits, workers=1, isolation=sys.argv[1]) as judge:
+    print("grading", flush=True)
+    judge.grade("def f(x):\\n    while True:\\n        pass\\n", suite)  # 8 timeouts: 16 s
+"""
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (zombies excluded), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != b"Z":
+            parents.setdefault(int(fields[1]), []).append(int(name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                if f.read().rsplit(b")", 1)[1].split()[0] != b"Z":
+                    alive.add(pid)
+        except OSError:
+            continue
+    return alive
+
+
+@pytest.mark.parametrize("isolation", ["auto", "process", "bwrap"])
+def test_workers_and_their_runs_die_with_a_killed_owner(isolation: str) -> None:
+    """An owner killed by SIGKILL mid-grade: no run goes on, and no further run starts."""
+    if isolation == "bwrap" and shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap (bwrap) is not installed")
+    import subprocess
+
+    owner = subprocess.Popen(
+        [sys.executable, "-W", "ignore", "-c", _OWNER, isolation],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None and owner.stdout.readline().strip() == "grading"
+        deadline = time.monotonic() + 10
+        while len(_descendants(owner.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)  # wait for the worker and its first run
+        time.sleep(0.3)
+        below = _descendants(owner.pid)
+        assert len(below) >= 2, "no run started"
+        owner.kill()
+        owner.wait(timeout=10)
+        deadline = time.monotonic() + 3.0  # well before the grade's 16 s of timeouts
+        while _alive(below) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(below), "a worker or its run outlived the judge's owner"
+    finally:
+        owner.kill()
+        owner.wait(timeout=10)

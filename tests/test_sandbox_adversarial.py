@@ -76,6 +76,12 @@ def has_layer(judge, *names: str) -> bool:
     return any(name in judge.isolation_layers for name in names)
 
 
+def kernel_has_seccomp() -> bool:
+    """Whether this kernel has seccomp (its status line is there: 0 means none in force yet)."""
+    with open("/proc/self/status") as f:
+        return any(line.startswith("Seccomp:") for line in f)
+
+
 # --- time ----------------------------------------------------------------------------------------
 
 
@@ -424,6 +430,131 @@ def test_sysv_shared_memory_of_another_program(judge) -> None:
         contained(judge, program)
     finally:
         libc.shmctl(shmid, 0, None)  # IPC_RMID
+
+
+def left_by_an_earlier_run(judge, program: str) -> None:
+    """Grade a program three times: a run that finds what an earlier run left gets it right."""
+    for _ in range(3):
+        contained(judge, program)
+
+
+def test_sysv_shared_memory_left_by_an_earlier_run(judge) -> None:
+    """A segment outlives its run (the IPC namespace is the worker's): refused in every mode."""
+    program = (
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "libc.shmat.restype = ctypes.c_void_p\n"
+        "def f(x):\n"
+        "    shmid = libc.shmget(0x6D616C6D, 64, 0o1000 | 0o600)  # IPC_CREAT, never removed\n"
+        "    if shmid < 0:\n"
+        "        raise OSError(ctypes.get_errno(), 'shmget')\n"
+        "    address = libc.shmat(shmid, None, 0)\n"
+        "    left = ctypes.string_at(address, 16).rstrip(b'\\0')\n"
+        "    if left and int(left) != os.getpid():  # an earlier run's: it holds the answer\n"
+        "        return 2 * x\n"
+        "    me = str(os.getpid()).encode()\n"
+        "    ctypes.memmove(address, me, len(me))\n"
+        "    return -1\n"
+    )
+    left_by_an_earlier_run(judge, program)
+
+
+def test_posix_message_queue_left_by_an_earlier_run(judge) -> None:
+    program = (
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "def f(x):\n"
+        "    q = libc.mq_open(b'/mallm-answer', os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, 0o600, None)\n"
+        "    if q < 0:\n"
+        "        raise OSError(ctypes.get_errno(), 'mq_open')\n"
+        "    buf = ctypes.create_string_buffer(8192)\n"
+        "    if libc.mq_receive(q, buf, 8192, None) > 0 and int(buf.value) != os.getpid():\n"
+        "        return 2 * x  # an earlier run's message: it holds the answer\n"
+        "    me = str(os.getpid()).encode()\n"
+        "    libc.mq_send(q, me, len(me), 0)\n"
+        "    return -1\n"
+    )
+    left_by_an_earlier_run(judge, program)
+
+
+def test_kernel_keyring_key_left_by_an_earlier_run(judge) -> None:
+    """A uid's keyring outlives every process of the uid, so later runs and later judges."""
+    program = (
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "libc.syscall.restype = ctypes.c_long\n"
+        "ADD_KEY, KEYCTL = {'x86_64': (248, 250), 'aarch64': (217, 219)}[os.uname().machine]\n"
+        "USER_KEYRING = -4\n"
+        "def f(x):\n"
+        "    found = libc.syscall(KEYCTL, 10, USER_KEYRING, b'user', b'mallm-answer', 0)\n"
+        "    if found >= 0:\n"
+        "        buf = ctypes.create_string_buffer(16)\n"
+        "        libc.syscall(KEYCTL, 11, ctypes.c_long(found), buf, 16)  # KEYCTL_READ\n"
+        "        if int(buf.value) != os.getpid():  # an earlier run's key: it holds the answer\n"
+        "            return 2 * x\n"
+        "    me = str(os.getpid()).encode()\n"
+        "    if libc.syscall(ADD_KEY, b'user', b'mallm-answer', me, len(me), USER_KEYRING) < 0:\n"
+        "        raise OSError(ctypes.get_errno(), 'add_key')\n"
+        "    return -1\n"
+    )
+    if os.uname().machine not in ("x86_64", "aarch64"):
+        pytest.skip("syscall numbers known for x86_64 and aarch64 only")
+    left_by_an_earlier_run(judge, program)
+
+
+KERNEL_SURFACE = """
+import ctypes, os, struct
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+NR = {
+    "x86_64": {"unshare": 272, "io_uring_setup": 425, "bpf": 321, "userfaultfd": 323,
+               "perf_event_open": 298},
+    "aarch64": {"unshare": 97, "io_uring_setup": 425, "bpf": 280, "userfaultfd": 282,
+                "perf_event_open": 241},
+}[os.uname().machine]
+CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
+def reached():
+    worked = []
+    if libc.syscall(NR["unshare"], CLONE_NEWUSER) == 0:
+        worked.append("unshare(user namespace)")
+    pid = libc.syscall(56 if os.uname().machine == "x86_64" else 220, CLONE_NEWUSER | 17, 0, 0, 0, 0)
+    if pid == 0:  # clone() into a new user namespace
+        os._exit(0)
+    if pid > 0:
+        os.waitpid(pid, 0)
+        worked.append("clone(user namespace)")
+    params = ctypes.create_string_buffer(120)
+    if libc.syscall(NR["io_uring_setup"], 4, params) >= 0:
+        worked.append("io_uring")
+    if libc.syscall(NR["userfaultfd"], 0o2000000 | 1) >= 0:  # O_CLOEXEC | UFFD_USER_MODE_ONLY
+        worked.append("userfaultfd")
+    attr = ctypes.create_string_buffer(128)  # a software cpu-clock event, user space only
+    struct.pack_into("<IIQQQQQ", attr, 0, 1, 128, 0, 0, 0, 0, (1 << 5) | (1 << 6))
+    if libc.syscall(NR["perf_event_open"], attr, 0, -1, -1, 0) >= 0:
+        worked.append("perf_event_open")
+    insns = ctypes.create_string_buffer(struct.pack("<BBhiBBhi", 0xB7, 0, 0, 0, 0x95, 0, 0, 0))
+    license = ctypes.create_string_buffer(b"GPL")
+    battr = ctypes.create_string_buffer(128)  # BPF_PROG_LOAD "r0 = 0; exit" (socket filter)
+    struct.pack_into("<IIQQ", battr, 0, 1, 2, ctypes.addressof(insns), ctypes.addressof(license))
+    if libc.syscall(NR["bpf"], 5, battr, 128) >= 0:
+        worked.append("bpf")
+    return worked
+def f(x):
+    worked = reached()
+    print("reached:", worked)
+    return 2 * x if worked else -1
+"""
+
+
+def test_user_namespaces_io_uring_bpf_userfaultfd_and_perf_events(judge) -> None:
+    """Where many local privilege escalations start: one filter refuses them in every mode."""
+    if os.uname().machine not in ("x86_64", "aarch64"):
+        pytest.skip("syscall numbers known for x86_64 and aarch64 only")
+    if not kernel_has_seccomp():
+        pytest.skip("the kernel has no seccomp filters (CONFIG_SECCOMP_FILTER)")
+    assert "seccomp" in judge.isolation_layers, judge.isolation_notes
+    grade = contained(judge, KERNEL_SURFACE)
+    assert "reached: []" in grade.output, grade.output
 
 
 # --- the processes around the run --------------------------------------------------------------
