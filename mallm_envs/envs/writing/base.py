@@ -115,6 +115,10 @@ class WritingEnv(CoopTextEnv):
         self.texts: list[dict[str, str]] = []
         self.breakdowns: list[RewardBreakdown] = []
 
+    def _quote_text(self, text: str) -> str:
+        """A text quoted back in a prompt (v0: refused controls dropped, then shortened)."""
+        return _quote(text)
+
     def _agent_ids(self) -> tuple[str, ...]:
         """The env's agents, in order (read before the core is set up: class data only)."""
         raise NotImplementedError
@@ -223,7 +227,9 @@ class WritingEnv(CoopTextEnv):
         lines.extend(f"- {line}" for line in breakdown.summary_lines())
         for part in self.parts:
             owner = "Your" if part in viewer_parts else "Your partner's"
-            lines.append(f"{owner} {part} text last turn:\n<<<\n{_quote(texts.get(part, ''))}\n>>>")
+            lines.append(
+                f"{owner} {part} text last turn:\n<<<\n{self._quote_text(texts.get(part, ''))}\n>>>"
+            )
         lines.append("=== END FEEDBACK ===")
         return "\n".join(lines)
 
@@ -236,9 +242,9 @@ class WritingEnv(CoopTextEnv):
         for record, texts in zip(self.history, self.texts):
             lines.append(f"turn {record.turn + 1}: reward {record.result.reward:.3f}")
             for part in self.parts:
-                lines.append(f"[{part}]\n{_quote(texts.get(part, ''))}")
+                lines.append(f"[{part}]\n{self._quote_text(texts.get(part, ''))}")
         for agent, action in self._pending.items():
-            lines.append(f"[{agent}, submitted this turn]\n{_quote(action)}")
+            lines.append(f"[{agent}, submitted this turn]\n{self._quote_text(action)}")
         return "\n".join(lines)
 
     def _render_text(self) -> str:
@@ -289,7 +295,7 @@ class PairWritingEnv(WritingEnv):
             lines.append(feedback)
         for role, action in self.visible_actions(agent).items():
             lines.append(
-                f"=== PARTNER'S TEXT THIS TURN ({role}) ===\n{_quote(action)}\n=== END PARTNER'S TEXT ==="
+                f"=== PARTNER'S TEXT THIS TURN ({role}) ===\n{self._quote_text(action)}\n=== END PARTNER'S TEXT ==="
             )
         lines.append(f"Write your {agent} text now: plain prose, no heading, no preamble.")
         return "\n".join(lines)

@@ -91,22 +91,12 @@ from __future__ import annotations
 from typing import ClassVar
 
 from mallm_envs.envs.writing.base import PairWritingEnv, writing_metadata
-from mallm_envs.envs.writing.rewards import EXPANSION_REWARD, PairRewardConfig
-
-EXPANSION_TASK = (
-    "Together you expand the brief below into the opening of an article: background and "
-    "motivation first, then method and implications."
+from mallm_envs.envs.writing.presets import (
+    EXPANSION_PARTNER_ROLES,
+    EXPANSION_PARTS,
+    EXPANSION_TASK,
 )
-EXPANSION_PARTS = {
-    "background": (
-        "The background part explains the problem, why it matters, and what was known or "
-        "missing before, leading up to the work the brief describes (roughly 140-200 words)."
-    ),
-    "method": (
-        "The method part explains what the work does and how, what it finds, and what follows "
-        "from it (about as long as the background part, without repeating it)."
-    ),
-}
+from mallm_envs.envs.writing.rewards import EXPANSION_REWARD, PairRewardConfig
 
 
 class ExpansionTaskMixin:
@@ -123,7 +113,4 @@ class ExpandPairEnv(ExpansionTaskMixin, PairWritingEnv):
     """See the module docstring."""
 
     metadata: ClassVar[dict] = writing_metadata("expand_pair_v0")
-    partner_roles = {
-        "background": "the background and motivation.",
-        "method": "the method, findings and implications.",
-    }
+    partner_roles = EXPANSION_PARTNER_ROLES

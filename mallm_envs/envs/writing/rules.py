@@ -295,6 +295,11 @@ class RewardRules:
     prose_sentence_full: float = 45.0
     prose_sentence_zero: float = 90.0
 
+    @property
+    def max_total(self) -> float:
+        """The largest total these rules can give."""
+        return MAX_TOTAL
+
     def __post_init__(self) -> None:
         problems = []
         for low, high in (

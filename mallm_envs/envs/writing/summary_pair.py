@@ -98,22 +98,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 from mallm_envs.envs.writing.base import PairWritingEnv, writing_metadata
+from mallm_envs.envs.writing.presets import SUMMARY_PARTNER_ROLES, SUMMARY_PARTS, SUMMARY_TASK
 from mallm_envs.envs.writing.rewards import SUMMARY_REWARD, PairRewardConfig
-
-SUMMARY_TASK = (
-    "Together you write two summaries of the document below: a concise one and a detailed one."
-)
-SUMMARY_PARTS = {
-    "concise": (
-        "The concise summary gives the document's main point in one to three sentences "
-        "(roughly 20-60 words)."
-    ),
-    "detailed": (
-        "The detailed summary is two to three times as long as the concise one: it covers the "
-        "main points and how they connect, with a richer vocabulary and transition phrases "
-        "(for example, however, as a result)."
-    ),
-}
 
 
 class SummaryTaskMixin:
@@ -130,7 +116,4 @@ class SummaryPairEnv(SummaryTaskMixin, PairWritingEnv):
     """See the module docstring."""
 
     metadata: ClassVar[dict] = writing_metadata("summary_pair_v0")
-    partner_roles = {
-        "concise": "a short summary of the main point.",
-        "detailed": "a longer summary of the main points and how they connect.",
-    }
+    partner_roles = SUMMARY_PARTNER_ROLES
