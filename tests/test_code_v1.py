@@ -325,3 +325,37 @@ def test_v1_reasons_never_carry_an_exception_message() -> None:
             exception_message=message,
         )
         assert grading.safe_reason_v1(result) == "raised NameError"
+
+
+# A root finder other than the canonical bisection, stopping as soon as |poly| < 5e-5:
+# its roots differ from the canonical ones, yet the frozen HumanEval/32 accepts them.
+NEWTON_FIND_ZERO = (
+    "def find_zero(xs: list):\n"
+    "    xs = aux(xs)\n"
+    "    def f(x):\n"
+    "        return sum(c * x ** i for i, c in enumerate(xs))\n"
+    "    def df(x):\n"
+    "        return sum(i * c * x ** (i - 1) for i, c in enumerate(xs) if i)\n"
+    "    x = 0.0\n"
+    "    for _ in range(10000):\n"
+    "        fx = f(x)\n"
+    "        if abs(fx) < 5e-5:\n"
+    "            return x\n"
+    "        d = df(x)\n"
+    "        x = x - fx / d if d else x + 0.5\n"
+    "    return x\n"
+)
+
+
+def test_frozen_root_check_accepts_another_correct_root_finder_and_rejects_a_wrong_one() -> None:
+    for code, solves in (
+        (NEWTON_FIND_ZERO, True),
+        (NEWTON_FIND_ZERO.replace("5e-5", "5e-3"), False),
+    ):
+        for version in ("v0", "v1"):
+            env = mallm_envs.make(f"CodeSolo-{version}")
+            env.reset(seed=0, options={"task_id": "HumanEval/32"})
+            env.step(fenced(IDENTITY_AUX + "\n\n" + code))
+            assert env.infos["coder"]["success"] is solves, (version, solves)
+    checks = freeze.frozen_tests()["HumanEval/32"][0]
+    assert len(checks) == 74 and all(c["compare"] == "isclose" for c in checks)

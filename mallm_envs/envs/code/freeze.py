@@ -29,10 +29,11 @@ Check shapes and how they freeze:
   side, as in HumanEval/33, is the canonical solution's result);
 * ``abs(candidate(args) - c) < tol``: ``isclose`` with ``abs_tol=tol`` (the judge uses ``<=``);
 * HumanEval/32 (``math.fabs(poly(coeffs, solution)) < 1e-4`` for a root ``solution``):
-  polynomials with exactly one real root become ``isclose(solution, root)`` with an
-  absolute tolerance inside which ``|poly|`` stays under the test's bound (checked on a
-  grid); those with several real roots cannot be judged from one literal and are dropped
-  (the file records how many).
+  for a polynomial with exactly one real root, the answers the test accepts form one
+  interval around that root; it is found by bisection from the canonical solution's root
+  and frozen as ``isclose(solution, centre, abs_tol=half_width)`` (a hair narrower; every
+  point of it checked on a grid of 1,001). Polynomials with several real roots cannot be
+  judged from one literal (any root passes) and are dropped; the file records how many.
 
 Any other unsafe shape makes :func:`build` fail, so new task data cannot slip through.
 
@@ -60,7 +61,7 @@ from typing import Any
 from mallm_envs.core.errors import MallmError
 
 FROZEN_FILE = "humaneval_frozen.json"
-FROZEN_SHA256 = "e400a434735184d15a0225ddf38143712709017f182d9da6c77964f53ab781d3"
+FROZEN_SHA256 = "89f9969f55e536ea3fe3ac3d5b59e928926ee1f2a818d73f70bb5548d2eae61b"
 """SHA-256 of ``humaneval_frozen.json`` as shipped with the v1 envs."""
 WRAPPERS = frozenset({"tuple", "list", "sorted", "set"})
 """Builtins a safe run value may pass through (they add nothing of the test)."""
@@ -400,8 +401,8 @@ class _Recorder:
         if len(real) != 1:
             self.dropped += 1  # any of several roots passes: not one literal value
             return
-        sides = []
-        for sign in (1.0, -1.0):
+        extents = []
+        for sign in (-1.0, 1.0):  # how far from the root |poly| stays under the bound
             low, high = 0.0, 1.0
             for _ in range(200):
                 mid = (low + high) / 2
@@ -409,16 +410,18 @@ class _Recorder:
                     low = mid
                 else:
                     high = mid
-            sides.append(low)
-        delta = min(sides) / 2
-        grid = [x0 + delta * (k / 50.0 - 1.0) for k in range(101)]
+            extents.append(low)
+        # the interval [x0 - extents[0], x0 + extents[1]], as a centre and a half-width
+        centre = x0 + (extents[1] - extents[0]) / 2
+        delta = (extents[0] + extents[1]) / 2 * (1 - 1e-6)
+        grid = [centre + delta * (k / 500.0 - 1.0) for k in range(1001)]
         if delta <= 0 or any(abs(value(x)) >= bound for x in grid):
             raise FrozenTestsError(f"{self.task_id}: no safe tolerance around the root {x0}")
         call, got = self._call(None, args, kwargs)
-        self._add(call, "isclose", x0, got == x0, abs_tol=delta, rel_tol=0.0)
+        self._add(call, "isclose", centre, abs(got - centre) <= delta, abs_tol=delta, rel_tol=0.0)
 
 
-def freeze_task(task: Any, units: set[int] | None = None) -> dict[str, Any]:
+def freeze_task(task: Any) -> dict[str, Any]:
     """Freeze every test of one HumanEval task (runs its test code with the canonical
     solution in this process: call it only in a trusted process, as :func:`build` does)."""
     (test,) = task.tests
