@@ -22,9 +22,11 @@ a score can feel, hence the new ids. The v0 reward is the paper's and stays regi
    4.0; one passing test unlocked the whole cooperation credit).
 2. HumanEval tests whose expected side the test computes at run time (HumanEval/33, /38,
    /44, /50, /53, /151 compare two computed values; /2, /4, /32 compute the comparison
-   around the program's result; 15 tasks in all) are graded from frozen checks: literal
-   calls, the judge holding every expected value (see
-   :mod:`mallm_envs.envs.code.freeze`). In v0 a program could walk ``sys._getframe()`` up
+   around the program's result) are graded from frozen checks: literal calls, the judge
+   holding every expected value (see :mod:`mallm_envs.envs.code.freeze`). So are six
+   tasks whose calls take expressions such as ``3 * 19`` (/16, /25, /31, /75, /90, /108;
+   nothing leaked there, but now every value a run reports is a call on literals): 15
+   tasks in all, with the same tests and test counts. In v0 a program could walk ``sys._getframe()`` up
    to the test and read or rewrite those values (a ``decode_cyclic`` that decodes nothing
    passed HumanEval/38).
 3. The feedback names an exception's class, never its message: a message of a "safe"
