@@ -21,6 +21,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 
+from mallm_envs.envs.writing import agents
 from mallm_envs.envs.writing import text as T
 
 TRANSITION_OPENERS = (
@@ -313,6 +314,15 @@ def title_and_salad(title: str, source: str, kind: str) -> tuple[str, str]:
     return part(first, 0), part(second, 7)
 
 
+def key_phrase_frames(title: str, source: str, kind: str) -> tuple[str, str]:
+    """The scripted reference writer (:class:`~mallm_envs.envs.writing.agents.KeyPhraseWriter`):
+    the source's key phrases in fixed, fluent sentence frames (it scored 97% of the honest
+    expansion pairs under an early v1 draft, which is why v1 has a breadth factor)."""
+    parts = ("concise", "detailed") if kind == "summary" else ("background", "method")
+    first, second = (agents.WRITERS[part](title, source) for part in parts)
+    return first, second
+
+
 STRATEGIES: dict[str, Callable[[str, str, str], tuple[str, str]]] = {
     "word_salad": word_salad,
     "filler_frames": filler_frames,
@@ -332,4 +342,5 @@ STRATEGIES: dict[str, Callable[[str, str, str], tuple[str, str]]] = {
     "bigram_chain": bigram_chain,
     "sentence_shuffle_deleted": sentence_shuffle_deleted,
     "title_and_salad": title_and_salad,
+    "key_phrase_frames": key_phrase_frames,
 }

@@ -194,6 +194,7 @@ class WritingPairEnv(_V1, PairWritingEnv):
     def __init__(self, *, task: str = "summary", **kwargs: Any) -> None:
         self._set_preset(task)
         WritingEnv.__init__(self, **kwargs)
+        rules.reference_corpus()  # read once here, so no step pays for it
 
 
 class WritingSingleEnv(_V1, SingleWritingEnv):
@@ -205,6 +206,7 @@ class WritingSingleEnv(_V1, SingleWritingEnv):
     def __init__(self, *, task: str = "summary", **kwargs: Any) -> None:
         self._set_preset(task)
         WritingEnv.__init__(self, **kwargs)
+        rules.reference_corpus()  # read once here, so no step pays for it
 
     def _texts_of(self, actions: dict[str, str | None]) -> tuple[dict[str, str], dict[str, str]]:
         action = actions["writer"]

@@ -57,6 +57,7 @@ reward is the same IEEE-754 computation on every machine: replay stays exact.
 from __future__ import annotations
 
 import itertools
+import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -66,14 +67,7 @@ from importlib import resources
 from typing import Literal
 
 from mallm_envs.envs.writing import text as T
-from mallm_envs.envs.writing.rewards import (
-    TRANSITIONS,
-    falling,
-    lexical_topicality,
-    on_topic_sentence_share,
-    rising,
-    trapezoid,
-)
+from mallm_envs.envs.writing.rewards import TRANSITIONS, falling, rising, trapezoid
 from mallm_envs.envs.writing.rewards import transition_categories as _categories
 
 # ----------------------------------------------------------------------------- normalisation
@@ -280,6 +274,11 @@ class RewardRules:
     """Share of one part repeating the other (4-word runs or reordered word pairs), free
     (a concise summary shares many key terms with the detailed one)."""
     cross_full: float = 0.8
+    breadth_zero: float = 0.05
+    """Share of the source's distinct content stems that the pair's well-formed sentences
+    use, at (or below) which the breadth factor is 0 ..."""
+    breadth_full: float = 0.2
+    """... and from which it is 1 (a handful of key phrases in generic frames says little)."""
     script_free: float = 0.0
     """Share of mixed-script words that costs nothing."""
     script_full: float = 0.05
@@ -311,6 +310,7 @@ class RewardRules:
             ("frame_free", "frame_full"),
             ("cross_free", "cross_full"),
             ("script_free", "script_full"),
+            ("breadth_zero", "breadth_full"),
             ("topic_zero", "topic_full"),
             ("topic_sentence_zero", "topic_sentence_full"),
             ("prose_function_zero", "prose_function_full"),
@@ -348,6 +348,8 @@ EXPANSION_RULES = RewardRules(
     fit="complementary",
     cross_free=0.25,
     cross_full=0.6,
+    breadth_zero=0.4,
+    breadth_full=0.65,
     topic_zero=0.08,
     topic_full=0.25,
     topic_sentence_zero=0.15,
@@ -394,12 +396,94 @@ class PairScore:
 
 # ----------------------------------------------------------------------------- measures
 
+_stem = lru_cache(maxsize=1 << 16)(T.stem)
+_TOKEN = re.compile(r"\S+")
+
+
+def content_stems(text: str) -> list[str]:
+    """:func:`mallm_envs.envs.writing.text.content_stems`, with the stems memoised."""
+    return [_stem(w) for w in T.content_words(text)]
+
+
+def cut_tokens(text: str, limit: int) -> str:
+    """``text`` up to the end of its ``limit``-th whitespace token (layout kept).
+
+    >>> cut_tokens("a b\\n\\nc d", 3)
+    'a b\\n\\nc'
+    """
+    end = None
+    for count, match in enumerate(_TOKEN.finditer(text), start=1):
+        if count == limit:
+            end = match.end()
+            break
+    return text if end is None else text[:end]
+
+
+@dataclass(frozen=True)
+class SourceProfile:
+    """What the measures need from a source, computed once per source text."""
+
+    text: str
+    words: tuple[str, ...]
+    pairs: frozenset[tuple[str, str]]
+    trigrams: frozenset[tuple[str, ...]]
+    stems: frozenset[str]
+    subject: frozenset[str]
+    salient: tuple[str, ...]
+
+
+@lru_cache(maxsize=64)
+def source_profile(source: str, salient_words: int) -> SourceProfile:
+    """The :class:`SourceProfile` of ``source`` (normalised first)."""
+    text = normalize(source).text
+    words = T.words(text)
+    pairs: set[tuple[str, str]] = set()
+    for sentence in T.sentences(text):
+        sentence_words = T.words(sentence)
+        pairs.update(itertools.pairwise(sentence_words))
+    stems = content_stems(text)
+    counts = Counter(stems)
+    title = text.strip().split("\n", 1)[0]
+    subject = {s for s in stems if counts[s] >= 2} | set(content_stems(title))
+    first_use: dict[str, int] = {}
+    for index, stem in enumerate(stems):
+        first_use.setdefault(stem, index)
+    salient = sorted(counts, key=lambda s: (-counts[s], first_use[s]))[:salient_words]
+    return SourceProfile(
+        text,
+        tuple(words),
+        frozenset(pairs),
+        frozenset(_ngrams(words, 3)),
+        frozenset(stems),
+        frozenset(subject),
+        tuple(salient),
+    )
+
+
+def topicality(text: str, profile: SourceProfile) -> tuple[float, float]:
+    """v0's two topic measures (share of content words whose stem the source has; share
+    of words in on-topic sentences, :func:`mallm_envs.envs.writing.rewards.on_topic_sentence_share`)
+    with memoised stems."""
+    stems = content_stems(text)
+    closeness = sum(1 for s in stems if s in profile.stems) / len(stems) if stems else 0.0
+    total = on_topic = 0
+    for sentence in T.sentences(text):
+        size = len(T.words(sentence))
+        sentence_stems = content_stems(sentence)
+        hits = sum(1 for s in sentence_stems if s in profile.stems)
+        total += size
+        if hits >= 0.2 * len(sentence_stems) and any(s in profile.subject for s in sentence_stems):
+            on_topic += size
+    return closeness, (on_topic / total if total else 0.0)
+
 
 def _ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
     return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
 
 
-def source_ngram_share(words: Sequence[str], source_words: Sequence[str], n: int = 3) -> float:
+def source_ngram_share(
+    words: Sequence[str], source_words: Sequence[str] | frozenset[tuple[str, ...]], n: int = 3
+) -> float:
     """Share of the ``n``-grams of ``words`` that the source also has (0 without any).
 
     >>> source_ngram_share("the cat sat on a mat".split(), "the cat sat on the mat".split())
@@ -408,7 +492,7 @@ def source_ngram_share(words: Sequence[str], source_words: Sequence[str], n: int
     grams = _ngrams(words, n)
     if not grams:
         return 0.0
-    known = set(_ngrams(source_words, n))
+    known = source_words if isinstance(source_words, frozenset) else set(_ngrams(source_words, n))
     return sum(1 for g in grams if g in known) / len(grams)
 
 
@@ -443,20 +527,22 @@ def pair_counts(
     return plausible, judged
 
 
-def unknown_word_share(words: Sequence[str], source_words: Iterable[str]) -> float:
+def unknown_word_share(words: Sequence[str], profile: SourceProfile) -> float:
     """Share of alphabetic words longer than two letters that neither the corpus nor the
     source knows (their stems compared too)."""
     corpus = reference_corpus()
     vocabulary = corpus.vocabulary
-    known = set(source_words)
-    known_stems = {T.stem(w) for w in known} | corpus.stems
+    known = set(profile.words)
     checked = [w for w in words if len(w) > 2 and w.isalpha()]
     if not checked:
         return 0.0
     unknown = sum(
         1
         for w in checked
-        if w not in vocabulary and w not in known and T.stem(w) not in known_stems
+        if w not in vocabulary
+        and w not in known
+        and _stem(w) not in corpus.stems
+        and _stem(w) not in profile.stems
     )
     return unknown / len(checked)
 
@@ -566,7 +652,7 @@ def style_level(first: str, second: str, rules: RewardRules) -> Level:
     where = second if rules.transitions_in == "second" else first + "\n" + second
     categories = _categories(where)
     transition = min(1.0, len(categories) / rules.transition_full)
-    a, b = set(T.content_stems(first)), set(T.content_stems(second))
+    a, b = set(content_stems(first)), set(content_stems(second))
     if rules.fit == "shared_terms":
         union = a | b
         overlap = len(a & b) / len(union) if union else 0.0
@@ -592,16 +678,20 @@ def style_level(first: str, second: str, rules: RewardRules) -> Level:
 
 
 def coverage_level(
-    pair_text: str, source: str, key_points: Sequence[str], rules: RewardRules, counted: bool
+    pair_text: str,
+    profile: SourceProfile,
+    key_points: Sequence[str],
+    rules: RewardRules,
+    counted: bool,
 ) -> Level:
     """v0's coverage (key points and salient stems), counted in well-formed sentences only."""
-    present = set(T.content_stems(pair_text))
+    present = set(content_stems(pair_text))
     shares = []
     for point in key_points:
-        stems = set(T.content_stems(point))
+        stems = set(content_stems(point))
         if stems:
             shares.append(len(stems & present) / len(stems))
-    salient = T.salient_stems(source, rules.salient_words)
+    salient = profile.salient
     salient_share = sum(1 for s in salient if s in present) / len(salient) if salient else 0.0
     point_share = sum(shares) / len(shares) if shares else salient_share
     raw = 0.5 * point_share + 0.5 * salient_share if shares else salient_share
@@ -627,17 +717,18 @@ def score_pair(
     scoring 0 stops the sum), ``integrity`` = the product of the factors (each 0-1).
     """
     raw_first, raw_second = normalize(first), normalize(second)
-    a, b = raw_first.text, raw_second.text
-    clean_source = normalize(source).text
-    source_words = T.words(clean_source)
-    source_pairs = set()
-    for sentence in T.sentences(clean_source):
-        words = T.words(sentence)
-        source_pairs.update(itertools.pairwise(words))
+    structure = structure_level(raw_first.text, raw_second.text, rules)
+    # A part longer than max_tokens scores 0 whatever else it does (structure fails), so the
+    # other measures read at most max_tokens + 1 tokens: a huge text costs no more than a
+    # pair of the longest allowed parts.
+    limit = rules.max_tokens + 1
+    a, b = cut_tokens(raw_first.text, limit), cut_tokens(raw_second.text, limit)
+    profile = source_profile(source, rules.salient_words)
+    source_words = list(profile.words)
+    source_pairs = profile.pairs
     words_a, words_b = T.words(a), T.words(b)
     labels = (rules.first_label, rules.second_label)
 
-    structure = structure_level(a, b, rules)
     length = length_level(a, b, rules)
     vocabulary = vocabulary_level(a, b, rules)
     style = style_level(a, b, rules)
@@ -661,7 +752,7 @@ def score_pair(
     covered_text = (
         well_formed_text(a, source_pairs, rules) + "\n" + well_formed_text(b, source_pairs, rules)
     )
-    coverage = coverage_level(covered_text, clean_source, key_points, rules, structure.score > 0)
+    coverage = coverage_level(covered_text, profile, key_points, rules, structure.score > 0)
 
     def worst(values: tuple[float, float]) -> tuple[float, str]:
         index = 0 if values[0] >= values[1] else 1
@@ -685,14 +776,17 @@ def score_pair(
         else 0.0
     )
     novelty, nov_where = worst(
-        (source_ngram_share(words_a, source_words), source_ngram_share(words_b, source_words))
+        (
+            source_ngram_share(words_a, profile.trigrams),
+            source_ngram_share(words_b, profile.trigrams),
+        )
     )
     plausible_a, judged_a = pair_counts(a, source_pairs, rules)
     plausible_b, judged_b = pair_counts(b, source_pairs, rules)
     judged = judged_a + judged_b
     fluency = (plausible_a + plausible_b) / judged if judged else 0.0
     unknown, unk_where = worst(
-        (unknown_word_share(words_a, source_words), unknown_word_share(words_b, source_words))
+        (unknown_word_share(words_a, profile), unknown_word_share(words_b, profile))
     )
     frames, frame_where = worst(
         (
@@ -701,12 +795,13 @@ def score_pair(
         )
     )
     cross = cross_copy_share(words_a, words_b, rules.cross_ngram)
+    used = set(content_stems(covered_text)) & profile.stems
+    breadth = len(used) / len(profile.stems) if profile.stems else 0.0
     all_words = raw_first.words + raw_second.words
     mixed = (raw_first.mixed_words + raw_second.mixed_words) / all_words if all_words else 0.0
     topic_parts = []
     for piece in (a, b):
-        closeness = lexical_topicality(piece, clean_source)
-        sentence_share = on_topic_sentence_share(piece, clean_source)
+        closeness, sentence_share = topicality(piece, profile)
         topic_parts.append(
             (
                 min(
@@ -789,6 +884,14 @@ def score_pair(
             f"one part repeats {cross:.0%} of the other (in {rules.cross_ngram}-word runs or "
             f"as the same word pairs reordered); free up to {rules.cross_free:.0%}, all lost "
             f"at {rules.cross_full:.0%}",
+        ),
+        Level(
+            "breadth_factor",
+            rising(breadth, rules.breadth_zero, rules.breadth_full),
+            breadth,
+            f"the well-formed sentences use {len(used)} of the source's {len(profile.stems)} "
+            f"distinct content words ({breadth:.0%}); 0 at {rules.breadth_zero:.0%}, full from "
+            f"{rules.breadth_full:.0%}",
         ),
         Level(
             "script_factor",
