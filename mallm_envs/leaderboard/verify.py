@@ -745,6 +745,33 @@ def _declares_greedy(decoding: dict[str, Any]) -> bool:
     )
 
 
+def _llm_settings(agent: dict[str, Any]) -> tuple[Any, str]:
+    """The LLM settings a submission recorded (decoding, dtype), on this machine's CPU."""
+    try:
+        from mallm_envs.agents.spec import LLMSettings
+    except ImportError as err:  # pragma: no cover - part of the package
+        return None, f"LLM settings are unavailable: {err}"
+    decoding = agent.get("decoding")
+    if decoding is None:
+        decoding = {}
+    if not isinstance(decoding, dict) or any(isinstance(v, dict) for v in decoding.values()):
+        return None, "the roles decode differently; reproduction takes one setting for all"
+    dtypes = {
+        d.get("dtype")
+        for d in (agent.get("per_role") or {}).values()
+        if isinstance(d, dict) and isinstance(d.get("dtype"), str)
+    }
+    try:
+        return LLMSettings(
+            temperature=decoding.get("temperature"),
+            top_p=decoding.get("top_p"),
+            max_new_tokens=decoding.get("max_new_tokens"),
+            dtype=dtypes.pop() if len(dtypes) == 1 else None,
+        ), ""
+    except MallmError as err:
+        return None, f"the recorded decoding cannot be set here: {err}"
+
+
 def reproduce(report: VerifyReport) -> VerifyReport:
     """Rebuild the declared agent and check that it produces every recorded action.
 
@@ -770,12 +797,18 @@ def reproduce(report: VerifyReport) -> VerifyReport:
             "only greedy decoding reproduces"
         )
         return report
+    settings = None
+    if spec.split(":", 1)[0].strip() in _MODEL_SPECS:
+        settings, why = _llm_settings(submission.agent)
+        if settings is None:
+            report.reproduce_note = why
+            return report
     kwargs = dict(submission.env_spec.get("kwargs") or {})
     for index, episode in enumerate(submission.episodes):
         env = make(submission.env_id, **kwargs)
         try:
             try:
-                agents = build_agents(spec, env, seed=0)
+                agents = build_agents(spec, env, seed=0, settings=settings)
             except (MallmError, OSError, ImportError) as err:
                 report.reproduce_note = f"the agent {spec!r} cannot be built here: {err}"
                 return report
