@@ -871,6 +871,32 @@ def test_cpu_quota_is_optional_checked_and_its_groups_removed() -> None:
     assert not any(os.path.exists(folder) for folder in folders)
 
 
+def test_cpu_quota_files_for_cgroup_v2_and_v1(tmp_path) -> None:
+    """The files a quota writes, on folders laid out like each hierarchy (this machine may
+    have only one of them; the real groups are checked by the adversarial suite)."""
+    from mallm_envs.sandbox.cgroups import CpuGroups, _below, _v2_parent
+
+    parent = tmp_path / "v2"
+    parent.mkdir()
+    (parent / "cgroup.controllers").write_text("cpuset cpu io memory\n")
+    (parent / "cgroup.subtree_control").write_text("memory\n")
+    assert _v2_parent(str(parent), "/", None) == str(parent)
+    assert (parent / "cgroup.subtree_control").read_text() == "+cpu"  # the controller asked for
+    v2 = CpuGroups(2, str(tmp_path), "/", str(parent), 1.5, "mallm-sandbox-1-0")
+    procs = v2.prepare(3)
+    assert procs == str(parent / "mallm-sandbox-1-0-w3" / "cgroup.procs")
+    assert (parent / "mallm-sandbox-1-0-w3" / "cpu.max").read_text() == "150000 100000"
+    v1 = CpuGroups(1, str(tmp_path), "/", str(tmp_path), 0.25, "mallm-sandbox-1-1")
+    v1.prepare(0)
+    assert (tmp_path / "mallm-sandbox-1-1-w0" / "cpu.cfs_quota_us").read_text() == "25000"
+    assert (tmp_path / "mallm-sandbox-1-1-w0" / "cpu.cfs_period_us").read_text() == "100000"
+    (parent / "cgroup.controllers").write_text("memory\n")
+    with pytest.raises(OSError, match="no cpu controller"):
+        _v2_parent(str(parent), "/", None)
+    assert _below("/", "/a/b") == "/a/b" and _below("/a", "/a/b") == "/b"
+    assert _below("/x", "/a/b") is None
+
+
 # --- the workers die with their owner -----------------------------------------------------------
 
 _OWNER = """

@@ -11,9 +11,13 @@ once per worker; a run pays nothing for it. Runs cannot leave their group: in th
 modes ``/sys`` is out of their view, on the floor its files belong to root (or are outside
 Landlock's rules).
 
+On cgroup v2 the groups lie in the root of the hierarchy (a group that holds processes, such
+as the judge's own, cannot hand the cpu controller to children), which gets ``+cpu`` in its
+``cgroup.subtree_control`` if it lacks it; on v1 they lie in the judge's own ``cpu`` group.
 Where no such group can be made (no CPU controller, a non-root caller without a delegated
-subtree, a cgroup v2 parent that holds processes), the judge goes without and says why in
+subtree, a container whose cgroup root holds processes), the judge goes without and says why in
 ``Judge.isolation_notes``: then a run can use up to ``max_processes`` CPUs for its time limit.
+Groups left by a judge that was killed are removed by the next judge that starts.
 """
 
 from __future__ import annotations
