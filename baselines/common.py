@@ -5,7 +5,9 @@
 * processes: ``torchrun`` / ``accelerate launch`` set RANK and WORLD_SIZE; gradients are
   averaged with an all-reduce (gloo on CPU, NCCL on GPUs);
 * checkpoints: one file written atomically (temp file, fsync, rename) holding weights,
-  optimizer states, every RNG state and the step, so a killed run resumes exactly;
+  optimizer states, every RNG state and the step, so a killed run resumes exactly; loaded
+  with ``weights_only=True`` (no code runs), refused when its SHA-256 does not match, and
+  temporary files left by a killed write are removed;
 * metrics: one CSV row and TensorBoard scalars per step; on resume, rows and events after
   the checkpoint are dropped so the log continues as if the run had never stopped.
 """
@@ -291,14 +293,98 @@ def checksum(states: Mapping[str, Mapping[str, torch.Tensor]]) -> str:
     return digest.hexdigest()
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded safely: not ours, corrupted, or tampered with."""
+
+
+_NUMPY_TAG = "__numpy_array__"
+_INTEGRITY_KEY = "__integrity__"
+
+
+def _to_safe(value: Any) -> Any:
+    """``value`` with numpy arrays as tagged tensors, so ``weights_only`` loading takes it."""
+    if isinstance(value, np.ndarray):
+        return {
+            _NUMPY_TAG: torch.from_numpy(value.astype(np.int64, copy=True)),
+            "dtype": str(value.dtype),
+        }
+    if isinstance(value, dict):
+        return {k: _to_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_safe(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_to_safe(v) for v in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _from_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {_NUMPY_TAG, "dtype"}:
+            return value[_NUMPY_TAG].numpy().astype(value["dtype"])
+        return {k: _from_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_safe(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_from_safe(v) for v in value)
+    return value
+
+
+def _digest_into(digest: Any, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        data = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+        digest.update(f"T{value.dtype}{tuple(value.shape)}:".encode())
+        digest.update(data.numpy().tobytes())
+    elif isinstance(value, dict):
+        digest.update(b"{")
+        for key in sorted(value, key=repr):
+            digest.update(repr(key).encode() + b":")
+            _digest_into(digest, value[key])
+        digest.update(b"}")
+    elif isinstance(value, (list, tuple)):
+        digest.update(b"[" if isinstance(value, list) else b"(")
+        for item in value:
+            _digest_into(digest, item)
+        digest.update(b"]")
+    else:
+        digest.update(repr(value).encode() + b";")
+
+
+def payload_digest(payload: Mapping[str, Any]) -> str:
+    """SHA-256 of everything a checkpoint holds (every tensor's bytes, every value)."""
+    digest = hashlib.sha256()
+    _digest_into(digest, {k: v for k, v in payload.items() if k != _INTEGRITY_KEY})
+    return digest.hexdigest()
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files a write of ``path`` killed midway left behind."""
+    path = Path(path)
+    removed = []
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            stale.unlink()
+            removed.append(stale)
+        except FileNotFoundError:
+            pass
+    return removed
+
+
 def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> None:
     """Write ``payload`` with torch.save, atomically (temp file, fsync, rename).
 
-    torch.save streams into the temporary file, so a large checkpoint is never held in
-    memory as one byte string.
+    Numpy arrays (the RNG state) are stored as tensors so that :func:`load_checkpoint` can
+    load with ``weights_only=True`` (no code runs on load); a SHA-256 of the whole payload
+    is stored with it and checked on load. torch.save streams into the temporary file, so a
+    large checkpoint is never held in memory as one byte string. Temporary files that an
+    earlier, killed write left behind are removed first.
     """
+    remove_stale_temps(path)
+    safe = _to_safe(dict(payload))
+    safe[_INTEGRITY_KEY] = {"format": 1, "sha256": payload_digest(safe)}
     with atomic_open(path) as handle:
-        torch.save(dict(payload), handle)
+        torch.save(safe, handle)
 
 
 RESUMABLE_CHANGES = frozenset(
@@ -331,12 +417,35 @@ def check_resumable(saved: Mapping[str, Any], current: Mapping[str, Any]) -> Non
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The payload :func:`save_checkpoint` wrote, or ``None`` when there is no file.
+
+    Loads with ``weights_only=True`` (a planted pickle cannot run code), checks the stored
+    SHA-256 of the payload (a flipped bit is refused, not trained on), and removes stale
+    temporary files of ``path``. Raises :class:`CheckpointError` with what to do otherwise.
+    """
     path = Path(path)
+    remove_stale_temps(path)
     if not path.is_file():
         return None
-    # The file holds numpy RNG state and plain Python data besides tensors: it is our own
-    # file (written by save_checkpoint), so full unpickling is acceptable here.
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        safe = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # the unpickler's errors have no common type
+        raise CheckpointError(
+            f"{path} cannot be loaded safely (weights only): {type(err).__name__}: "
+            f"{str(err)[:300]}; it was not written by this version's save_checkpoint, or it "
+            "is damaged. Start over with --no-resume or another --output-dir"
+        ) from None
+    if not isinstance(safe, dict) or not isinstance(safe.get(_INTEGRITY_KEY), dict):
+        raise CheckpointError(f"{path} holds no integrity record; it is not our checkpoint")
+    expected = safe[_INTEGRITY_KEY].get("sha256")
+    actual = payload_digest(safe)
+    if actual != expected:
+        raise CheckpointError(
+            f"{path} is corrupted: its content hashes to {actual[:16]}..., the checkpoint "
+            f"recorded {str(expected)[:16]}...; start over with --no-resume or restore a copy"
+        )
+    del safe[_INTEGRITY_KEY]
+    return _from_safe(safe)
 
 
 # --- metrics -------------------------------------------------------------------------
