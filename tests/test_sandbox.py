@@ -975,3 +975,20 @@ def test_workers_and_their_runs_die_with_a_killed_owner(isolation: str) -> None:
     finally:
         owner.kill()
         owner.wait(timeout=10)
+
+
+@pytest.mark.parametrize("isolation", ["auto", "process", "bwrap"])
+def test_a_judge_made_in_a_thread_that_ended_keeps_its_workers(isolation: str) -> None:
+    """Workers die with the judge's process, not with the thread that started them."""
+    if isolation == "bwrap" and shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap (bwrap) is not installed")
+    made: list[Judge] = []
+    maker = threading.Thread(
+        target=lambda: made.append(Judge(LIMITS, workers=1, isolation=isolation))
+    )
+    maker.start()
+    maker.join()
+    with made[0] as j:
+        time.sleep(0.3)
+        grade = j.grade(DOUBLE, suite_of(TestCase("candidate(1)", expected=2)))
+        assert grade.all_passed, grade

@@ -133,7 +133,7 @@ unprivileged user namespace):
 
 ``isolation="bwrap"``: the workers run inside bubblewrap (new IPC, PID, network, UTS and,
 where possible, cgroup namespaces; as a non-root caller a user namespace too; the same minimal
-read-only view; a private ``/tmp``; ``--die-with-parent``) instead of the built-in namespaces;
+read-only view; a private ``/tmp``) instead of the built-in namespaces;
 the same layers in every mode apply inside. The worker script reaches the worker compiled, on
 its stdin, so no file of the project is bound in (only when the worker's Python has another
 bytecode format is the script itself bound, at ``/run/sandbox/worker.py``).

@@ -415,10 +415,13 @@ class Judge:
             unshare = (
                 [f"--unshare-{n}" for n in namespaces] if os.geteuid() == 0 else ["--unshare-all"]
             )
+            # No --die-with-parent: its signal follows the *thread* that started bwrap, so a
+            # judge made in a thread that then ends lost its workers. The worker exits by
+            # itself when the judge's process dies (its request pipe hangs up), and bwrap
+            # with it.
             outer = [
                 bwrap,
                 *unshare,
-                "--die-with-parent",
                 "--new-session",
                 *bwrap_arguments(view, None if compiled_worker else str(ZYGOTE), BWRAP_WORKER_PATH),
                 "--",
