@@ -984,7 +984,7 @@ def test_a_judge_made_in_a_thread_that_ended_keeps_its_workers(isolation: str) -
         pytest.skip("bubblewrap (bwrap) is not installed")
     made: list[Judge] = []
     maker = threading.Thread(
-        target=lambda: made.append(Judge(LIMITS, workers=1, isolation=isolation))
+        target=lambda: made.append(Judge(LIMITS, workers=2, isolation=isolation))
     )
     maker.start()
     maker.join()
