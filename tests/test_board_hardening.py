@@ -289,17 +289,28 @@ def test_user_code_is_never_run_by_the_verifier(tmp_path, scripted) -> None:
     assert report.check == "replayed" and "user code" in report.reproduce_note
 
 
-def test_greedy_tiny_lm_is_reproduced_and_sampling_is_not(tmp_path, capsys) -> None:
+def test_greedy_tiny_lm_is_reproduced_and_sampling_is_not(tmp_path, monkeypatch) -> None:
     pytest.importorskip("torch")
-    env = "CommonWord-v1"
-    greedy = tmp_path / "greedy.json.gz"
-    sampled = tmp_path / "sampled.json.gz"
-    common = ["evaluate", env, "--agent", "llm:tiny", "--max-new-tokens", "2", "--quiet"]
-    assert main([*common, "--temperature", "0", "--name", "tiny greedy", "--out", str(greedy)]) == 0
-    assert main([*common, "--temperature", "0.7", "--name", "tiny", "--out", str(sampled)]) == 0
-    capsys.readouterr()
-    assert verify_file(greedy, reproduce_agent=True).check == "reproduced"
-    report = verify_file(sampled, reproduce_agent=True)
+    from mallm_envs.agents.spec import LLMSettings
+
+    env_id = "CommonWord-v1"
+    suite = generate_suite(env_id, n_seeds=4)
+    monkeypatch.setattr(verify_module, "load_suite", lambda _: suite)
+    paths = {}
+    for temperature in (0.0, 0.7):
+        settings = LLMSettings(temperature=temperature, max_new_tokens=2)
+        submission = evaluate(
+            env_id,
+            lambda env, s=settings: build_agents("llm:tiny", env, seed=0, settings=s),
+            agent_info={"name": f"tiny t{temperature}", "spec": "llm:tiny", "model": "tiny"},
+            suite=suite,
+            progress=False,
+        )
+        # As `mallm evaluate` does: the decoding recorded is the one the agents ran with.
+        submission.agent["decoding"] = next(iter(submission.agent["per_role"].values()))["sampling"]
+        paths[temperature] = submission.save(tmp_path / f"t{temperature}.json.gz")
+    assert verify_file(paths[0.0], reproduce_agent=True).check == "reproduced"
+    report = verify_file(paths[0.7], reproduce_agent=True)
     assert report.check == "replayed" and "sampled decoding" in report.reproduce_note
 
 
@@ -311,3 +322,21 @@ def test_repository_reference_entries_are_reproduced() -> None:
         for line in readme.read_text().splitlines():
             if line.startswith("| ") and ("oracle" in line or "| scripted" in line):
                 assert "| reproduced |" in line, f"{board.name}: {line}"
+
+
+class _Planted:
+    def __reduce__(self):
+        return (Path("planted-code-ran").touch, ())
+
+
+def test_a_planted_checkpoint_is_not_loaded_by_reproduction(
+    tmp_path, scripted, monkeypatch
+) -> None:
+    torch = pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    torch.save({"args": {}, "policies": {}, "evil": _Planted()}, tmp_path / "checkpoint.pt")
+    data = copy.deepcopy(scripted)
+    data["agent"].update(spec=f"checkpoint:{tmp_path}", decoding={"temperature": 0.0})
+    report = verify_file(write(tmp_path, data), reproduce_agent=True)
+    assert report.check == "replayed" and "does not load weights-only" in report.reproduce_note
+    assert not (tmp_path / "planted-code-ran").exists()

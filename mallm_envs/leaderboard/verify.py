@@ -745,6 +745,30 @@ def _declares_greedy(decoding: dict[str, Any]) -> bool:
     )
 
 
+def _unsafe_checkpoint(location: str) -> str:
+    """Why the checkpoint a spec names must not be loaded here ('' when it loads safely).
+
+    The verifier loads it weights-only first, so a planted pickle cannot run code even if
+    the agent's own loader unpickles in full.
+    """
+    path = Path(location)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.is_file():
+        return f"the checkpoint {location[:120]!r} is not available here"
+    try:
+        import torch
+
+        torch.load(path, map_location="cpu", weights_only=True)
+    except ImportError as err:
+        return f"checkpoints need the 'llm' extra: {err}"
+    except Exception as err:  # the unpickler's errors have no common type
+        return (
+            f"the checkpoint {str(path)[:120]!r} does not load weights-only: {type(err).__name__}"
+        )
+    return ""
+
+
 def _llm_settings(agent: dict[str, Any]) -> tuple[Any, str]:
     """The LLM settings a submission recorded (decoding, dtype), on this machine's CPU."""
     try:
@@ -797,6 +821,11 @@ def reproduce(report: VerifyReport) -> VerifyReport:
             "only greedy decoding reproduces"
         )
         return report
+    if spec.startswith("checkpoint:"):
+        unsafe = _unsafe_checkpoint(spec[len("checkpoint:") :])
+        if unsafe:
+            report.reproduce_note = unsafe
+            return report
     settings = None
     if spec.split(":", 1)[0].strip() in _MODEL_SPECS:
         settings, why = _llm_settings(submission.agent)
