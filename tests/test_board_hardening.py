@@ -122,6 +122,11 @@ def test_a_small_upload_cannot_cost_gigabytes(tmp_path, scripted) -> None:
         verify_file(path)
 
 
+def test_the_value_count_is_linear_even_for_unterminated_strings(tmp_path) -> None:
+    """Every quote escaped: a string that never ends must not be rescanned from each quote."""
+    refused(tmp_path, b'{"a": "' + b'\\"' * 300_000, "json", "is not valid JSON")
+
+
 def test_unknown_top_level_fields_are_refused(tmp_path, scripted) -> None:
     data = copy.deepcopy(scripted)
     data["padding"] = [{}] * 10
@@ -175,6 +180,15 @@ def test_control_characters_in_agent_text_are_refused(tmp_path, scripted, field,
     data = copy.deepcopy(scripted)
     data["agent"][field] = text
     refused(tmp_path, data, "agent-text", f"submission.agent.{field} holds the character U+")
+
+
+def test_multi_line_agent_descriptions_stay_allowed(tmp_path, scripted) -> None:
+    data = copy.deepcopy(scripted)
+    data["agent"]["description"] = "two LoRA adapters\n\ttrained with MAGRPO"
+    data["agent"]["per_role"]["agent_0"]["system_prompt"] = "You are a helper.\nAnswer briefly."
+    assert verify_file(write(tmp_path, data)).summary["episodes"] == 50
+    data["agent"]["model"] = "org/model\nsecond line"
+    refused(tmp_path, data, "agent-text", "submission.agent.model holds the character U+000A")
 
 
 def test_board_cells_are_clean_even_for_text_that_slipped_through() -> None:
@@ -340,3 +354,8 @@ def test_a_planted_checkpoint_is_not_loaded_by_reproduction(
     report = verify_file(write(tmp_path, data), reproduce_agent=True)
     assert report.check == "replayed" and "does not load weights-only" in report.reproduce_note
     assert not (tmp_path / "planted-code-ran").exists()
+
+
+def test_board_outside_a_checkout_is_a_clear_error(tmp_path, capsys) -> None:
+    assert main(["board", str(tmp_path / "nowhere")]) == 2
+    assert "no boards folder at" in capsys.readouterr().err

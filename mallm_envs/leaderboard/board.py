@@ -331,6 +331,12 @@ def build(
     A file that fails is reported in ``failures`` and left out; the other boards are built.
     """
     root = Path(root)
+    if not root.is_dir():
+        raise VerificationError(
+            "io",
+            f"no boards folder at {root}: run `mallm board` in a checkout of the repository, "
+            "or give the folder (`mallm board PATH`)",
+        )
     boards, failures = collect(root, reproduce=reproduce)
     written = []
     for env_id, entries in boards.items():

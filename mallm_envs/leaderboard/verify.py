@@ -95,9 +95,14 @@ TOP_LEVEL_FIELDS = frozenset(
     }
 )
 USAGE_FIELDS = frozenset({"wall_time_s", "tokens"})
+SINGLE_LINE_AGENT_FIELDS = frozenset(
+    f"submission.agent.{key}" for key in ("name", "model", "revision", "spec")
+)
+"""Agent fields that the boards show or that name things: no newline or tab either."""
 PRIMARY_MEASURES = ("success_rate", "team_return")
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._+()@&,:-]*$")
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# A JSON string, or an unterminated one up to the end: one linear pass, whatever the input.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 
 
 class VerificationError(MallmError, ValueError):
@@ -281,7 +286,7 @@ def check_agent_info(agent: Any) -> dict[str, Any]:
                 f"submission.agent.{key} is {len(value)} characters; the limit is {MAX_TEXT_CHARS}",
             )
     for where, value in _strings(agent, "submission.agent"):
-        bad = unsafe_character(value, allow_newlines=where == "submission.agent.description")
+        bad = unsafe_character(value, allow_newlines=where not in SINGLE_LINE_AGENT_FIELDS)
         if bad is not None:
             raise VerificationError(
                 "agent-text",
