@@ -11,6 +11,17 @@ Layout of a boards folder (``leaderboards/`` in the repository)::
 Every output is a pure function of the verified submissions (no timestamps), so running
 the build twice gives the same bytes, and CI can check that the committed tables are the
 generated ones.
+
+Ranking: each board ranks by its env's declared primary measure (the env class's
+``primary_measure``: ``success_rate`` for the code envs, ``team_return`` where an env
+declares none), ties broken by team return; the other measures are shown beside it.
+The ``check`` column says *replayed* (the figures follow from the recorded actions) or
+*reproduced* (the declared agent was also rebuilt and produced those actions; see
+:func:`mallm_envs.leaderboard.verify.reproduce`). A file that fails verification is
+reported and left out; the other rows and boards are still built. One row per agent name
+and per set of actions: a copy of another entry's transcripts under a new name is refused.
+Text from a submission is shown only after control, format and bidi characters are
+replaced.
 """
 
 from __future__ import annotations
