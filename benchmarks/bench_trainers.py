@@ -1,12 +1,17 @@
 """Trainer benchmark: our MAGRPO vs CoMLRL's MAGRPOTrainer, and memory for 1, 2, 4 agents.
 
-Side by side, in fresh processes, one thread each:
+Side by side, in fresh processes:
 
 1. Per-update time and peak memory of ``baselines/magrpo.py`` and of CoMLRL's
-   ``MAGRPOTrainer`` (``comlrl==1.4.3``, its own venv) on the same model (the offline tiny
-   model, and a 26 M-parameter model of the same family), the same reward (CommonWord-v0's,
-   computed by the env in both cases), group size 4, 8 new tokens, one update per task,
-   full fine-tuning of two agents (CoMLRL's set-up).
+   ``MAGRPOTrainer`` (``comlrl==1.4.3``, its own venv) on the same model, the same prompts
+   (the env's observations in the model's chat template), the same reward (computed by the
+   env in both cases), group size 4, one update per task, two agents. Setups (``--sizes``):
+
+   * ``tiny`` / ``small``: the offline tiny model and a 26 M-parameter model of the same
+     family on CommonWord-v0, 8 new tokens, one thread, full fine-tuning (CoMLRL's set-up);
+   * ``smollm2``: SmolLM2-135M-Instruct (the named model ``smollm2-135m``) on
+     SummaryPair-v0, 128 new tokens, two threads; ours with LoRA adapters on one frozen base
+     and with full fine-tuning, CoMLRL with its full copies.
 2. Peak memory of one MAGRPO update with 1, 2 and 4 LoRA agents on one frozen base (the
    26 M model, so weights dominate the process's own footprint), against full copies.
 
@@ -17,6 +22,11 @@ Run (writes baselines/results/llm/bench_trainers.json and .md)::
 
     python benchmarks/bench_trainers.py --tasks 12
     python benchmarks/bench_trainers.py --comlrl-python peers/comlrl-venv/bin/python
+    python benchmarks/bench_trainers.py --sizes smollm2 --tasks 3 --out smollm2
+
+CoMLRL's venv: ``python3 -m venv peers/comlrl-venv && peers/comlrl-venv/bin/pip install
+comlrl==1.4.3 torch==2.13.0 pettingzoo gymnasium`` (its worker builds prompts and rewards
+with this project's envs, which need pettingzoo and gymnasium).
 """
 
 from __future__ import annotations
@@ -34,8 +44,14 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "baselines" / "results" / "llm"
 DEFAULT_PEER = str(ROOT / "peers" / "comlrl-venv" / "bin" / "python")
 GROUP_SIZE = 4
-NEW_TOKENS = 8
-ENV_KWARGS = {"max_turns": 1}
+SETUPS = {
+    "tiny": {"env": "CommonWord-v0", "env_kwargs": {"max_turns": 1}, "tokens": 8, "threads": 1},
+    "small": {"env": "CommonWord-v0", "env_kwargs": {"max_turns": 1}, "tokens": 8, "threads": 1},
+    "smollm2": {"env": "SummaryPair-v0", "env_kwargs": {}, "tokens": 128, "threads": 2},
+}
+"""Per model: the env whose prompts and reward both trainers use, new tokens, torch threads."""
+ADAPTERS = {"tiny": ("full",), "small": ("full",), "smollm2": ("lora", "full")}
+"""Our adapter modes timed per model (CoMLRL always fine-tunes full copies)."""
 
 
 def _status_kib(field: str) -> int:
@@ -48,6 +64,10 @@ def _status_kib(field: str) -> int:
 def _model_path(size: str) -> str:
     from mallm_envs.agents.tiny_model import TinyModelConfig, tiny_model_path
 
+    if size == "smollm2":
+        from mallm_envs.data.models import named_model_path
+
+        return str(named_model_path("smollm2-135m"))
     if size == "tiny":
         return str(tiny_model_path())
     config = TinyModelConfig(
@@ -63,10 +83,11 @@ def _model_path(size: str) -> str:
 # --- workers (run in their own process) -----------------------------------------------
 
 
-def worker_ours(size: str, tasks: int) -> dict:
+def worker_ours(size: str, tasks: int, adapter: str = "full") -> dict:
     import torch
 
-    torch.set_num_threads(1)
+    setup = SETUPS[size]
+    torch.set_num_threads(setup["threads"])
     import peft  # noqa: F401  (imported before the baseline, as CoMLRL's worker does)
     import transformers  # noqa: F401
 
@@ -76,18 +97,19 @@ def worker_ours(size: str, tasks: int) -> dict:
     baseline = _status_kib("VmRSS")
     with tempfile.TemporaryDirectory() as folder:
         args = magrpo.Args(
-            env_kwargs=json.dumps(ENV_KWARGS),
+            env_id=setup["env"],
+            env_kwargs=json.dumps(setup["env_kwargs"]),
             model=path,
-            adapter="full",
+            adapter=adapter,
             group_size=GROUP_SIZE,
-            max_new_tokens=NEW_TOKENS,
+            max_new_tokens=setup["tokens"],
             learning_rate=1e-5,
             num_updates=tasks,
             checkpoint_every=10**9,
             output_dir=folder,
             tensorboard=False,
             progress=False,
-            threads=1,
+            threads=setup["threads"],
         )
         peak = {}
 
@@ -102,6 +124,8 @@ def worker_ours(size: str, tasks: int) -> dict:
         total = time.perf_counter() - began
     return {
         "trainer": "ours",
+        "adapter": adapter,
+        "team_return_mean": sum(r["team_return"] for r in rows) / len(rows),
         "seconds_per_update": sum(r["time/step"] for r in rows) / len(rows),
         "seconds_total_with_setup": total,
         "peak_mib": (peak["kib"] - baseline) / 1024,
@@ -111,7 +135,8 @@ def worker_ours(size: str, tasks: int) -> dict:
 def worker_comlrl(size: str, tasks: int) -> dict:
     import torch
 
-    torch.set_num_threads(1)
+    setup = SETUPS[size]
+    torch.set_num_threads(setup["threads"])
     from comlrl.trainers.reinforce.magrpo import MAGRPOConfig, MAGRPOTrainer
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -120,32 +145,42 @@ def worker_comlrl(size: str, tasks: int) -> dict:
 
     path = _model_path(size)
     tokenizer = AutoTokenizer.from_pretrained(path)
+    roles = list(mallm_envs.make(setup["env"], **setup["env_kwargs"]).possible_agents)
     items = []
     for seed in range(tasks):
-        env = mallm_envs.make("CommonWord-v0", **ENV_KWARGS)
+        env = mallm_envs.make(setup["env"], **setup["env_kwargs"])
         env.reset(seed=seed)
-        text = env.observe("agent_0")["text"]
-        prompt = tokenizer.apply_chat_template(
-            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
-        )
-        items.append({"prompt": prompt, "seed": seed})
+        item = {"seed": seed}
+        for index, role in enumerate(roles):
+            item[f"prompt_{index}"] = tokenizer.apply_chat_template(
+                [{"role": "user", "content": env.observe(role)["text"]}],
+                tokenize=False,
+                add_generation_prompt=True,
+            )
+        items.append(item)
+    rewards_seen: list[float] = []
 
-    def reward(first: list[str], second: list[str], *, batch_items=None) -> list[float]:
+    def reward(*completions: list[str], batch_items=None) -> list[float]:
         # The same reward as ours: the env scores the joint action.
-        env = mallm_envs.make("CommonWord-v0", **ENV_KWARGS)
+        env = mallm_envs.make(setup["env"], **setup["env_kwargs"])
         env.reset(seed=int(batch_items[0]["seed"]))
-        env.step(first[0])
-        env.step(second[0])
-        return [float(env.rewards["agent_0"])]
+        for role, texts in zip(roles, completions):
+            assert env.agent_selection == role
+            env.step(texts[0])
+        rewards_seen.append(float(env.rewards[roles[0]]))
+        return [rewards_seen[-1]]
 
+    formatters = [
+        (lambda item, index=index: item[f"prompt_{index}"]) for index in range(len(roles))
+    ]
     baseline = _status_kib("VmRSS")
-    agents = [AutoModelForCausalLM.from_pretrained(path) for _ in range(2)]
+    agents = [AutoModelForCausalLM.from_pretrained(path) for _ in roles]
     config = MAGRPOConfig(
         num_train_epochs=1,
         agent_learning_rate=1e-5,
-        num_agents=2,
+        num_agents=len(roles),
         num_generations=GROUP_SIZE,
-        max_new_tokens=NEW_TOKENS,
+        max_new_tokens=setup["tokens"],
         temperature=0.7,
         top_p=0.9,
         top_k=None,
@@ -163,6 +198,7 @@ def worker_comlrl(size: str, tasks: int) -> dict:
         tokenizer=tokenizer,
         train_dataset=Dataset.from_list(items),
         reward_func=reward,
+        formatters=formatters,
         args=config,
         wandb_config=None,
     )
@@ -172,6 +208,8 @@ def worker_comlrl(size: str, tasks: int) -> dict:
     total = time.perf_counter() - began
     return {
         "trainer": "comlrl",
+        "adapter": "full",
+        "team_return_mean": sum(rewards_seen) / max(len(rewards_seen), 1),
         "seconds_per_update": total / tasks,
         "peak_mib": (_status_kib("VmHWM") - baseline) / 1024,
     }
@@ -241,15 +279,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=12, help="updates timed per trainer")
     parser.add_argument("--comlrl-python", default=DEFAULT_PEER)
-    parser.add_argument("--sizes", nargs="+", default=["tiny", "small"])
+    parser.add_argument("--sizes", nargs="+", default=["tiny", "small"], choices=list(SETUPS))
     parser.add_argument("--worker", choices=["ours", "comlrl", "memory"])
-    parser.add_argument("--size", default="tiny")
+    parser.add_argument("--size", default="tiny", choices=list(SETUPS))
     parser.add_argument("--agents", type=int, default=1)
     parser.add_argument("--adapter", default="lora")
+    parser.add_argument("--no-memory", action="store_true", help="skip the 1/2/4-agent sweep")
+    parser.add_argument("--out", default="bench_trainers", help="results file stem")
     options = parser.parse_args()
 
     if options.worker == "ours":
-        print(json.dumps(worker_ours(options.size, options.tasks)))
+        print(json.dumps(worker_ours(options.size, options.tasks, options.adapter)))
         return
     if options.worker == "comlrl":
         print(json.dumps(worker_comlrl(options.size, options.tasks)))
@@ -260,40 +300,50 @@ def main() -> None:
 
     ours_python = sys.executable
     _run(ours_python, "--worker", "memory", "--size", "small", "--agents", "1")  # build caches
-    report: dict = {"group_size": GROUP_SIZE, "max_new_tokens": NEW_TOKENS, "tasks": options.tasks}
+    report: dict = {
+        "group_size": GROUP_SIZE,
+        "setups": {size: SETUPS[size] for size in options.sizes},
+        "tasks": options.tasks,
+    }
     report["trainers"] = {}
     peer = Path(options.comlrl_python)
+    tasks = str(options.tasks)
     for size in options.sizes:
-        ours = _run(ours_python, "--worker", "ours", "--size", size, "--tasks", str(options.tasks))
-        entry = {"ours": ours}
+        entry: dict = {}
+        for adapter in ADAPTERS[size]:
+            entry[f"ours-{adapter}"] = _run(
+                ours_python, "--worker", "ours", "--size", size, "--tasks", tasks,
+                "--adapter", adapter,
+            )  # fmt: skip
         if peer.is_file():
-            theirs = _run(
-                str(peer), "--worker", "comlrl", "--size", size, "--tasks", str(options.tasks)
-            )
+            theirs = _run(str(peer), "--worker", "comlrl", "--size", size, "--tasks", tasks)
             entry["comlrl"] = theirs
-            entry["time_ratio_comlrl_over_ours"] = (
-                theirs["seconds_per_update"] / ours["seconds_per_update"]
-            )
-            entry["memory_ratio_comlrl_over_ours"] = theirs["peak_mib"] / max(
-                ours["peak_mib"], 1e-9
-            )
+            for adapter in ADAPTERS[size]:
+                ours = entry[f"ours-{adapter}"]
+                entry[f"time_ratio_comlrl_over_ours-{adapter}"] = (
+                    theirs["seconds_per_update"] / ours["seconds_per_update"]
+                )
+                entry[f"memory_ratio_comlrl_over_ours-{adapter}"] = theirs["peak_mib"] / max(
+                    ours["peak_mib"], 1e-9
+                )
         else:
             entry["comlrl"] = f"skipped: {peer} not found"
         report["trainers"][size] = entry
     memory = {}
-    for adapter in ("lora", "full"):
-        for agents in (1, 2, 4):
-            memory[f"{adapter}-{agents}"] = _run(
-                ours_python, "--worker", "memory", "--size", "small", "--agents", str(agents),
-                "--adapter", adapter,
-            )  # fmt: skip
-    for adapter in ("lora", "full"):
-        one = memory[f"{adapter}-1"]["peak_mib"]
-        for agents in (2, 4):
-            memory[f"{adapter}-{agents}"]["ratio_vs_1_agent"] = (
-                memory[f"{adapter}-{agents}"]["peak_mib"] / one
-            )
-    report["memory_small_model"] = memory
+    if not options.no_memory:
+        for adapter in ("lora", "full"):
+            for agents in (1, 2, 4):
+                memory[f"{adapter}-{agents}"] = _run(
+                    ours_python, "--worker", "memory", "--size", "small", "--agents", str(agents),
+                    "--adapter", adapter,
+                )  # fmt: skip
+        for adapter in ("lora", "full"):
+            one = memory[f"{adapter}-1"]["peak_mib"]
+            for agents in (2, 4):
+                memory[f"{adapter}-{agents}"]["ratio_vs_1_agent"] = (
+                    memory[f"{adapter}-{agents}"]["peak_mib"] / one
+                )
+        report["memory_small_model"] = memory
     try:
         revision = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=False
@@ -302,26 +352,35 @@ def main() -> None:
         revision = ""
     report["git_revision"] = revision or None
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bench_trainers.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = ["| model | trainer | s / update | peak MiB |", "|---|---|---|---|"]
+    (RESULTS / f"{options.out}.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [
+        "| model | trainer | s / update | peak MiB | mean team return |",
+        "|---|---|---|---|---|",
+    ]
     for size, entry in report["trainers"].items():
-        for name in ("ours", "comlrl"):
-            value = entry[name]
+        for name, value in entry.items():
             if isinstance(value, dict):
                 lines.append(
-                    f"| {size} | {name} | {value['seconds_per_update']:.3f} | {value['peak_mib']:.1f} |"
+                    f"| {size} | {name} | {value['seconds_per_update']:.3f} | "
+                    f"{value['peak_mib']:.1f} | {value.get('team_return_mean', float('nan')):.3f} |"
                 )
-        if "time_ratio_comlrl_over_ours" in entry:
+        for adapter in ADAPTERS[size]:
+            key = f"time_ratio_comlrl_over_ours-{adapter}"
+            if key in entry:
+                lines.append(
+                    f"| {size} | ratio CoMLRL / ours-{adapter} | {entry[key]:.2f}x | "
+                    f"{entry[f'memory_ratio_comlrl_over_ours-{adapter}']:.2f}x | |"
+                )
+    if memory:
+        lines += ["", "| adapter | agents | peak MiB | ratio vs 1 agent |", "|---|---|---|---|"]
+        for value in memory.values():
+            ratio = value.get("ratio_vs_1_agent")
             lines.append(
-                f"| {size} | ratio CoMLRL / ours | {entry['time_ratio_comlrl_over_ours']:.2f}x | {entry['memory_ratio_comlrl_over_ours']:.2f}x |"
+                f"| {value['adapter']} | {value['agents']} | {value['peak_mib']:.1f} | "
+                f"{'' if ratio is None else f'{ratio:.2f}x'} |"
             )
-    lines += ["", "| adapter | agents | peak MiB | ratio vs 1 agent |", "|---|---|---|---|"]
-    for value in memory.values():
-        ratio = value.get("ratio_vs_1_agent")
-        lines.append(
-            f"| {value['adapter']} | {value['agents']} | {value['peak_mib']:.1f} | {'' if ratio is None else f'{ratio:.2f}x'} |"
-        )
-    (RESULTS / "bench_trainers.md").write_text("\n".join(lines) + "\n")
+    lines += ["", f"git revision: {report['git_revision']}"]
+    (RESULTS / f"{options.out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

