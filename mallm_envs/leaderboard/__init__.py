@@ -1,4 +1,5 @@
-"""Leaderboards: evaluate an agent on an official suite, verify a submission by replay, build boards."""
+"""Leaderboards: evaluate an agent on an official suite, verify a submission by replay (and
+reproduce its declared agent where possible), build boards ranked by each env's primary measure."""
 
 from mallm_envs.leaderboard.board import build
 from mallm_envs.leaderboard.submission import Submission, evaluate, summarize
@@ -6,6 +7,7 @@ from mallm_envs.leaderboard.suites import Suite, generate_suite, load_suite
 from mallm_envs.leaderboard.verify import (
     VerificationError,
     VerifyReport,
+    reproduce,
     verify_file,
     verify_submission,
 )
@@ -19,6 +21,7 @@ __all__ = [
     "evaluate",
     "generate_suite",
     "load_suite",
+    "reproduce",
     "summarize",
     "verify_file",
     "verify_submission",
