@@ -296,6 +296,14 @@ def test_relabelled_transcripts_replay_but_do_not_reproduce(tmp_path, scripted, 
     assert boards[ENV][0].report.reproduce_note.startswith("reproduction failed")
 
 
+def test_declared_decoding_does_not_stop_a_scripted_agent_from_reproducing(
+    tmp_path, scripted
+) -> None:
+    data = copy.deepcopy(scripted)
+    data["agent"]["decoding"] = {"temperature": 0.7}
+    assert verify_file(write(tmp_path, data), reproduce_agent=True).check == "reproduced"
+
+
 def test_user_code_is_never_run_by_the_verifier(tmp_path, scripted) -> None:
     data = copy.deepcopy(scripted)
     data["agent"]["spec"] = "os:system"

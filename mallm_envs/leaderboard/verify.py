@@ -820,7 +820,8 @@ def reproduce(report: VerifyReport) -> VerifyReport:
         report.reproduce_note = why
         return report
     declared = submission.agent.get("decoding")
-    if isinstance(declared, dict) and not _declares_greedy(declared):
+    model_spec = spec.split(":", 1)[0].strip() in _MODEL_SPECS
+    if model_spec and isinstance(declared, dict) and not _declares_greedy(declared):
         report.reproduce_note = (
             f"the submission declares sampled decoding ({_short(declared, 80)}); "
             "only greedy decoding reproduces"
