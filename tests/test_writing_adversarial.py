@@ -2,7 +2,7 @@
 
 Acceptance of issue 15, on the whole test split (26 tasks per task kind):
 
-- no strategy of ``tests/test_writing_strategies.py`` (19 of them, built only from what a
+- no strategy of ``tests/test_writing_strategies.py`` (23 of them, built only from what a
   writer's observation holds) reaches 90% of the honest pairs' mean under v1;
 - the honest pairs (10 per task, ``tests/fixtures/writing/hand_written_pairs.json``, keys
   ``sum-*`` and ``exp-*``, written from the bundled test documents by following the prompts'

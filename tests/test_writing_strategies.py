@@ -314,6 +314,135 @@ def title_and_salad(title: str, source: str, kind: str) -> tuple[str, str]:
     return part(first, 0), part(second, 7)
 
 
+TEMPLATE = (
+    "In recent years the question of how people deal with everyday problems has become more "
+    "important, and many of them now look for simple answers. The main idea is easy to "
+    "follow: when one thing changes, the other parts of the system change with it, often in "
+    "ways that nobody expected at first. For this reason the results matter for families, "
+    "for local groups and for the people who make decisions about money and time. However, "
+    "there are still some open questions, and the details depend on where and when the work "
+    "is done."
+)
+TEMPLATE_TWO = (
+    "Looking back, the story of this topic is told by many people in many places, and most "
+    "of them agree on a few things. At the start there is usually a clear need, and the first "
+    "step is to see what is going on and why it matters to the people involved. After that, "
+    "the next part shows how the pieces fit together over time, which makes the whole "
+    "picture much easier to understand for readers. Finally, what happens at the end depends "
+    "on choices that were made along the way, so it is worth thinking about them carefully "
+    "before acting."
+)
+_TOKEN_CORE = re.compile(r"^(\W*)(.*?)(\W*)$")
+
+
+def _refill(tokens: list[str], pool: list[str], rng: random.Random) -> str:
+    """``tokens`` with every content word replaced by a random word of ``pool``."""
+    out = []
+    for token in tokens:
+        lead, core, tail = _TOKEN_CORE.match(token).groups()
+        if T.is_content_word(core.lower()) and pool:
+            core = rng.choice(pool)
+        out.append(lead + core + tail)
+    return " ".join(out)
+
+
+def source_frames_refilled(title: str, source: str, kind: str) -> tuple[str, str]:
+    """The source's own text with its content words shuffled among the content slots: every
+    function word and punctuation mark stays where it was (new; it beat an early v1 draft at
+    94% of the honest summaries)."""
+    rng = _rng(source, "refill")
+    tokens = _raw_words(source)
+    pool = [
+        w.strip(".,;:!?()\"'") for w in tokens if T.is_content_word(w.strip(".,;:!?()\"'").lower())
+    ]
+    first, second = TARGETS[kind]
+    if kind == "summary":
+        return _refill(tokens[:first], pool, rng), _refill(
+            tokens[first : first + second], pool, rng
+        )
+    return _refill(_fit(tokens, first), pool, rng), _refill(_fit(tokens, second), pool, rng)
+
+
+def sentence_words_shuffled(title: str, source: str, kind: str) -> tuple[str, str]:
+    """Each source sentence with its own content words shuffled among its content slots
+    (new)."""
+    rng = _rng(source, "sentence-refill")
+    sentences = []
+    for sentence in T.sentences(source):
+        tokens = sentence.split()
+        pool = [_TOKEN_CORE.match(t).group(2) for t in tokens]
+        pool = [w for w in pool if T.is_content_word(w.lower())]
+        rng.shuffle(pool)
+        out = []
+        for token in tokens:
+            lead, core, tail = _TOKEN_CORE.match(token).groups()
+            if T.is_content_word(core.lower()) and pool:
+                core = pool.pop()
+            out.append(lead + core + tail)
+        sentences.append(" ".join(out))
+    words = " ".join(sentences).split()
+    first, second = TARGETS[kind]
+    if kind == "summary":
+        return " ".join(words[:first]), " ".join(words[first : first + second])
+    rng.shuffle(sentences)
+    return " ".join(_fit(words, first)), " ".join(_fit(" ".join(sentences).split(), second))
+
+
+def template_refilled(title: str, source: str, kind: str) -> tuple[str, str]:
+    """A fixed, fluent generic paragraph whose content words are replaced by random content
+    words of the source (new: frames no check of repetition sees, words of the source)."""
+    rng = _rng(source, "template")
+    pool = T.content_words(source)
+    tokens = TEMPLATE.split()
+    first, second = TARGETS[kind]
+    if kind == "summary":
+        return _refill(tokens[:first], pool, rng), _refill(tokens[:second], pool, rng)
+    return (
+        _refill(tokens, pool, rng) + " " + _refill(tokens, pool, rng),
+        _refill(tokens, pool, rng) + " " + _refill(tokens, pool, rng),
+    )
+
+
+def _content_runs(source: str) -> list[str]:
+    """The source's runs of adjacent content words, in order ("sodium chloride ions")."""
+    runs: list[str] = []
+    for sentence in T.sentences(source):
+        run: list[str] = []
+        for token in [*sentence.split(), "."]:
+            core = _TOKEN_CORE.match(token).group(2)
+            if core and T.is_content_word(core.lower()):
+                run.append(core)
+            elif run:
+                runs.append(" ".join(run))
+                run = []
+    return runs or ["thing"]
+
+
+def _fill_in_order(template: str, runs: list[str], start: int) -> tuple[str, int]:
+    index, out = start, []
+    for token in template.split():
+        lead, core, tail = _TOKEN_CORE.match(token).groups()
+        if T.is_content_word(core.lower()):
+            core = runs[index % len(runs)]
+            index += 1
+        out.append(lead + core + tail)
+    return " ".join(out), index
+
+
+def template_source_phrases(title: str, source: str, kind: str) -> tuple[str, str]:
+    """Fluent generic paragraphs whose content slots take the source's content-word runs in
+    their original order (new; the closest miss of v1: every model-free check passes, the
+    words that belong together stay together, only meaning is missing)."""
+    runs = _content_runs(source)
+    if kind == "summary":
+        first, used = _fill_in_order(" ".join(TEMPLATE.split()[:35]), runs, 0)
+        second, _ = _fill_in_order(TEMPLATE_TWO + " " + " ".join(TEMPLATE.split()[:20]), runs, used)
+        return first, second
+    first, used = _fill_in_order(TEMPLATE + " " + TEMPLATE_TWO, runs, 0)
+    second, _ = _fill_in_order(TEMPLATE_TWO + " " + TEMPLATE, runs, used)
+    return first, second
+
+
 def key_phrase_frames(title: str, source: str, kind: str) -> tuple[str, str]:
     """The scripted reference writer (:class:`~mallm_envs.envs.writing.agents.KeyPhraseWriter`):
     the source's key phrases in fixed, fluent sentence frames (it scored 97% of the honest
@@ -343,4 +472,8 @@ STRATEGIES: dict[str, Callable[[str, str, str], tuple[str, str]]] = {
     "sentence_shuffle_deleted": sentence_shuffle_deleted,
     "title_and_salad": title_and_salad,
     "key_phrase_frames": key_phrase_frames,
+    "source_frames_refilled": source_frames_refilled,
+    "sentence_words_shuffled": sentence_words_shuffled,
+    "template_refilled": template_refilled,
+    "template_source_phrases": template_source_phrases,
 }

@@ -64,11 +64,14 @@ with one sentence in `reward_explanation` and its measure in
 | `fluency_factor` | 0-1 | rises from 78% to 88% of the pair's judged adjacent word pairs being plausible word order (below) |
 | `lexicon_factor` | 0-1 | falls from 8% to 20% of a part's words unknown to the corpus and the source (made-up words) |
 | `frame_factor` | 0-1 | falls from 12% to 30% repeated 5-grams of a part's function-word skeleton (fill-in frames) |
+| `skeleton_factor` | 0-1 | falls from 35% to 60% of a part's sentence frames (function-word 6-grams holding >= 3 function words) found in the source (the source's sentences with their content words swapped) |
+| `coherence_factor` | 0-1 | rises from 40% to 55% / 50% to 65% of neighbouring content-word pairs (function words skipped, both in the source) that also meet in one source sentence (source words poured into a template or shuffled) |
+| `breadth_factor` | 0-1 | rises from 5% to 20% / 40% to 65% of the source's distinct content words used in well-formed sentences (a few key phrases in generic frames) |
 | `cross_copy_factor` | 0-1 | falls from 45% to 80% / 25% to 60% of the shorter part repeated by the other, in 4-word runs or as the same content-word pairs reordered (partner copies, adjacent-word swaps) |
 | `script_factor` | 0-1 | falls from 0 to 5% of words mixing Latin with Cyrillic or Greek letters |
 | `topic_factor` | 0-1 | v0's: rises from 15% to 40% / 8% to 25% of a part's content words in the source, and from 30% to 60% / 15% to 40% of its words in on-topic sentences |
 | `prose_factor` | 0-1 | v0's: falls when a part has few function words or no sentences |
-| `integrity` | 0-1 | the product of the ten factors |
+| `integrity` | 0-1 | the product of the thirteen factors |
 | `total` | 0-4 | `integrity x (gated + coverage)`; coverage counts only if `structure` passed |
 
 Fluency is model-free and exact. The reference corpus is every bundled document and brief
@@ -77,15 +80,21 @@ content words or one is a number; it is *plausible* when the corpus or the sourc
 it, or when its class pair (a function word is its own class; a content word is `C`, `Cly`,
 `Cing`, `Ced` or `Cs` by its ending) occurs at least 3 times in the corpus and makes at
 least 1% of the pairs its first class starts or its second class ends. Honest prose lands
-at 89-100%, a salad of the source's words at 60-88%. It does not judge meaning: a chain of
-the source's own word pairs reads as fluent and is caught by the novelty and copy factors
-instead. All measures are ratios of integer counts compared with fixed thresholds, so
-replay is exact on any machine (no model, no tolerance).
+at 89-100%, a salad of the source's words at 60-88%. Fluency does not judge meaning: a
+chain of the source's own word pairs reads as fluent (the novelty and copy factors catch
+it), and so do the source's sentences with their content words swapped (the skeleton
+factor) or a fixed generic paragraph filled with source words (the coherence factor).
+All measures are ratios of integer counts compared with fixed thresholds, so replay is
+exact on any machine (no model, no tolerance).
 
-How it measures (`tests/test_writing_adversarial.py`, 18 cheap strategies on the 26 test
-tasks against 10 hand-written pairs per task): honest pairs average 3.63 (summary) and
-3.80 (expansion) of 4 under v1, against 3.23 and 2.93 under v0; no strategy reaches 60%
-of the honest mean under v1, while under v0 several reached or beat it.
+How it measures (`tests/test_writing_adversarial.py`: 23 cheap strategies built only from
+the observation, on the 26 test tasks, against 10 hand-written pairs per task): honest
+pairs average 3.63 (summary) and 3.80 (expansion) of 4 under v1, against 3.23 and 2.93
+under v0. Under v0, 10 strategies reached 90% of the honest mean on at least one task;
+under v1 none does. The closest is `template_source_phrases` on the summary task (85%):
+generic fluent paragraphs whose slots take the source's content-word runs in order. It
+passes every model-free check and only a language model (or entailment) would see that it
+means nothing; treat v1's summary scores above about 3.1 with that in mind.
 
 ## Episode end
 
@@ -102,7 +111,7 @@ Truncated after `max_turns` turns; there is no early termination.
 - v1: a reward that text without meaning cannot win (issue 15). Measures read normalised
   text (NFKC, format characters and combining marks removed, look-alike letters mapped,
   mixed-script words penalised); new novelty, fluency, lexicon, frame, cross-copy and
-  script factors; transition credit capped at 3 categories; expansion style rewards
+  script, skeleton, coherence and breadth factors; transition credit capped at 3 categories; expansion style rewards
   complementary parts instead of overlap; coverage counted in well-formed sentences only;
   on-topic sentence thresholds lowered (v0's stemmer missed plural forms and cost honest
   pairs); single-writer labels parsed in linear time; bidi overrides, format characters and

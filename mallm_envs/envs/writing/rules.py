@@ -26,6 +26,12 @@ terms, and adds what those exploits lack:
   replaced by one placeholder), which frames cannot avoid;
 - ``cross_copy_factor`` (both tasks): one part repeating the other in 4-word runs, or as
   the same word pairs in another order (adjacent words swapped);
+- ``skeleton_factor``: the share of a part's sentence frames (function-word 6-grams) that
+  are the source's own (the source with its content words swapped around);
+- ``coherence_factor``: the share of neighbouring content-word pairs that also meet in one
+  source sentence (source words poured into a fixed template, or shuffled);
+- ``breadth_factor``: the share of the source's distinct content words the well-formed
+  sentences use (a handful of key phrases in generic frames);
 - the style level's transition credit is capped (full from 3 categories: honest text uses
   3-4), and in the expansion task the overlap half of style rewards *complementary* parts
   (some key terms shared, most not) instead of heavy overlap;
@@ -274,6 +280,15 @@ class RewardRules:
     """Share of one part repeating the other (4-word runs or reordered word pairs), free
     (a concise summary shares many key terms with the detailed one)."""
     cross_full: float = 0.8
+    skeleton_free: float = 0.35
+    """Share of a part's skeleton 6-grams found in the source that costs nothing ..."""
+    skeleton_full: float = 0.6
+    """... and at which the skeleton factor is 0 (the source's frames refilled)."""
+    coherence_zero: float = 0.4
+    """Share of coherent neighbouring content-word pairs (:func:`coherence_counts`) at (or
+    below) which the coherence factor is 0 ..."""
+    coherence_full: float = 0.55
+    """... and from which it is 1."""
     breadth_zero: float = 0.05
     """Share of the source's distinct content stems that the pair's well-formed sentences
     use, at (or below) which the breadth factor is 0 ..."""
@@ -311,6 +326,8 @@ class RewardRules:
             ("cross_free", "cross_full"),
             ("script_free", "script_full"),
             ("breadth_zero", "breadth_full"),
+            ("skeleton_free", "skeleton_full"),
+            ("coherence_zero", "coherence_full"),
             ("topic_zero", "topic_full"),
             ("topic_sentence_zero", "topic_sentence_full"),
             ("prose_function_zero", "prose_function_full"),
@@ -350,6 +367,8 @@ EXPANSION_RULES = RewardRules(
     cross_full=0.6,
     breadth_zero=0.4,
     breadth_full=0.65,
+    coherence_zero=0.5,
+    coherence_full=0.65,
     topic_zero=0.08,
     topic_full=0.25,
     topic_sentence_zero=0.15,
@@ -430,6 +449,8 @@ class SourceProfile:
     stems: frozenset[str]
     subject: frozenset[str]
     salient: tuple[str, ...]
+    stem_sentences: Mapping[str, frozenset[int]]
+    skeletons: frozenset[tuple[str, ...]]
 
 
 @lru_cache(maxsize=64)
@@ -449,6 +470,10 @@ def source_profile(source: str, salient_words: int) -> SourceProfile:
     for index, stem in enumerate(stems):
         first_use.setdefault(stem, index)
     salient = sorted(counts, key=lambda s: (-counts[s], first_use[s]))[:salient_words]
+    stem_sentences: dict[str, set[int]] = {}
+    for index, sentence in enumerate(T.sentences(text)):
+        for stem in content_stems(sentence):
+            stem_sentences.setdefault(stem, set()).add(index)
     return SourceProfile(
         text,
         tuple(words),
@@ -457,7 +482,57 @@ def source_profile(source: str, salient_words: int) -> SourceProfile:
         frozenset(stems),
         frozenset(subject),
         tuple(salient),
+        {stem: frozenset(where) for stem, where in stem_sentences.items()},
+        frozenset(skeleton_grams(words, SKELETON_NGRAM)),
     )
+
+
+SKELETON_NGRAM = 6
+"""Length of the skeleton n-grams compared with the source's (:func:`skeleton_grams`)."""
+
+
+def skeleton_grams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    """The ``n``-grams of the text's skeleton (function words kept, each content word one
+    ``_``) that hold at least three function words: the sentence frames of a text.
+
+    >>> skeleton_grams("the cat sat on the mat and the dog".split(), 6)[0]
+    ('the', '_', '_', 'on', 'the', '_')
+    """
+    skeleton = [w if w in T.STOPWORDS else "_" for w in words]
+    return [g for g in _ngrams(skeleton, n) if sum(1 for w in g if w != "_") >= 3]
+
+
+def skeleton_share(words: Sequence[str], profile: SourceProfile) -> float:
+    """Share of the text's skeleton n-grams that the source has too (0 without any): the
+    source's own sentences with other words poured into them."""
+    grams = skeleton_grams(words, SKELETON_NGRAM)
+    if not grams:
+        return 0.0
+    return sum(1 for g in grams if g in profile.skeletons) / len(grams)
+
+
+def coherence_counts(text: str, profile: SourceProfile) -> tuple[int, int]:
+    """(coherent, judged) pairs of neighbouring content words.
+
+    Within each sentence of ``text``, each content word and the next one (function words
+    skipped) form a pair when both stems occur in the source and differ; it is *coherent*
+    when some source sentence holds both. Facts retold keep the words that belong together
+    together; source words poured into a fixed template or shuffled do not.
+
+    >>> p = source_profile("Bees dance to show food. Rivers flood in spring.", 12)
+    >>> coherence_counts("Bees show food by dancing. Spring bees flood.", p)
+    (3, 5)
+    """
+    judged = coherent = 0
+    for sentence in T.sentences(text):
+        stems = [s for s in content_stems(sentence) if s in profile.stem_sentences]
+        for first, second in itertools.pairwise(stems):
+            if first == second:
+                continue
+            judged += 1
+            if profile.stem_sentences[first] & profile.stem_sentences[second]:
+                coherent += 1
+    return coherent, judged
 
 
 def topicality(text: str, profile: SourceProfile) -> tuple[float, float]:
@@ -795,6 +870,13 @@ def score_pair(
         )
     )
     cross = cross_copy_share(words_a, words_b, rules.cross_ngram)
+    skeleton, skeleton_where = worst(
+        (skeleton_share(words_a, profile), skeleton_share(words_b, profile))
+    )
+    coherent_a, judged_a = coherence_counts(a, profile)
+    coherent_b, judged_b = coherence_counts(b, profile)
+    judged_content = judged_a + judged_b
+    coherence = (coherent_a + coherent_b) / judged_content if judged_content else 0.0
     used = set(content_stems(covered_text)) & profile.stems
     breadth = len(used) / len(profile.stems) if profile.stems else 0.0
     all_words = raw_first.words + raw_second.words
@@ -884,6 +966,23 @@ def score_pair(
             f"one part repeats {cross:.0%} of the other (in {rules.cross_ngram}-word runs or "
             f"as the same word pairs reordered); free up to {rules.cross_free:.0%}, all lost "
             f"at {rules.cross_full:.0%}",
+        ),
+        Level(
+            "skeleton_factor",
+            falling(skeleton, rules.skeleton_free, rules.skeleton_full),
+            skeleton,
+            f"{skeleton:.0%} of the {skeleton_where} part's sentence frames (function-word "
+            f"{SKELETON_NGRAM}-grams) are the source's own (its sentences with the words "
+            f"swapped); free up to {rules.skeleton_free:.0%}, all lost at "
+            f"{rules.skeleton_full:.0%}",
+        ),
+        Level(
+            "coherence_factor",
+            rising(coherence, rules.coherence_zero, rules.coherence_full),
+            coherence,
+            f"{coherence:.0%} of {judged_content} neighbouring content-word pairs also meet in "
+            f"a sentence of the source (facts kept together); 0 at {rules.coherence_zero:.0%}, "
+            f"full from {rules.coherence_full:.0%}",
         ),
         Level(
             "breadth_factor",
