@@ -163,6 +163,8 @@ def main(args: Args) -> None:
     shutil.copytree(ROOT / "leaderboards" / TRAIN_ENV, boards / TRAIN_ENV)
     for generated in (boards / TRAIN_ENV).glob("*.md"):
         generated.unlink()
+    # This run re-makes the committed demo entry; the board refuses a second copy of its actions.
+    (boards / TRAIN_ENV / "magrpo-tiny-demo.json.gz").unlink(missing_ok=True)
     submission_path = boards / TRAIN_ENV / "magrpo-demo.json.gz"
     submission = evaluate(
         TRAIN_ENV,
