@@ -844,8 +844,11 @@ def reproduce(report: VerifyReport) -> VerifyReport:
         try:
             try:
                 agents = build_agents(spec, env, seed=0, settings=settings)
-            except (MallmError, OSError, ImportError) as err:
-                report.reproduce_note = f"the agent {spec!r} cannot be built here: {err}"
+            except Exception as err:  # a model that cannot load here, a missing extra, ...
+                report.reproduce_note = (
+                    f"the agent {spec!r} cannot be built here: {type(err).__name__}: "
+                    f"{_short(str(err), 160)}"
+                )
                 return report
             for role, agent in agents.items():
                 sampling = _sampling_of(agent)
@@ -860,9 +863,11 @@ def reproduce(report: VerifyReport) -> VerifyReport:
                     return report
             try:
                 played = run_episode(env, agents, seed=episode.seed, options=episode.options)
-            except MallmError as err:
+            except Exception as err:  # the declared agent crashed while playing
                 raise VerificationError(
-                    "reproduce", f"{_where(index, episode)}: the declared agent failed: {err}"
+                    "reproduce",
+                    f"{_where(index, episode)}: the declared agent failed: "
+                    f"{type(err).__name__}: {_short(str(err), 200)}",
                 ) from None
         finally:
             env.close()
