@@ -2,7 +2,7 @@
 
 :class:`WritingEnv` holds what the four ids share: the task data, the prompt layout, the
 feedback between turns, the reward call and the global state. A subclass fixes the task
-kind, the reward preset and how actions become the two texts: one text per agent
+preset (:mod:`.presets`), the reward and how actions become the two texts: one text per agent
 (:class:`PairWritingEnv`) or two labelled sections of one agent's answer
 (:class:`SingleWritingEnv`).
 
@@ -34,7 +34,8 @@ from mallm_envs.core import CoopTextEnv, TurnResult
 from mallm_envs.core.errors import EnvArgumentError
 from mallm_envs.core.text import clean, shorten
 from mallm_envs.envs.writing import tasks as task_data
-from mallm_envs.envs.writing.rewards import PairRewardConfig, RewardBreakdown, score_pair
+from mallm_envs.envs.writing.presets import TaskPreset
+from mallm_envs.envs.writing.rewards import RewardBreakdown, score_pair
 from mallm_envs.envs.writing.sections import parse_sections
 from mallm_envs.envs.writing.semantic import SIMILARITY_MODES, similarity_function
 
@@ -59,16 +60,35 @@ class WritingEnv(CoopTextEnv):
     """Base of the writing environments; see :mod:`mallm_envs.envs.writing.summary_pair`."""
 
     metadata: ClassVar[dict[str, Any]] = writing_metadata("writing_v0")
-    #: "summary" or "expansion".
-    kind: ClassVar[str]
-    #: The reward preset.
-    reward_config: ClassVar[PairRewardConfig]
-    #: The two parts of the pair, in order (first, second).
-    parts: ClassVar[tuple[str, str]]
-    #: One paragraph per part: what it must contain.
-    part_instructions: ClassVar[Mapping[str, str]]
-    #: What the team as a whole is asked to do.
-    task_instruction: ClassVar[str]
+    #: The task: kind, parts, prompt wording (frozen data, :mod:`.presets`).
+    preset: TaskPreset
+    #: The reward thresholds (v0: a ``PairRewardConfig``; v1: the preset's ``RewardRules``).
+    reward_config: Any
+
+    @property
+    def kind(self) -> str:
+        """``"summary"`` or ``"expansion"``."""
+        return self.preset.kind
+
+    @property
+    def parts(self) -> tuple[str, str]:
+        """The two parts of the pair, in order (first, second)."""
+        return self.preset.parts
+
+    @property
+    def part_instructions(self) -> Mapping[str, str]:
+        """One paragraph per part: what it must contain."""
+        return self.preset.part_instructions
+
+    @property
+    def task_instruction(self) -> str:
+        """What the team as a whole is asked to do."""
+        return self.preset.task_instruction
+
+    @property
+    def partner_roles(self) -> Mapping[str, str]:
+        """Part -> how the partner's part is described to the other writer."""
+        return self.preset.partner_roles
 
     def __init__(
         self,
@@ -257,8 +277,6 @@ class WritingEnv(CoopTextEnv):
 
 class PairWritingEnv(WritingEnv):
     """Two writers; agent ``parts[i]`` writes part ``i`` of the pair."""
-
-    partner_roles: ClassVar[Mapping[str, str]]
 
     def _agent_ids(self) -> tuple[str, ...]:
         return tuple(self.parts)

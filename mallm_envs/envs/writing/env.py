@@ -172,11 +172,6 @@ class _V1:
         preset = _preset(task)
         self.preset = preset
         self.task_name = preset.name
-        self.kind = preset.kind
-        self.parts = preset.parts
-        self.part_instructions = preset.part_instructions
-        self.task_instruction = preset.task_instruction
-        self.partner_roles = preset.partner_roles
         self.reward_config = preset.rules
 
     def _score(self, texts: Mapping[str, str]) -> rules.PairScore:  # type: ignore[override]

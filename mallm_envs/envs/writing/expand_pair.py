@@ -88,29 +88,16 @@ any split of the source (the leaderboard plays the `test` tasks this way, listed
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from mallm_envs.envs.writing.base import PairWritingEnv, writing_metadata
-from mallm_envs.envs.writing.presets import (
-    EXPANSION_PARTNER_ROLES,
-    EXPANSION_PARTS,
-    EXPANSION_TASK,
-)
-from mallm_envs.envs.writing.rewards import EXPANSION_REWARD, PairRewardConfig
+from mallm_envs.envs.writing.presets import EXPANSION, TaskPreset
+from mallm_envs.envs.writing.rewards import EXPANSION_REWARD
 
 
-class ExpansionTaskMixin:
-    """The expansion task of `ExpandPair-v0` and `ExpandSingle-v0`: kind, preset, parts, prompts."""
-
-    kind = "expansion"
-    reward_config: ClassVar[PairRewardConfig] = EXPANSION_REWARD
-    parts = ("background", "method")
-    part_instructions = EXPANSION_PARTS
-    task_instruction = EXPANSION_TASK
-
-
-class ExpandPairEnv(ExpansionTaskMixin, PairWritingEnv):
-    """See the module docstring."""
+class ExpandPairEnv(PairWritingEnv):
+    """See the module docstring (the v0 reward of :mod:`.rewards` on the expansion preset)."""
 
     metadata: ClassVar[dict] = writing_metadata("expand_pair_v0")
-    partner_roles = EXPANSION_PARTNER_ROLES
+    preset: ClassVar[TaskPreset] = EXPANSION
+    reward_config: ClassVar[Any] = EXPANSION_REWARD

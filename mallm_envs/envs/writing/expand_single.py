@@ -62,13 +62,16 @@ Truncated after `max_turns` turns.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from mallm_envs.envs.writing.base import SingleWritingEnv, writing_metadata
-from mallm_envs.envs.writing.expand_pair import ExpansionTaskMixin
+from mallm_envs.envs.writing.presets import EXPANSION, TaskPreset
+from mallm_envs.envs.writing.rewards import EXPANSION_REWARD
 
 
-class ExpandSingleEnv(ExpansionTaskMixin, SingleWritingEnv):
-    """See the module docstring."""
+class ExpandSingleEnv(SingleWritingEnv):
+    """See the module docstring (the v0 reward of :mod:`.rewards` on the expansion preset)."""
 
     metadata: ClassVar[dict] = writing_metadata("expand_single_v0")
+    preset: ClassVar[TaskPreset] = EXPANSION
+    reward_config: ClassVar[Any] = EXPANSION_REWARD

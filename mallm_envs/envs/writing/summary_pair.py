@@ -95,25 +95,16 @@ any split of the source (the leaderboard plays the `test` tasks this way, listed
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from mallm_envs.envs.writing.base import PairWritingEnv, writing_metadata
-from mallm_envs.envs.writing.presets import SUMMARY_PARTNER_ROLES, SUMMARY_PARTS, SUMMARY_TASK
-from mallm_envs.envs.writing.rewards import SUMMARY_REWARD, PairRewardConfig
+from mallm_envs.envs.writing.presets import SUMMARY, TaskPreset
+from mallm_envs.envs.writing.rewards import SUMMARY_REWARD
 
 
-class SummaryTaskMixin:
-    """The summary task of `SummaryPair-v0` and `SummarySingle-v0`: kind, preset, parts, prompts."""
-
-    kind = "summary"
-    reward_config: ClassVar[PairRewardConfig] = SUMMARY_REWARD
-    parts = ("concise", "detailed")
-    part_instructions = SUMMARY_PARTS
-    task_instruction = SUMMARY_TASK
-
-
-class SummaryPairEnv(SummaryTaskMixin, PairWritingEnv):
-    """See the module docstring."""
+class SummaryPairEnv(PairWritingEnv):
+    """See the module docstring (the v0 reward of :mod:`.rewards` on the summary preset)."""
 
     metadata: ClassVar[dict] = writing_metadata("summary_pair_v0")
-    partner_roles = SUMMARY_PARTNER_ROLES
+    preset: ClassVar[TaskPreset] = SUMMARY
+    reward_config: ClassVar[Any] = SUMMARY_REWARD

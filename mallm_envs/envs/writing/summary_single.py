@@ -62,13 +62,16 @@ Truncated after `max_turns` turns.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from mallm_envs.envs.writing.base import SingleWritingEnv, writing_metadata
-from mallm_envs.envs.writing.summary_pair import SummaryTaskMixin
+from mallm_envs.envs.writing.presets import SUMMARY, TaskPreset
+from mallm_envs.envs.writing.rewards import SUMMARY_REWARD
 
 
-class SummarySingleEnv(SummaryTaskMixin, SingleWritingEnv):
-    """See the module docstring."""
+class SummarySingleEnv(SingleWritingEnv):
+    """See the module docstring (the v0 reward of :mod:`.rewards` on the summary preset)."""
 
     metadata: ClassVar[dict] = writing_metadata("summary_single_v0")
+    preset: ClassVar[TaskPreset] = SUMMARY
+    reward_config: ClassVar[Any] = SUMMARY_REWARD
