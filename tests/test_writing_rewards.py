@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from mallm_envs.envs.writing import agents, rewards, sections, tasks, text
+from mallm_envs.envs.writing import agents, presets, rewards, rules, sections, tasks, text
+from mallm_envs.envs.writing import env as writing_env
 from mallm_envs.envs.writing.rewards import (
     EXPANSION_REWARD,
     SUMMARY_REWARD,
@@ -56,14 +57,14 @@ def hand_pair(task: tasks.WritingTask) -> tuple[str, str]:
 # ----------------------------------------------------------------------------- doc examples
 
 
-@pytest.mark.parametrize("module", [text, rewards, sections, agents])
+@pytest.mark.parametrize("module", [text, rewards, sections, agents, rules, writing_env])
 def test_docstring_examples_hold(module) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
 
 
 def test_pure_reward_modules_import_no_env_framework() -> None:
-    for module in (text, rewards, sections):
+    for module in (text, rewards, sections, rules, presets):
         tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
         imported = set()
         for node in ast.walk(tree):
@@ -74,6 +75,15 @@ def test_pure_reward_modules_import_no_env_framework() -> None:
                 if node.module.startswith("mallm_envs"):
                     assert node.module.startswith("mallm_envs.envs.writing"), node.module
         assert not imported & {"pettingzoo", "gymnasium", "torch", "numpy"}, (module, imported)
+        for name in ("base", "env", "summary_pair", "expand_pair", "agents"):
+            assert f"mallm_envs.envs.writing.{name}" not in imported_modules(tree), (module, name)
+
+
+def imported_modules(tree: ast.AST) -> set[str]:
+    """Every module an AST imports from (``from X import Y`` gives X)."""
+    return {
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    }
 
 
 # ----------------------------------------------------------------------------- the paper's levels
