@@ -55,7 +55,7 @@ reward is the same IEEE-754 computation on every machine: replay stays exact.
 ...             "fires make those reds even deeper.")
 >>> result = score_pair(concise, detailed, source, ["blue wavelengths", "dust and smoke"], SUMMARY_RULES)
 >>> result.passed_levels, round(result.total, 2)
-(4, 2.97)
+(4, 3.58)
 >>> normalize("co\\u200bpy \\u0441at").text
 'copy cat'
 """
@@ -271,9 +271,9 @@ class RewardRules:
     """Share of a part's word 3-grams found in the source that costs nothing."""
     novelty_full: float = 0.6
     """Share of a part's word 3-grams found in the source at which the factor is 0."""
-    fluency_zero: float = 0.78
+    fluency_zero: float = 0.72
     """Share of plausible word pairs (:func:`pair_counts`) at which the fluency factor is 0."""
-    fluency_full: float = 0.88
+    fluency_full: float = 0.85
     """Share of plausible word pairs from which the fluency factor is 1."""
     class_min_count: int = 3
     """A class pair is plausible from this many occurrences in the corpus ..."""
