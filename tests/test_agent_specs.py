@@ -112,3 +112,24 @@ def test_llm_settings_errors_name_the_real_problem() -> None:
     # bf16 is a dtype alias, not a download problem.
     agents = build_agents("llm:tiny", env, settings=LLMSettings(dtype="bf16", max_new_tokens=2))
     assert agents["agent_0"].describe()["dtype"] == "bfloat16"
+
+
+def test_checkpoint_agents_never_unpickle_code(tmp_path: Path) -> None:
+    """A planted checkpoint.pt whose pickle would run code is refused, and nothing runs."""
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Planted:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    (tmp_path / "run").mkdir()
+    with open(tmp_path / "run" / "checkpoint.pt", "wb") as handle:
+        pickle.dump({"args": {}, "policies": {}, "x": Planted()}, handle)
+    from mallm_envs.agents.llm import ModelLoadError
+
+    env = mallm_envs.make("CommonWord-v0")
+    with pytest.raises(ModelLoadError, match="cannot be loaded safely"):
+        build_agents(f"checkpoint:{tmp_path / 'run'}", env)
+    assert not marker.exists()

@@ -935,8 +935,8 @@ def load_trained(
     """The policies and sampling settings saved by ``baselines/magrpo.py`` or ``maac.py``.
 
     ``checkpoint`` is the ``checkpoint.pt`` file or the run folder holding it; ``agents``
-    are the env's agent names (the ones the run trained). The file is unpickled in full (it
-    holds RNG states besides tensors): load only checkpoints you trust.
+    are the env's agent names (the ones the run trained). The file is loaded with
+    ``weights_only=True``: tensors and plain values only, so a planted pickle runs no code.
     """
     path = Path(checkpoint)
     if path.is_dir():
@@ -944,10 +944,16 @@ def load_trained(
     if not path.is_file():
         raise ModelLoadError(f"no checkpoint at {path}")
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=False)
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # the unpickler's errors have no common type
+        raise ModelLoadError(
+            f"{path} cannot be loaded safely (weights only): {type(error).__name__}: "
+            f"{str(error)[:300]}; it is not a checkpoint of this version's trainers"
+        ) from None
+    try:
         args = saved["args"]
         policies = saved["policies"]
-    except (KeyError, TypeError, RuntimeError, OSError) as error:
+    except (KeyError, TypeError) as error:
         raise ModelLoadError(f"{path} is not a trainer checkpoint: {error}") from None
     targets = tuple(t for t in str(args.get("lora_targets", "")).split(",") if t) or None
     lm = MultiAgentLM(
