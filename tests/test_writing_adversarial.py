@@ -377,3 +377,5 @@ def test_v1_presets_are_validated_where_they_are_born() -> None:
         rules.RewardRules(novelty_free=0.7, novelty_full=0.6)
     with pytest.raises(EnvArgumentError, match="task must be one of"):
         writing_env.WritingPairEnv(task="poetry")
+    with pytest.raises(EnvArgumentError, match="no 'similarity' argument"):
+        mallm_envs.make("SummaryPair-v1", similarity="minilm")

@@ -169,7 +169,12 @@ class _V1:
 
     preset: TaskPreset
 
-    def _set_preset(self, task: Any) -> None:
+    def _set_preset(self, task: Any, kwargs: Mapping[str, Any]) -> None:
+        if "similarity" in kwargs:
+            raise EnvArgumentError(
+                "the v1 writing envs take no 'similarity' argument: their reward is lexical "
+                "only (the v0 ids offer similarity='minilm')"
+            )
         preset = _preset(task)
         self.preset = preset
         self.task_name = preset.name
@@ -197,7 +202,7 @@ class WritingPairEnv(_V1, PairWritingEnv):
     metadata: ClassVar[dict] = writing_metadata("writing_pair_v1")
 
     def __init__(self, *, task: str = "summary", **kwargs: Any) -> None:
-        self._set_preset(task)
+        self._set_preset(task, kwargs)
         WritingEnv.__init__(self, **kwargs)
         rules.reference_corpus()  # read once here, so no step pays for it
 
@@ -209,7 +214,7 @@ class WritingSingleEnv(_V1, SingleWritingEnv):
     metadata: ClassVar[dict] = writing_metadata("writing_single_v1")
 
     def __init__(self, *, task: str = "summary", **kwargs: Any) -> None:
-        self._set_preset(task)
+        self._set_preset(task, kwargs)
         WritingEnv.__init__(self, **kwargs)
         rules.reference_corpus()  # read once here, so no step pays for it
 
