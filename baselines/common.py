@@ -21,7 +21,9 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +43,21 @@ from mallm_envs.core import atomic_open, atomic_write_bytes
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.csv"
+RUN_FILES = (CHECKPOINT_NAME, METRICS_NAME, "args.json", "completions.jsonl", "curves.png")
+"""Files of a run that ``--overwrite`` removes (with the tensorboard/ and export/ folders)."""
+
+
+class TrainerConfigError(Exception):
+    """A setting or a run folder that cannot work; the message says what to change.
+
+    Not a ValueError on purpose: tyro turns a ValueError raised while it builds the
+    arguments into a help box, and :func:`cli_main` prints this one as a single line.
+    """
+
+
+def default_output_dir(env_id: str, algorithm: str, seed: int) -> str:
+    """CleanRL's run name: ``runs/{env}__{algorithm}__{seed}__{unix time}``."""
+    return f"runs/{env_id}__{algorithm}__{seed}__{int(time.time())}"
 
 
 # --- the arguments every LLM trainer shares --------------------------------------------
@@ -92,11 +109,17 @@ class PolicyArgs:
     """Longest response, in tokens."""
     stop: tuple[str, ...] = ()
     """Stop strings: a response ends when its text contains one."""
-    # --- bookkeeping (each trainer adds its output_dir) ---
+    # --- bookkeeping ---
+    output_dir: str | None = None
+    """Run folder (metrics.csv, tensorboard/, checkpoint.pt); default
+    runs/{env_id}__{algorithm}__{seed}__{unix time}, as CleanRL names runs."""
     checkpoint_every: int = 50
     """Write a checkpoint every this many updates (and after the last one)."""
     resume: bool = True
-    """Continue from output_dir/checkpoint.pt when it exists."""
+    """Continue from output_dir/checkpoint.pt when it exists (a finished run says so and exits)."""
+    overwrite: bool = False
+    """Delete the run already in output_dir (checkpoint, metrics, logs) and start over;
+    without it, --no-resume on a folder that holds a run is refused."""
     threads: int = 0
     """torch CPU threads per process; 0 keeps torch's default."""
     tensorboard: bool = True
@@ -107,7 +130,12 @@ class PolicyArgs:
     def __post_init__(self) -> None:
         self.env_options  # noqa: B018 (validates the JSON now, at start)
         self.stop = tuple(self.stop)
-        SamplingConfig(self.temperature, self.top_p, self.max_new_tokens, self.stop)  # validates
+        try:
+            SamplingConfig(self.temperature, self.top_p, self.max_new_tokens, self.stop)
+        except ValueError as error:
+            raise TrainerConfigError(str(error)) from None
+        if self.checkpoint_every < 1:
+            raise TrainerConfigError("--checkpoint-every must be >= 1")
 
     @property
     def env_options(self) -> dict[str, Any]:
@@ -115,9 +143,11 @@ class PolicyArgs:
         try:
             options = json.loads(self.env_kwargs)
         except json.JSONDecodeError as error:
-            raise ValueError(f"--env-kwargs must be a JSON object: {error}") from None
+            raise TrainerConfigError(f"--env-kwargs must be a JSON object: {error}") from None
         if not isinstance(options, dict):
-            raise ValueError("--env-kwargs must be a JSON object, e.g. '{\"max_turns\": 1}'")
+            raise TrainerConfigError(
+                "--env-kwargs must be a JSON object, e.g. '{\"max_turns\": 1}'"
+            )
         return options
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,13 +176,128 @@ def build_model(args: PolicyArgs, agents: list[str], device: str, seed: int) -> 
 
 
 def cli_main(args_class: type, train: Any, argv: list[str] | None) -> None:
-    """Parse ``argv`` into ``args_class`` with tyro, train, and say how it ended (rank 0)."""
+    """Parse ``argv`` into ``args_class`` with tyro, train, and say how it ended (rank 0).
+
+    A setting that cannot work (a bad value, an unknown env or model, a run folder that would
+    be overwritten, a damaged checkpoint) ends the program with one line on stderr and exit
+    status 2, not a traceback.
+    """
     import tyro
 
-    args = tyro.cli(args_class, args=argv)
-    rows = train(args)
+    from mallm_envs.agents.llm import LLMConfigError, ModelLoadError
+    from mallm_envs.core.errors import EnvArgumentError, RegistryError
+
+    try:
+        args = tyro.cli(args_class, args=argv)
+        rows = train(args)
+    except (
+        TrainerConfigError,
+        CheckpointError,
+        RegistryError,
+        EnvArgumentError,
+        LLMConfigError,
+        ModelLoadError,
+    ) as error:
+        message = error.args[0] if error.args else str(error)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
     if rows and int(rows[-1]["step"]) == args.num_updates and os.environ.get("RANK", "0") == "0":
-        print(f"done: {args.num_updates} updates, last team return {rows[-1]['team_return']:+.3f}")
+        print(
+            f"done: {args.num_updates} updates, last team return {rows[-1]['team_return']:+.3f};"
+            f" run folder {args.output_dir}"
+        )
+
+
+def say(dist: Distributed, message: str) -> None:
+    """One line to stderr from the main process."""
+    if dist.is_main:
+        print(message, file=sys.stderr, flush=True)
+
+
+def open_run(args: PolicyArgs, algorithm: str, dist: Distributed) -> dict[str, Any] | None:
+    """Prepare the run folder; return the checkpoint to resume from, or ``None`` to start.
+
+    Names the folder when ``args.output_dir`` is unset (the same name on every process) and
+    says what it found and what will happen: resume at step s; a finished run (nothing to
+    do); a folder holding a run under ``--no-resume``, refused unless ``--overwrite``, which
+    removes that run's files first.
+    """
+    if args.output_dir is None:
+        args.output_dir = dist.broadcast(
+            default_output_dir(args.env_id, algorithm, getattr(args, "seed", 0))
+        )
+    folder = Path(args.output_dir)
+    if folder.exists() and not folder.is_dir():
+        raise TrainerConfigError(f"--output-dir {folder} is a file, not a folder")
+    checkpoint_path = folder / CHECKPOINT_NAME
+    remove_stale_temps(checkpoint_path)
+    has_checkpoint = checkpoint_path.is_file()
+    rows = _count_rows(folder / METRICS_NAME)
+    if args.overwrite or not args.resume:
+        found = _describe_found(checkpoint_path if has_checkpoint else None, rows)
+    if args.overwrite:
+        if found:
+            say(dist, f"{folder}: found {found}; --overwrite: deleting it and starting over")
+            if dist.is_main:
+                for name in RUN_FILES:
+                    (folder / name).unlink(missing_ok=True)
+                for name in ("tensorboard", "export"):
+                    shutil.rmtree(folder / name, ignore_errors=True)
+        dist.barrier()
+        return None
+    if not args.resume:
+        if found:
+            raise TrainerConfigError(
+                f"{folder} already holds a run ({found}); --no-resume would overwrite it: "
+                "add --overwrite to delete it, or choose another --output-dir"
+            )
+        return None
+    checkpoint = load_checkpoint(checkpoint_path) if has_checkpoint else None
+    if checkpoint is None:
+        if rows:
+            say(
+                dist,
+                f"{folder}: {rows} metric rows but no checkpoint (the run stopped before its "
+                "first one): starting over from step 0",
+            )
+        return None
+    check_resumable(checkpoint["args"], args.to_dict())
+    if checkpoint["world_size"] != dist.world_size:
+        raise TrainerConfigError(
+            f"the checkpoint in {folder} was written by {checkpoint['world_size']} processes; "
+            f"resume with the same number (now {dist.world_size})"
+        )
+    step = int(checkpoint["step"])
+    found = f"a checkpoint at update {step} and {rows} metric rows"
+    if step >= args.num_updates:
+        say(
+            dist,
+            f"{folder}: the run already finished ({found}; {args.num_updates} updates asked); "
+            "nothing to do (raise --num-updates to train on, or --overwrite to start over)",
+        )
+    else:
+        say(dist, f"{folder}: found {found}: resuming at update {step + 1}")
+    return checkpoint
+
+
+def _count_rows(path: Path) -> int:
+    if not path.is_file():
+        return 0
+    with open(path, newline="") as handle:
+        return sum(1 for _ in csv.DictReader(handle))
+
+
+def _describe_found(checkpoint: Path | None, rows: int) -> str:
+    parts = []
+    if checkpoint is not None:
+        try:
+            step = torch.load(checkpoint, map_location="cpu", weights_only=True).get("step")
+        except Exception:  # the unpickler's errors have no common type
+            step = "?"
+        parts.append(f"a checkpoint at update {step}")
+    if rows:
+        parts.append(f"{rows} metric rows")
+    return " and ".join(parts)
 
 
 # --- environments --------------------------------------------------------------------
@@ -160,6 +305,23 @@ def cli_main(args_class: type, train: Any, argv: list[str] | None) -> None:
 
 def make_env(env_id: str, env_kwargs: Mapping[str, Any]) -> Any:
     return mallm_envs.make(env_id, **dict(env_kwargs))
+
+
+def check_text_env(env: Any, env_id: str) -> None:
+    """Refuse an env whose agents do not read and write text (the LLM trainers need text)."""
+    from mallm_envs.core.env import CoopTextEnv
+
+    if not isinstance(getattr(env, "unwrapped", env), CoopTextEnv):
+        raise TrainerConfigError(
+            f"{env_id} is not a text environment (its observations and actions are not text); "
+            "the LLM trainers need one (for the kitchen: Kitchen-v0, or "
+            "baselines/kitchen_mappo.py for the numeric one)"
+        )
+
+
+def horizon(env: Any) -> int:
+    """The most turns an episode of ``env`` can last."""
+    return int(getattr(env, "unwrapped", env).max_turns)
 
 
 @dataclass
@@ -396,6 +558,7 @@ RESUMABLE_CHANGES = frozenset(
         "tensorboard",
         "progress",
         "output_dir",
+        "overwrite",
     }
 )
 """Arguments that may differ between a run and its resumption; any other change is refused."""
@@ -410,9 +573,9 @@ def check_resumable(saved: Mapping[str, Any], current: Mapping[str, Any]) -> Non
     )
     if changed:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
-        raise ValueError(
+        raise TrainerConfigError(
             f"the checkpoint was trained with other settings ({details}); "
-            "use another --output-dir, or --no-resume to start over"
+            "use another --output-dir, or --overwrite to start over"
         )
 
 
@@ -433,7 +596,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any] | None:
         raise CheckpointError(
             f"{path} cannot be loaded safely (weights only): {type(err).__name__}: "
             f"{str(err)[:300]}; it was not written by this version's save_checkpoint, or it "
-            "is damaged. Start over with --no-resume or another --output-dir"
+            "is damaged. Start over with --overwrite or another --output-dir"
         ) from None
     if not isinstance(safe, dict) or not isinstance(safe.get(_INTEGRITY_KEY), dict):
         raise CheckpointError(f"{path} holds no integrity record; it is not our checkpoint")
@@ -442,7 +605,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any] | None:
     if actual != expected:
         raise CheckpointError(
             f"{path} is corrupted: its content hashes to {actual[:16]}..., the checkpoint "
-            f"recorded {str(expected)[:16]}...; start over with --no-resume or restore a copy"
+            f"recorded {str(expected)[:16]}...; start over with --overwrite or restore a copy"
         )
     del safe[_INTEGRITY_KEY]
     return _from_safe(safe)

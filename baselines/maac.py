@@ -83,24 +83,21 @@ class Args(common.PolicyArgs):
     """Number of updates; each one is one task per process."""
     seed: int = 0
     """Seeds adapter and value-head initialisation and the sampler."""
-    # --- bookkeeping ---
-    output_dir: str = "runs/maac"
-    """Run folder: metrics.csv, tensorboard/, checkpoint.pt."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.rollouts < 1:
-            raise ValueError("--rollouts must be >= 1")
+            raise common.TrainerConfigError("--rollouts must be >= 1")
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
-            raise ValueError("--gamma and --gae-lambda must be in [0, 1]")
-        if self.num_updates < 1 or self.checkpoint_every < 1:
-            raise ValueError("--num-updates and --checkpoint-every must be >= 1")
+            raise common.TrainerConfigError("--gamma and --gae-lambda must be in [0, 1]")
+        if self.num_updates < 1:
+            raise common.TrainerConfigError("--num-updates must be >= 1")
         if self.learning_rate <= 0 or self.critic_learning_rate <= 0:
-            raise ValueError("learning rates must be > 0")
+            raise common.TrainerConfigError("learning rates must be > 0")
         if self.critic_max_tokens < 8:
-            raise ValueError("--critic-max-tokens must be >= 8")
+            raise common.TrainerConfigError("--critic-max-tokens must be >= 8")
         if self.advantage_clip < 0 or self.max_grad_norm < 0:
-            raise ValueError("--advantage-clip and --max-grad-norm must be >= 0")
+            raise common.TrainerConfigError("--advantage-clip and --max-grad-norm must be >= 0")
 
 
 # --- the critic ----------------------------------------------------------------------
@@ -387,7 +384,9 @@ def train(
     common.seed_everything(args.seed)
     probe = common.make_env(args.env_id, args.env_options)
     agents = list(probe.possible_agents)
+    common.check_text_env(probe, args.env_id)
     probe.close()
+    checkpoint = common.open_run(args, "maac", dist)
     lm = common.build_model(args, agents, device, args.seed)
     critics = build_critics(args, agents, str(lm.device))
     actor_optimizers = {
@@ -408,14 +407,7 @@ def train(
     folder = Path(args.output_dir)
     checkpoint_path = folder / common.CHECKPOINT_NAME
     start = 0
-    checkpoint = common.load_checkpoint(checkpoint_path) if args.resume else None
     if checkpoint is not None:
-        common.check_resumable(checkpoint["args"], args.to_dict())
-        if checkpoint["world_size"] != dist.world_size:
-            raise RuntimeError(
-                f"checkpoint was written by {checkpoint['world_size']} processes; "
-                f"resume with the same number (now {dist.world_size})"
-            )
         for policy in lm.policies:
             lm.load_policy_state_dict(policy, checkpoint["policies"][policy])
             actor_optimizers[policy].load_state_dict(checkpoint["actor_optimizers"][policy])

@@ -56,6 +56,12 @@ class Args(common.PolicyArgs):
     """Discount between turns (paper multi-turn: 0.9; 1.0 for coding)."""
     early_stop_reward: float | None = None
     """Do not expand a node's next turn when its mean reward reaches this value."""
+    branch_turns: int = 0
+    """Only the first this many turns branch into G joint actions per node; later turns
+    continue each path with one sample (scored into the returns, not trained on). 0: every
+    turn branches (the paper's tree, G^turns leaves). Makes long-horizon text envs trainable."""
+    max_joint_actions: int = 10_000
+    """Refuse to start when one task's tree could hold more joint actions than this."""
     # --- optimization ---
     learning_rate: float = 5e-6
     """AdamW learning rate (paper writing: 5e-6; coding: 1e-5)."""
@@ -67,24 +73,30 @@ class Args(common.PolicyArgs):
     """Number of updates; each one is one task (batch size 1, as in the paper) per process."""
     seed: int = 0
     """Seeds adapter initialisation and the sampler."""
-    # --- bookkeeping ---
-    output_dir: str = "runs/magrpo"
-    """Run folder: metrics.csv, tensorboard/, checkpoint.pt."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.group_size < 1:
-            raise ValueError("--group-size must be >= 1")
+            raise common.TrainerConfigError("--group-size must be >= 1")
         if self.group_size < 2 and self.baseline in ("mean", "loo", "max"):
-            raise ValueError(f"baseline {self.baseline!r} needs --group-size >= 2")
+            raise common.TrainerConfigError(f"baseline {self.baseline!r} needs --group-size >= 2")
         if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError("--gamma must be in [0, 1]")
-        if self.num_updates < 1 or self.checkpoint_every < 1:
-            raise ValueError("--num-updates and --checkpoint-every must be >= 1")
+            raise common.TrainerConfigError("--gamma must be in [0, 1]")
+        if self.num_updates < 1:
+            raise common.TrainerConfigError("--num-updates must be >= 1")
         if self.learning_rate <= 0:
-            raise ValueError("--learning-rate must be > 0")
+            raise common.TrainerConfigError("--learning-rate must be > 0")
         if self.advantage_clip < 0 or self.max_grad_norm < 0:
-            raise ValueError("--advantage-clip and --max-grad-norm must be >= 0")
+            raise common.TrainerConfigError("--advantage-clip and --max-grad-norm must be >= 0")
+        if self.branch_turns < 0 or self.max_joint_actions < 1:
+            raise common.TrainerConfigError(
+                "--branch-turns must be >= 0 and --max-joint-actions >= 1"
+            )
+
+    def group_size_at(self, turn: int) -> int:
+        """Joint actions sampled at a node of this turn: G while branching, then 1."""
+        branching = self.branch_turns == 0 or turn < self.branch_turns
+        return self.group_size if branching else 1
 
 
 # --- the math ------------------------------------------------------------------------
@@ -126,6 +138,43 @@ def policy_loss(
 ) -> torch.Tensor:
     """Minus advantage times sequence log-prob, weighted (weights average over each group)."""
     return (loss_coefficients(advantages, weights) * logprobs).sum()
+
+
+def tree_size(group_size: int, horizon: int, branch_turns: int = 0) -> int:
+    """The most joint actions one task's tree can hold: G + G^2 + ... over the branching
+    turns, then one per path and later turn.
+
+    >>> tree_size(4, 2)
+    20
+    >>> tree_size(4, 400, branch_turns=1)  # 4, then 4 paths of 399 single turns
+    1600
+    """
+    branching = horizon if branch_turns == 0 else min(branch_turns, horizon)
+    total = sum(group_size ** (turn + 1) for turn in range(branching))
+    return total + group_size**branching * (horizon - branching)
+
+
+def check_tree_size(args: Args, horizon: int) -> None:
+    """Refuse a tree that cannot fit, naming the --branch-turns that would."""
+    size = tree_size(args.group_size, horizon, args.branch_turns)
+    if size <= args.max_joint_actions:
+        return
+    fitting = [
+        k
+        for k in range(1, horizon + 1)
+        if tree_size(args.group_size, horizon, k) <= args.max_joint_actions
+    ]
+    hint = (
+        f"set --branch-turns {fitting[-1]} (branch the first turns, then one sample per turn)"
+        if fitting
+        else "lower --group-size or the env's max_turns (--env-kwargs)"
+    )
+    shown = f"{size:,}" if size < 10**12 else f"about 10^{len(str(size)) - 1}"
+    raise common.TrainerConfigError(
+        f"{args.env_id}: one task's tree could hold {shown} joint actions (group size "
+        f"{args.group_size}, up to {horizon} turns, branch_turns {args.branch_turns}), more than "
+        f"--max-joint-actions {args.max_joint_actions}; {hint}"
+    )
 
 
 # --- rollout: a tree of joint actions ------------------------------------------------
@@ -175,10 +224,10 @@ class Node:
 def rollout(lm: MultiAgentLM, args: Args, task_seed: int, generator: torch.Generator) -> Node:
     """Sample the joint-action tree of one task, breadth first (one batch per turn and wave)."""
     sampling = SamplingConfig(args.temperature, args.top_p, args.max_new_tokens, args.stop)
-    size = args.group_size
     root = Node(turn=0, branch=common.Branch(args.env_id, args.env_options, task_seed))
     level = [root]
     while level:
+        size = args.group_size_at(level[0].turn)
         envs = {id(node): [node.branch.env() for _ in range(size)] for node in level}
         actions: dict[int, list[list[tuple[str, str]]]] = {
             id(node): [[] for _ in range(size)] for node in level
@@ -214,7 +263,7 @@ def rollout(lm: MultiAgentLM, args: Args, task_seed: int, generator: torch.Gener
                 node.done.append(bool(env.terminations[first] or env.truncations[first]))
             stop_early = (
                 args.early_stop_reward is not None
-                and sum(node.rewards) / size >= args.early_stop_reward
+                and sum(node.rewards) / len(node.rewards) >= args.early_stop_reward
             )
             for g in range(size):
                 if node.done[g] or stop_early:
@@ -238,7 +287,9 @@ def update(
     dist: common.Distributed,
 ) -> dict[str, float]:
     """One MAGRPO update on the tree of one task; returns loss metrics."""
-    nodes = root.nodes()
+    # Nodes past --branch-turns hold one continuation sample: their rewards count in the
+    # returns above them, but they have no group to compare with and are not trained on.
+    nodes = [n for n in root.nodes() if args.group_size_at(n.turn) == args.group_size]
     per_turn = {}
     for node in nodes:
         per_turn[node.turn] = per_turn.get(node.turn, 0) + 1
@@ -324,7 +375,10 @@ def train(
     common.seed_everything(args.seed)
     probe = common.make_env(args.env_id, args.env_options)
     agents = list(probe.possible_agents)
+    common.check_text_env(probe, args.env_id)
+    check_tree_size(args, common.horizon(probe))
     probe.close()
+    checkpoint = common.open_run(args, "magrpo", dist)
     lm = common.build_model(args, agents, device, args.seed)
     optimizers = {
         policy: torch.optim.AdamW(
@@ -340,14 +394,7 @@ def train(
     folder = Path(args.output_dir)
     checkpoint_path = folder / common.CHECKPOINT_NAME
     start = 0
-    checkpoint = common.load_checkpoint(checkpoint_path) if args.resume else None
     if checkpoint is not None:
-        common.check_resumable(checkpoint["args"], args.to_dict())
-        if checkpoint["world_size"] != dist.world_size:
-            raise RuntimeError(
-                f"checkpoint was written by {checkpoint['world_size']} processes; "
-                f"resume with the same number (now {dist.world_size})"
-            )
         for policy in lm.policies:
             lm.load_policy_state_dict(policy, checkpoint["policies"][policy])
             optimizers[policy].load_state_dict(checkpoint["optimizers"][policy])

@@ -152,7 +152,7 @@ def test_args_are_validated(tmp_path: Path) -> None:
         {"critic_learning_rate": 0.0},
         {"env_kwargs": "x"},
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(common.TrainerConfigError):
             small_args(tmp_path, **bad)
 
 

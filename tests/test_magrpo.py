@@ -78,7 +78,7 @@ def test_args_are_validated_where_they_are_born(tmp_path: Path) -> None:
         {"num_updates": 0},
         {"learning_rate": 0.0},
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(common.TrainerConfigError):
             small_args(tmp_path, **bad)
     assert small_args(tmp_path, group_size=1, baseline="none").group_size == 1
 
