@@ -394,6 +394,14 @@ class Distributed:
         torch.distributed.all_reduce(tensor)
         return {k: float(v) / self.world_size for k, v in zip(keys, tensor.tolist())}
 
+    def all_true(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on every process (every rank must call it)."""
+        if not self.enabled:
+            return bool(flag)
+        tensor = torch.tensor([0.0 if flag else 1.0], dtype=torch.float64)
+        torch.distributed.all_reduce(tensor)
+        return float(tensor.item()) == 0.0
+
     def gather(self, value: Any) -> list[Any]:
         if not self.enabled:
             return [value]
@@ -415,6 +423,15 @@ class Distributed:
     def close(self) -> None:
         if self.enabled and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+def clip_gradients(parameters: Sequence[torch.nn.Parameter], max_norm: float) -> float:
+    """The gradients' total L2 norm before clipping; clipped to ``max_norm`` when it is > 0."""
+    with_grad = [p for p in parameters if p.grad is not None]
+    if not with_grad:
+        return 0.0
+    limit = max_norm if max_norm > 0 else float("inf")
+    return float(torch.nn.utils.clip_grad_norm_(with_grad, limit))
 
 
 # --- randomness ----------------------------------------------------------------------

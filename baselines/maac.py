@@ -312,37 +312,52 @@ def update(
         critic_losses[name].backward()
         parameters = [p for p in critic.parameters() if p.requires_grad]
         dist.average_gradients(parameters)
-        if args.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(parameters, args.max_grad_norm)
+        metrics[f"grad_norm/critic_{name}"] = common.clip_gradients(parameters, args.max_grad_norm)
         optimizer.step()
         metrics[f"critic_loss/{name}"] = float(critic_losses[name].detach())
 
     turns = [turn for trajectory in trajectories for turn in trajectory]
     absolute = []
+    skipped_policies = 0
     for policy in lm.policies:
         optimizer = actor_optimizers[policy]
         optimizer.zero_grad(set_to_none=True)
         owners = [a for a in lm.agents if lm.policy_name(a) == policy]
+        coefficients = {}
         for agent in owners:
             values = torch.tensor(advantages[agent], device=lm.device)
             values = normalize(values, args.advantage_norm)
             if args.advantage_clip > 0:
                 values = values.clamp(-args.advantage_clip, args.advantage_clip)
             absolute += values.abs().tolist()
+            coefficients[agent] = loss_coefficients(values)
+        # All advantages 0 (equal rewards the critic fully predicts, or 'center' on equal
+        # returns): the gradient is 0, so the passes are skipped, and the step too when every
+        # process is in that case.
+        local_zero = not any(bool(c.any()) for c in coefficients.values())
+        skipped = dist.all_true(local_zero)
+        for agent in owners:
+            if local_zero:
+                metrics[f"loss/{agent}"] = 0.0
+                continue
             # policy_loss is linear in the log-probs: its gradient is accumulated one prompt
             # group at a time (the group's prompt encoded once), which bounds memory.
             loss, _ = lm.accumulate_policy_gradient(
                 agent,
                 [t.generations[agent].prompt_ids for t in turns],
                 [t.generations[agent].response_ids for t in turns],
-                coefficients=loss_coefficients(values),
+                coefficients=coefficients[agent],
             )
             metrics[f"loss/{agent}"] = float(loss)
+        if skipped:
+            skipped_policies += 1
+            metrics[f"grad_norm/{policy}"] = 0.0
+            continue
         parameters = lm.trainable_parameters(owners[0])
         dist.average_gradients(parameters)
-        if args.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(parameters, args.max_grad_norm)
+        metrics[f"grad_norm/{policy}"] = common.clip_gradients(parameters, args.max_grad_norm)
         optimizer.step()
+    metrics["update_skipped"] = float(skipped_policies == len(lm.policies))
     metrics["advantage_abs_mean"] = sum(absolute) / max(len(absolute), 1)
     return metrics
 

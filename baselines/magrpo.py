@@ -314,10 +314,19 @@ def update(
                 batch["advantages"].append(float(advantages[g]))
                 batch["weights"].append(weight)
     metrics["advantage_abs_mean"] = sum(absolute) / len(absolute)
+    # A task whose joint actions all scored the same gives every sample advantage 0: the
+    # gradient is exactly 0, so the forward and backward passes are skipped, and so is the
+    # optimizer step when every process is in that case (AdamW would still move the weights).
+    local_zero = not any(absolute)
+    skipped = dist.all_true(local_zero)
+    metrics["update_skipped"] = float(skipped)
     for policy in lm.policies:
         optimizer = optimizers[policy]
         optimizer.zero_grad(set_to_none=True)
         for agent in [a for a in lm.agents if lm.policy_name(a) == policy]:
+            if local_zero:
+                metrics[f"loss/{agent}"] = 0.0
+                continue
             batch = batches[agent]
             advantages = torch.tensor(batch["advantages"], device=lm.device)
             weights = torch.tensor(batch["weights"], device=lm.device)
@@ -330,13 +339,14 @@ def update(
                 coefficients=loss_coefficients(advantages, weights),
             )
             metrics[f"loss/{agent}"] = float(loss)
+        if skipped:
+            metrics[f"grad_norm/{policy}"] = 0.0
+            continue
         parameters = lm.trainable_parameters(
             next(a for a in lm.agents if lm.policy_name(a) == policy)
         )
         dist.average_gradients(parameters)
-        if args.max_grad_norm > 0:
-            norm = torch.nn.utils.clip_grad_norm_(parameters, args.max_grad_norm)
-            metrics[f"grad_norm/{policy}"] = float(norm)
+        metrics[f"grad_norm/{policy}"] = common.clip_gradients(parameters, args.max_grad_norm)
         optimizer.step()
     return metrics
 
