@@ -100,6 +100,30 @@ def _turn_summary(turn: int, step: Any) -> str:
     return "\n".join(lines)
 
 
+def _env_id(text: str) -> str:
+    """An env id, or Gymnasium's ``module:EnvName-v0``: import the module (which registers
+    its envs; the current folder is searched too), then look the id up."""
+    module, colon, env_id = text.rpartition(":")
+    if not colon:
+        return text
+    import importlib
+    import os
+
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        importlib.import_module(module)
+    except ImportError as err:
+        raise MallmError(f"cannot import {module!r} to find the env {env_id!r}: {err}") from None
+    return env_id
+
+
+def _agent_specs(values: Any) -> Any:
+    """What ``--agent`` gave: one string (split at commas), or several whole ``ROLE=SPEC``."""
+    values = list(values or ["random"])
+    return values[0] if len(values) == 1 else values
+
+
 def _llm_settings(args: argparse.Namespace) -> Any:
     from mallm_envs.agents.spec import LLMSettings
 
@@ -144,7 +168,8 @@ def _recorded_decoding(per_role: Any) -> dict[str, Any] | None:
     if not settings:
         return None
     values = list(settings.values())
-    return values[0] if all(v == values[0] for v in values) else settings
+    same = len(settings) == len(per_role) and all(v == values[0] for v in values)
+    return values[0] if same else settings  # a mixed team records each role's decoding
 
 
 def cmd_play(args: argparse.Namespace) -> int:
@@ -153,8 +178,10 @@ def cmd_play(args: argparse.Namespace) -> int:
     from mallm_envs.core import run_episode
 
     kwargs = json.loads(args.kwargs) if args.kwargs else {}
-    env = mallm_envs.make(args.env_id, **kwargs)
-    agents = build_agents(args.agents, env, seed=args.seed, settings=_llm_settings(args))
+    env = mallm_envs.make(_env_id(args.env_id), **kwargs)
+    agents = build_agents(
+        _agent_specs(args.agents), env, seed=args.seed, settings=_llm_settings(args)
+    )
     options = json.loads(args.options) if args.options else None
     episode = run_episode(env, agents, seed=args.seed, options=options)
     print(
@@ -197,24 +224,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from mallm_envs.agents import spec as agent_spec
     from mallm_envs.agents.spec import build_agents
     from mallm_envs.leaderboard import evaluate
+    from mallm_envs.registration import spec as env_spec
 
     settings = _llm_settings(args)
-    llm_spec = args.agent.split(":", 1)[0] in ("llm", "prompting", "checkpoint")
+    args.env_id = _env_id(args.env_id)
+    by_role = agent_spec.role_specs(_agent_specs(args.agent), env_spec(args.env_id).agents)
+    llm_spec = agent_spec.uses_model(by_role)
     if args.decoding and llm_spec:
         raise MallmError(
             "--decoding is recorded from the LLM agents themselves; set it with "
             "--temperature, --top-p and --max-new-tokens instead"
         )
-    model = args.model
-    if model is None and llm_spec:
-        kind, _, rest = args.agent.partition(":")
-        model = rest if kind == "llm" else rest.partition(":")[2] if kind == "prompting" else None
-        model = model or ("tiny" if kind != "checkpoint" else None)
+    model = args.model if args.model is not None else agent_spec.team_model(by_role)
     info = {
-        "name": args.name or args.agent,
-        "spec": args.agent,
+        "name": args.name or agent_spec.default_name(by_role),
+        "spec": agent_spec.team_spec(by_role),
         "model": model,
         "revision": args.revision,
         "decoding": json.loads(args.decoding) if args.decoding else None,
@@ -225,7 +252,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     check_agent_info(info)
     submission = evaluate(
         args.env_id,
-        lambda env: build_agents(args.agent, env, seed=0, settings=settings),
+        lambda env: build_agents(by_role, env, seed=0, settings=settings),
         agent_info=info,
         limit=args.limit,
         progress=not args.quiet,
@@ -298,8 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("env_id")
     p.add_argument(
         "--agents",
-        default="random",
-        help="random | scripted | fixed:TEXT | module:factory; one for all roles or comma-separated per role",
+        "--agent",
+        dest="agents",
+        action="append",
+        default=None,
+        help="agent spec (random, scripted, fixed:TEXT, llm:MODEL, openai:MODEL@URL, "
+        "module:factory, file.py:factory; default random): one for all roles, comma-separated "
+        "per role, or repeated as ROLE=SPEC (--agent helper=scripted --agent main=llm:tiny)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -334,10 +366,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--agent",
         required=True,
-        help="agent spec (as for play), one for all roles or comma-separated",
+        action="append",
+        help="agent spec (as for play): one for all roles, comma-separated per role, or "
+        "repeated as ROLE=SPEC for a mixed team",
     )
     p.add_argument("--out", required=True, help="submission file to write (.json.gz)")
-    p.add_argument("--name", default=None, help="name shown on the board (default: the agent spec)")
+    p.add_argument(
+        "--name", default=None, help="name shown on the board (default: made from the specs)"
+    )
     p.add_argument("--model", default=None, help="model id or path, if any")
     p.add_argument("--revision", default=None, help="model revision / commit, if any")
     p.add_argument(

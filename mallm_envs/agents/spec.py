@@ -30,7 +30,14 @@ shared by every episode that names them.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
+import re
+import sys
+import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from mallm_envs.agents.base import BaseAgent, FixedAgent, RandomAgent
@@ -139,15 +146,26 @@ BUILTIN = (
     "llm:MODEL",
     "prompting:STRATEGY[:MODEL]",
     "checkpoint:PATH",
+    "openai:MODEL@URL",
     "package.module:factory",
+    "path/to/file.py:factory",
 )
+MODEL_KINDS = ("llm", "prompting", "checkpoint", "openai")
+"""Spec kinds whose agents decode with a model (their sampling settings are recorded)."""
+TEAM_KINDS = ("prompting",)
+"""Spec kinds that play as one team: the same spec must be given for every role."""
+_ROLE_ITEM = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_-]*)\s*=(.*)$", re.DOTALL)
+_FACTORY_ITEM = re.compile(r"^[A-Za-z0-9_./~-][^,:=]*:[A-Za-z_][A-Za-z0-9_]*$")
+_SPEC_HEADS = tuple(f"{kind}:" for kind in ("fixed", *MODEL_KINDS))
 _MODELS: dict[tuple[Any, ...], Any] = {}
+_MODELS_LOCK = threading.Lock()  # episodes built in several threads load each model once
 
 
 def _cached(key: tuple[Any, ...], build: Any) -> Any:
-    if key not in _MODELS:
-        _MODELS[key] = build()
-    return _MODELS[key]
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = build()
+        return _MODELS[key]
 
 
 def _llm_module() -> Any:
@@ -206,8 +224,38 @@ def _llm_agents(
     return None
 
 
-def build_agent(spec: str, env: Any, agent: str, *, seed: int | None = None) -> Any:
+def _kind(spec: str) -> str:
+    return spec.split(":", 1)[0].strip()
+
+
+def _model_agent(
+    spec: str, env: Any, role: str, seed: int | None, settings: LLMSettings | None
+) -> Any:
+    """The agent of one role for an ``llm:``, ``checkpoint:`` or ``openai:`` spec.
+
+    ``llm:`` and ``checkpoint:`` load the model for all of the env's roles, so roles that
+    name the same model share one copy (and a team of one spec plays as before).
+    """
+    kind = _kind(spec)
+    if kind == "openai":
+        from mallm_envs.agents.endpoint import endpoint_agent
+
+        return endpoint_agent(spec, role, settings=settings or LLMSettings(), seed=seed or 0)
+    team = _llm_agents(spec, env, seed, settings)
+    assert team is not None
+    return team[role]
+
+
+def build_agent(
+    spec: str,
+    env: Any,
+    agent: str,
+    *,
+    seed: int | None = None,
+    settings: LLMSettings | None = None,
+) -> Any:
     """The agent that ``spec`` names, for role ``agent`` of ``env``."""
+    spec = spec.strip()
     if spec == "random":
         space = env.action_space(agent)
         if not isinstance(space, UnicodeText):
@@ -223,42 +271,289 @@ def build_agent(spec: str, env: Any, agent: str, *, seed: int | None = None) -> 
         return _load(entry)(env, agent)
     if spec.startswith("fixed:"):
         return FixedAgent(spec[len("fixed:") :])
+    kind = _kind(spec)
+    if kind in TEAM_KINDS:
+        raise AgentSpecError(
+            f"{kind}: plays as a whole team: give the same {kind}: spec for every role"
+        )
+    if kind in MODEL_KINDS:
+        return _model_agent(spec, env, agent, seed, settings)
     if ":" in spec:
         return _load(spec)(env, agent)
     raise AgentSpecError(f"unknown agent spec {spec!r}; use one of: {', '.join(BUILTIN)}")
 
 
+def split_specs(text: str) -> list[str]:
+    """The items of a comma-separated spec string, each ``SPEC`` or ``ROLE=SPEC``.
+
+    A comma starts a new item only when what follows it reads as a spec (``random``,
+    ``scripted``, ``KIND:...``, ``ROLE=...``, ``module:factory``, ``file.py:factory``);
+    otherwise it belongs to the ``fixed:`` text before it, so ``fixed:a, b`` is one item.
+    A ``ROLE=SPEC`` item given alone (or as one ``--agent`` flag) is never split.
+
+    >>> split_specs("scripted,llm:tiny")
+    ['scripted', 'llm:tiny']
+    >>> split_specs("fixed:Hello, world,random")
+    ['fixed:Hello, world', 'random']
+    >>> split_specs("helper=fixed:x = 1, y,main=scripted")
+    ['helper=fixed:x = 1, y', 'main=scripted']
+    """
+    items: list[str] = []
+    for piece in text.split(","):
+        if items and _is_fixed(items[-1]) and not _starts_spec(piece):
+            items[-1] += "," + piece
+        else:
+            items.append(piece)
+    return [item.strip() for item in items if item.strip()]
+
+
+def _is_fixed(item: str) -> bool:
+    match = _ROLE_ITEM.match(item)
+    return (match.group(2) if match else item).strip().startswith("fixed:")
+
+
+def _starts_spec(piece: str) -> bool:
+    text = piece.strip()
+    return bool(
+        text in ("random", "scripted")
+        or text.startswith(_SPEC_HEADS)
+        or _ROLE_ITEM.match(text)
+        or _FACTORY_ITEM.match(text)
+    )
+
+
+def role_specs(
+    specs: str | Sequence[str] | Mapping[str, str], roles: Sequence[str]
+) -> dict[str, str]:
+    """Which spec each role plays, from any of the accepted forms.
+
+    ``specs`` is one spec for every role; a comma-separated string (:func:`split_specs`);
+    a list whose items are taken whole (``"SPEC"`` or ``"ROLE=SPEC"``); or a mapping
+    role -> spec. Items may be one ``SPEC`` per role in order, or ``ROLE=SPEC`` items
+    naming roles, plus at most one plain ``SPEC`` for the roles not named.
+    """
+    roles = list(roles)
+    if isinstance(specs, Mapping):
+        unknown = [role for role in specs if role not in roles]
+        missing = [role for role in roles if not str(specs.get(role, "")).strip()]
+        if unknown or missing:
+            raise AgentSpecError(
+                f"the specs name roles {list(specs)}; this env's roles are {roles}"
+            )
+        return {role: str(specs[role]).strip() for role in roles}
+    if isinstance(specs, str):
+        items = split_specs(specs)
+    else:
+        items = [item for item in specs if isinstance(item, str) and item.strip()]
+        if len(items) == 1:
+            items = split_specs(items[0])
+    if not items:
+        raise AgentSpecError(f"no agent spec given; use one of: {', '.join(BUILTIN)}")
+    named: dict[str, str] = {}
+    plain: list[str] = []
+    for item in items:
+        match = _ROLE_ITEM.match(item)
+        if match is None or _kind(item) in ("fixed", *MODEL_KINDS) or _FACTORY_ITEM.match(item):
+            plain.append(item.strip())
+            continue
+        role, spec = match.group(1), match.group(2).strip()
+        if role not in roles:
+            raise AgentSpecError(f"{item!r} names no role of this env; its roles are {roles}")
+        if role in named:
+            raise AgentSpecError(f"role {role!r} is given two specs: {named[role]!r}, {spec!r}")
+        if not spec:
+            raise AgentSpecError(f"{item!r} gives no spec for {role!r}")
+        named[role] = spec
+    if not named:
+        if len(plain) == 1:
+            plain = plain * len(roles)
+        if len(plain) != len(roles):
+            raise AgentSpecError(
+                f"got {len(plain)} agent specs for {len(roles)} roles {roles}; give one, "
+                "one per role, or ROLE=SPEC for each role (e.g. --agent helper=scripted)"
+            )
+        return dict(zip(roles, plain))
+    if len(plain) > 1:
+        raise AgentSpecError(
+            f"mixing ROLE=SPEC with {len(plain)} plain specs {plain}; give at most one plain "
+            "spec (it plays the roles not named)"
+        )
+    missing = [role for role in roles if role not in named]
+    if missing and not plain:
+        raise AgentSpecError(
+            f"no spec for role(s) {missing}; add ROLE=SPEC for each, or one plain spec for the rest"
+        )
+    return {role: named.get(role, plain[0] if plain else "") for role in roles}
+
+
+def team_spec(by_role: Mapping[str, str]) -> str:
+    """One spec string for a team: the spec itself when every role plays it, else
+    ``ROLE=SPEC`` items joined by commas (what :func:`build_agents` reads back)."""
+    specs = list(by_role.values())
+    if specs and all(spec == specs[0] for spec in specs):
+        return specs[0]
+    return ",".join(f"{role}={spec}" for role, spec in by_role.items())
+
+
+def spec_model(spec: str) -> str | None:
+    """The model a spec names (``None`` for agents without one, and for checkpoints)."""
+    kind, _, rest = spec.partition(":")
+    kind = kind.strip()
+    if kind == "llm":
+        return rest or "tiny"
+    if kind == "prompting":
+        return rest.partition(":")[2] or "tiny"
+    if kind == "openai":
+        from mallm_envs.agents.endpoint import parse_endpoint_spec
+
+        return parse_endpoint_spec(spec).model
+    return None
+
+
+def team_model(by_role: Mapping[str, str]) -> str | None:
+    """The model(s) of a team: one name, or ``role: name`` items when the roles differ."""
+    models = {role: spec_model(spec) for role, spec in by_role.items()}
+    named = {role: model for role, model in models.items() if model is not None}
+    if not named:
+        return None
+    values = list(named.values())
+    if len(named) == len(models) and all(value == values[0] for value in values):
+        return values[0]
+    return ", ".join(f"{role}: {model}" for role, model in named.items())
+
+
+def uses_model(by_role: Mapping[str, str]) -> bool:
+    """Whether any role decodes with a model (its decoding is recorded from the agent)."""
+    return any(_kind(spec) in MODEL_KINDS for spec in by_role.values())
+
+
+_NAME_BAD = re.compile(r"[^A-Za-z0-9 ._+()@&,:-]+")
+
+
+def default_name(by_role: Mapping[str, str], limit: int = 80) -> str:
+    """A board name derived from the specs that the verifier accepts.
+
+    File paths keep their last part, endpoint URLs their host and port, and characters a
+    name may not hold become ``-``.
+
+    >>> default_name({"a": "./agents/mine.py:make", "b": "./agents/mine.py:make"})
+    'mine.py:make'
+    >>> default_name({"helper": "openai:Qwen/Qwen2.5-7B@http://127.0.0.1:8000/v1", "main": "scripted"})
+    'helper: openai:Qwen-Qwen2.5-7B@127.0.0.1:8000 + main: scripted'
+    """
+
+    def short(spec: str) -> str:
+        kind, _, rest = spec.partition(":")
+        if kind.strip() == "openai":
+            model, _, url = rest.rpartition("@")
+            host = url.split("://", 1)[-1].split("/", 1)[0].split("?", 1)[0]
+            text = f"openai:{model or rest}" + (f"@{host}" if model and host else "")
+        elif kind.strip() in ("checkpoint", "llm") or _FACTORY_ITEM.match(spec):
+            head, _, tail = spec.rpartition(":") if _FACTORY_ITEM.match(spec) else ("", "", "")
+            if head:
+                text = f"{head.rstrip('/').rsplit('/', 1)[-1]}:{tail}"
+            else:
+                text = f"{kind}:{rest.rstrip('/').rsplit('/', 1)[-1]}" if rest else spec
+        else:
+            text = spec
+        text = _NAME_BAD.sub("-", text.replace("/", "-"))
+        while ".." in text:
+            text = text.replace("..", ".")
+        return text.strip(" -") or "agent"
+
+    specs = list(by_role.values())
+    if specs and all(spec == specs[0] for spec in specs):
+        name = short(specs[0])
+    else:
+        name = " + ".join(f"{role}: {short(spec)}" for role, spec in by_role.items())
+    name = name.lstrip(" ._+()@&,:-") or "agent"
+    return name[:limit].rstrip()
+
+
 def build_agents(
-    specs: str | list[str],
+    specs: str | Sequence[str] | Mapping[str, str],
     env: Any,
     *,
     seed: int | None = None,
     settings: LLMSettings | None = None,
 ) -> dict[str, Any]:
-    """One agent per role: a single spec for all roles, or one per role (comma-separated).
+    """One agent per role of ``env``.
 
-    ``settings`` sets how ``llm:``, ``prompting:`` and ``checkpoint:`` agents load and decode.
+    ``specs`` takes the forms of :func:`role_specs`: one spec for every role, one per role,
+    or ``ROLE=SPEC`` items (a mixed team: ``["helper=openai:M@URL", "main=llm:smollm2-135m"]``).
+    ``settings`` sets how ``llm:``, ``prompting:``, ``checkpoint:`` and ``openai:`` agents
+    load and decode.
     """
-    if isinstance(specs, str) and specs.split(":", 1)[0] in ("llm", "prompting", "checkpoint"):
-        team = _llm_agents(specs.strip(), env, seed, settings)
+    roles = list(env.possible_agents)
+    by_role = role_specs(specs, roles)
+    team_specs = {spec for spec in by_role.values() if _kind(spec) in TEAM_KINDS}
+    if team_specs:
+        if len(set(by_role.values())) != 1:
+            raise AgentSpecError(
+                f"{sorted(team_specs)[0]!r} plays as a whole team; it cannot share a team with "
+                "other specs (give it for every role)"
+            )
+        team = _llm_agents(next(iter(team_specs)), env, seed, settings)
         assert team is not None
         return team
-    items = specs.split(",") if isinstance(specs, str) else list(specs)
-    items = [s.strip() for s in items if s.strip()]
-    roles = list(env.possible_agents)
-    if len(items) == 1:
-        items = items * len(roles)
-    if len(items) != len(roles):
-        raise AgentSpecError(
-            f"got {len(items)} agent specs for {len(roles)} roles {roles}; give one, or one per role"
-        )
-    return {role: build_agent(s, env, role, seed=seed) for role, s in zip(roles, items)}
+    return {
+        role: build_agent(spec, env, role, seed=seed, settings=settings)
+        for role, spec in by_role.items()
+    }
 
 
 def _load(entry: str) -> Any:
-    module_name, _, attr = entry.partition(":")
+    """``module:attribute`` or ``path/to/file.py:attribute``; the current folder is searched."""
+    location, _, attr = entry.strip().rpartition(":")
+    if not location or not attr:
+        raise AgentSpecError(f"cannot load agent {entry!r}: use module:factory or file.py:factory")
+    if location.endswith(".py") or "/" in location or location.startswith(("~", ".")):
+        module = _load_file(entry, Path(location).expanduser())
+    else:
+        cwd = os.getcwd()
+        if cwd not in sys.path and "" not in sys.path:
+            sys.path.append(cwd)  # after the installed packages: a local file shadows nothing
+        try:
+            module = importlib.import_module(location)
+        except ImportError as err:
+            raise AgentSpecError(
+                f"cannot load agent {entry!r}: {err} (searched the installed packages and the "
+                f"current folder {cwd}; give a file path such as ./mine.py:factory)"
+            ) from None
+        except Exception as err:  # the module's own code failed while importing
+            raise AgentSpecError(
+                f"cannot load agent {entry!r}: importing {location} raised "
+                f"{type(err).__name__}: {err}"
+            ) from None
     try:
-        module = importlib.import_module(module_name)
         return getattr(module, attr)
-    except (ImportError, AttributeError) as err:
-        raise AgentSpecError(f"cannot load agent {entry!r}: {err}") from None
+    except AttributeError:
+        raise AgentSpecError(
+            f"cannot load agent {entry!r}: {module.__name__} has no attribute {attr!r}"
+        ) from None
+
+
+_FILE_MODULES: dict[Path, Any] = {}
+
+
+def _load_file(entry: str, path: Path) -> Any:
+    path = path.resolve()
+    if path in _FILE_MODULES:
+        return _FILE_MODULES[path]
+    if not path.is_file():
+        raise AgentSpecError(f"cannot load agent {entry!r}: there is no file {path}")
+    name = "mallm_user_agent_" + re.sub(r"\W", "_", str(path))
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise AgentSpecError(f"cannot load agent {entry!r}: {path} is not a Python file")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module  # dataclasses and pickling look the module up by name
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as err:  # the file's own code failed
+        del sys.modules[name]
+        raise AgentSpecError(
+            f"cannot load agent {entry!r}: running {path} raised {type(err).__name__}: {err}"
+        ) from None
+    _FILE_MODULES[path] = module
+    return module
