@@ -4,10 +4,30 @@ An agent turns an observation (``{"text": ..., "turn": ...}``) and its info into
 text. ``act_batch`` does the same for many observations at once (LLM agents override it to
 batch generation); ``reset(seed)`` starts an episode; ``describe()`` says what the agent is,
 for transcripts and leaderboards.
+
+Batching across agents (optional)
+---------------------------------
+Two agents of one simultaneous turn, or of several episodes played side by side, can share
+one model call. An agent that allows this has a ``batch_key`` (hashable; agents with equal
+keys and the same class can be answered together) and a static method
+``act_group(agents, observations, infos) -> list[str]`` that answers all of them in one go,
+each exactly as its own ``act`` would (same text, same random draws, same counters).
+:func:`mallm_envs.core.run_episode` uses it; an agent without ``batch_key`` (or with
+``None``) is always asked alone, at its turn, as before. An agent with a key promises that
+its answer does not depend on when the other agents are asked (it shares no random
+generator or other order-sensitive state with them).
+
+Threads: ``mallm evaluate --concurrency N`` plays episodes in threads, each with agents of
+its own. Agents that share a model in this process (``llm:``, ``prompting:`` and
+``checkpoint:`` agents share one :class:`~mallm_envs.agents.llm.MultiAgentLM` per model)
+take :func:`shared_lock` of that model around every use of it, so a model is never called
+from two threads at once; the episodes' env work (grading code, scoring text) still overlaps.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,6 +47,27 @@ class Agent(Protocol):
     def reset(self, seed: int | None = None) -> None: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+
+_LOCKS: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def shared_lock(resource: Any) -> threading.RLock:
+    """The one lock of ``resource`` (a model shared by agents): hold it while using it.
+
+    The same object always gets the same (re-entrant) lock; the lock goes with the object.
+
+    >>> class Model: ...
+    >>> model = Model()
+    >>> shared_lock(model) is shared_lock(model)
+    True
+    """
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(resource)
+        if lock is None:
+            lock = _LOCKS[resource] = threading.RLock()
+        return lock
 
 
 class BaseAgent:

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mallm_envs.agents.base import shared_lock
 from mallm_envs.core.errors import MallmError
 from mallm_envs.data.models import NamedModelError, is_named_model, named_model_path
 
@@ -496,7 +497,7 @@ class MultiAgentLM:
         *,
         num_samples: int = 1,
         sampling: SamplingConfig | Mapping[str, SamplingConfig] | None = None,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
         formatted: bool = False,
     ) -> dict[str, list[list[Generation]]]:
         """Sample ``num_samples`` responses per prompt for each agent, in as few batches as possible.
@@ -505,7 +506,11 @@ class MultiAgentLM:
             prompts: agent -> its prompts (user messages, or model input if ``formatted``).
             num_samples: group size: responses per prompt.
             sampling: one setting for all agents or a mapping agent -> setting.
-            generator: torch RNG for the sampler (give one for reproducible runs).
+            generator: torch RNG for the sampler (give one for reproducible runs); or one
+                generator per prompt, in the order of ``prompts`` (agent by agent, prompt by
+                prompt): each prompt's responses then draw from their own generator exactly as
+                if that prompt had been sampled alone, so batching several agents' prompts
+                gives each the draws it would get one at a time.
             formatted: the prompts are already in the model's input format.
 
         Returns:
@@ -514,6 +519,10 @@ class MultiAgentLM:
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise LLMConfigError(f"num_samples must be a positive int, got {num_samples!r}")
         rows: list[tuple[str, int, list[int], SamplingConfig]] = []
+        per_prompt = (
+            None if generator is None or isinstance(generator, torch.Generator) else list(generator)
+        )
+        row_generators: list[torch.Generator] = []
         for agent, agent_prompts in prompts.items():
             self.policy_name(agent)
             if isinstance(agent_prompts, str):
@@ -523,6 +532,12 @@ class MultiAgentLM:
                 text = prompt if formatted else self.format_prompt(prompt)
                 ids = self.encode(text)
                 rows.extend((agent, index, ids, settings) for _ in range(num_samples))
+                if per_prompt is not None and len(row_generators) < len(rows):
+                    if not per_prompt:
+                        raise LLMConfigError("give one generator per prompt")
+                    row_generators.extend([per_prompt.pop(0)] * num_samples)
+        if per_prompt:
+            raise LLMConfigError("give one generator per prompt")
         results: dict[str, list[list[Generation]]] = {
             agent: [[] for _ in agent_prompts] for agent, agent_prompts in prompts.items()
         }
@@ -534,7 +549,9 @@ class MultiAgentLM:
             groups.setdefault(id(network), []).append(position)
         for positions in groups.values():
             batch = [rows[p] for p in positions]
-            generations = self._sample_batch(batch, generator)
+            generations = self._sample_batch(
+                batch, generator if per_prompt is None else [row_generators[p] for p in positions]
+            )
             for (agent, index, _ids, _settings), generation in zip(batch, generations):
                 results[agent][index].append(generation)
         return results
@@ -542,7 +559,7 @@ class MultiAgentLM:
     def _sample_batch(
         self,
         rows: list[tuple[str, int, list[int], SamplingConfig]],
-        generator: torch.Generator | None,
+        generator: torch.Generator | list[torch.Generator] | None,
     ) -> list[Generation]:
         device = self.device
         agents = [row[0] for row in rows]
@@ -599,7 +616,11 @@ class MultiAgentLM:
         for step in range(longest):
             logits = (output.logits[:, -1, :] if step else last_logits).float()
             log_probs = torch.log_softmax(logits, dim=-1)
-            tokens = _sample_tokens(logits, temperature, top_p, greedy, generator)
+            if isinstance(generator, list):  # a finished row draws no more from its generator
+                row_generators = [None if done[r] else generator[r] for r in range(size)]
+                tokens = _sample_tokens(logits, temperature, top_p, greedy, row_generators)
+            else:
+                tokens = _sample_tokens(logits, temperature, top_p, greedy, generator)
             chosen = log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1)
             token_list = tokens.tolist()
             chosen_list = chosen.tolist()
@@ -831,14 +852,28 @@ def _sample_tokens(
     temperature: torch.Tensor,
     top_p: torch.Tensor,
     greedy: torch.Tensor,
-    generator: torch.Generator | None,
+    generator: torch.Generator | Sequence[torch.Generator | None] | None,
 ) -> torch.Tensor:
-    """Temperature + nucleus sampling with per-row settings; greedy rows take the argmax."""
+    """Temperature + nucleus sampling with per-row settings; greedy rows take the argmax.
+
+    ``generator`` may be a list with one generator per row: each row then draws from its own
+    (a ``None`` entry, a finished row, draws nothing and its token is ignored).
+    """
     probs = torch.softmax(logits / temperature, dim=-1)
     sorted_probs, order = probs.sort(dim=-1, descending=True)
     before = sorted_probs.cumsum(-1) - sorted_probs  # mass strictly above each token
     sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)
-    sampled_rank = torch.multinomial(sorted_probs, 1, generator=generator)
+    if isinstance(generator, list):
+        sampled_rank = torch.cat(
+            [
+                torch.multinomial(sorted_probs[row : row + 1], 1, generator=own)
+                if own is not None
+                else torch.zeros((1, 1), dtype=torch.long, device=logits.device)
+                for row, own in enumerate(generator)
+            ]
+        )
+    else:
+        sampled_rank = torch.multinomial(sorted_probs, 1, generator=generator)
     sampled = order.gather(1, sampled_rank).squeeze(1)
     return torch.where(greedy, logits.argmax(dim=-1), sampled)
 
@@ -905,18 +940,65 @@ class LLMAgent:
         observations: Sequence[Mapping[str, Any]],
         infos: Sequence[Mapping[str, Any]] | None = None,
     ) -> list[str]:
-        prompts = [self._prompt(observation) for observation in observations]
-        if not prompts:
+        """Answers to several observations in one batch, all drawing from this agent's sampler.
+
+        The draws of the rows interleave, so with sampled decoding the answers differ from
+        those of one :meth:`act` call after another (greedy answers are the same).
+        """
+        if not observations:
             return []
-        result = self.lm.generate(
-            {self.agent_id: prompts},
-            sampling=self.sampling,
-            generator=self._generator,
-            formatted=True,
-        )
+        with shared_lock(self.lm):  # one model, one thread at a time
+            prompts = [self._prompt(observation) for observation in observations]
+            result = self.lm.generate(
+                {self.agent_id: prompts},
+                sampling=self.sampling,
+                generator=self._generator,
+                formatted=True,
+            )
         generations = [group[0] for group in result[self.agent_id]]
         self.tokens_used += sum(g.num_tokens for g in generations)
         return [g.text for g in generations]
+
+    @property
+    def batch_key(self) -> tuple[Any, ...]:
+        """Agents on one model with the same sampling settings can be answered in one batch."""
+        return ("llm", id(self.lm), self.sampling, self.system_prompt)
+
+    @staticmethod
+    def act_group(
+        agents: Sequence[LLMAgent],
+        observations: Sequence[Mapping[str, Any]],
+        infos: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[str]:
+        """One observation per agent, answered in one batch: the same texts, draws and token
+        counts as each agent's own :meth:`act` (each row samples from its agent's generator).
+        """
+        if not agents:
+            return []
+        if len({agent.batch_key for agent in agents}) != 1 or len(observations) != len(agents):
+            raise LLMConfigError("act_group needs one observation per agent, all of one batch key")
+        lm = agents[0].lm
+        with shared_lock(lm):
+            prompts: dict[str, list[str]] = {}
+            slots: list[tuple[str, int]] = []
+            for agent, observation in zip(agents, observations):
+                column = prompts.setdefault(agent.agent_id, [])
+                slots.append((agent.agent_id, len(column)))
+                column.append(agent._prompt(observation))
+            # generate() takes the generators in prompt order: agent id by agent id.
+            by_slot = {slot: agent._generator for slot, agent in zip(slots, agents)}
+            generators = [
+                by_slot[(name, i)] for name, column in prompts.items() for i in range(len(column))
+            ]
+            result = lm.generate(
+                prompts, sampling=agents[0].sampling, generator=generators, formatted=True
+            )
+        texts = []
+        for agent, (name, index) in zip(agents, slots):
+            generation = result[name][index][0]
+            agent.tokens_used += generation.num_tokens
+            texts.append(generation.text)
+        return texts
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -7,7 +7,9 @@ models that were not trained together (all with the same prompts):
   model here). It reads every role's observation and answers in sections ``### <role>``;
   each section becomes that role's action (a missing section is an empty answer, which
   the env treats as unusable).
-* ``"parallel"``: each role answers its own observation independently.
+* ``"parallel"``: each role answers its own observation independently (each role samples
+  from its own generator, so the roles of a simultaneous turn, and of several episodes
+  played side by side, are generated in one batch with the draws each would get alone).
 * ``"sequential"``: a pipeline; each role also sees the answers given earlier in the same
   turn by the roles before it (the env's sequential schedule does this itself; with the
   simultaneous schedule the team adds the partner's answer to the prompt).
@@ -20,9 +22,10 @@ episode through :func:`mallm_envs.core.run_episode`, so the transcript is the st
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mallm_envs.agents.base import shared_lock
 from mallm_envs.agents.llm import LLMConfigError, MultiAgentLM, SamplingConfig
 from mallm_envs.core import Episode, run_episode
 
@@ -63,6 +66,11 @@ class _Team:
         self.generator = torch.Generator(device=lm.device)
         self.seed = seed
         self.generator.manual_seed(seed)
+        # The parallel strategy: one generator per role (seeded by the role's own reset), so
+        # a role's answers do not depend on when its partners are asked.
+        self.role_generators = {role: torch.Generator(device=lm.device) for role in self.roles}
+        for index, generator in enumerate(self.role_generators.values()):
+            generator.manual_seed(seed + index)
         self.answers: dict[str, str] = {}  # this turn's answers, filled by the first actor
         self.turn_key: tuple[int, int] | None = None
         self.episode = 0
@@ -80,15 +88,16 @@ class _Team:
         """One response per role, batched; each role uses its model policy."""
         requests: dict[str, list[str]] = {}
         order: list[tuple[str, str]] = []
-        for role, prompt in prompts.items():
-            policy_agent = self.roles[role]
-            requests.setdefault(policy_agent, []).append(
-                self.lm.format_prompt(prompt, self.system_prompt)
+        with shared_lock(self.lm):  # one model, one thread at a time
+            for role, prompt in prompts.items():
+                policy_agent = self.roles[role]
+                requests.setdefault(policy_agent, []).append(
+                    self.lm.format_prompt(prompt, self.system_prompt)
+                )
+                order.append((role, policy_agent))
+            out = self.lm.generate(
+                requests, sampling=self.sampling, generator=self.generator, formatted=True
             )
-            order.append((role, policy_agent))
-        out = self.lm.generate(
-            requests, sampling=self.sampling, generator=self.generator, formatted=True
-        )
         taken: dict[str, int] = {}
         answers = {}
         for role, policy_agent in order:
@@ -101,7 +110,7 @@ class _Team:
     def act(self, role: str, observation: Mapping[str, Any]) -> str:
         text = _text(observation)
         if self.strategy == "parallel":
-            return self._sample({role: text})[role]
+            return sample_parallel([(self, role, text)])[0]
         if self.strategy == "sequential":
             if getattr(self.env.unwrapped, "schedule", "simultaneous") != "sequential":
                 key = (self.episode, int(observation.get("turn", 0)))
@@ -146,6 +155,33 @@ class _Team:
                 observation=text, own=drafts[role], others=others
             )
         return self._sample(revisions)
+
+
+def sample_parallel(rows: Sequence[tuple[_Team, str, str]]) -> list[str]:
+    """Answers of the parallel strategy for ``(team, role, observation text)`` rows, in one batch.
+
+    The teams share one model and sampling settings; each row samples from its role's own
+    generator, so its answer is the one that role would get alone.
+    """
+    lm = rows[0][0].lm
+    with shared_lock(lm):
+        prompts: dict[str, list[str]] = {}
+        slots: list[tuple[str, int]] = []
+        generators: dict[tuple[str, int], Any] = {}
+        for team, role, text in rows:
+            policy_agent = team.roles[role]
+            column = prompts.setdefault(policy_agent, [])
+            slots.append((policy_agent, len(column)))
+            generators[slots[-1]] = team.role_generators[role]
+            column.append(lm.format_prompt(text, team.system_prompt))
+        ordered = [generators[(a, i)] for a, column in prompts.items() for i in range(len(column))]
+        out = lm.generate(prompts, sampling=rows[0][0].sampling, generator=ordered, formatted=True)
+    answers = []
+    for (team, _role, _text), (policy_agent, index) in zip(rows, slots):
+        generation = out[policy_agent][index][0]
+        team.tokens_used += generation.num_tokens
+        answers.append(generation.text)
+    return answers
 
 
 def split_sections(reply: str, roles: list[str]) -> dict[str, str]:
@@ -193,10 +229,36 @@ class PromptingAgent:
     def act_batch(self, observations, infos) -> list[str]:  # type: ignore[no-untyped-def]
         return [self.act(o, i) for o, i in zip(observations, infos)]
 
+    @property
+    def batch_key(self) -> tuple[Any, ...] | None:
+        """Parallel-strategy roles on one model can be answered in one batch (the other
+        strategies read their partners' answers, so each role is asked at its turn)."""
+        if self.team.strategy != "parallel":
+            return None
+        team = self.team
+        return ("prompting-parallel", id(team.lm), team.sampling, team.system_prompt)
+
+    @staticmethod
+    def act_group(
+        agents: Sequence[PromptingAgent],
+        observations: Sequence[Mapping[str, Any]],
+        infos: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[str]:
+        """Several parallel-strategy roles (of one team or several) in one batch, each
+        answered as its own :meth:`act` would."""
+        if len({agent.batch_key for agent in agents}) != 1 or None in {a.batch_key for a in agents}:
+            raise LLMConfigError("act_group needs parallel-strategy agents of one batch key")
+        return sample_parallel(
+            [(agent.team, agent.role, _text(obs)) for agent, obs in zip(agents, observations)]
+        )
+
     def reset(self, seed: int | None = None) -> None:
-        # run_episode resets every role; the team is reset once, by its first role.
+        # run_episode resets every role; the team is reset once, by its first role, and each
+        # role seeds its own generator (the parallel strategy's).
         if self.role == self.team.env.possible_agents[0]:
             self.team.reset(seed)
+        if seed is not None:
+            self.team.role_generators[self.role].manual_seed(int(seed))
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -17,7 +17,7 @@ import gzip
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -180,25 +180,94 @@ def _spec_dict(env: Any) -> tuple[str, dict[str, Any]]:
     return spec.id, spec.to_dict()
 
 
-def run_episode(
+@dataclass
+class ActionRequest:
+    """An agent asked for its action: ``role`` in the env, the agent object, what it sees."""
+
+    role: str
+    agent: Any
+    observation: Any
+    info: Any
+
+
+def _batch_key(agent: Any) -> Any:
+    """What an agent may share a batch with (see :mod:`mallm_envs.agents.base`), or ``None``."""
+    act_group = getattr(type(agent), "act_group", None)
+    key = getattr(agent, "batch_key", None) if callable(act_group) else None
+    return None if key is None else (type(agent), key)
+
+
+def answer_requests(requests: Sequence[ActionRequest]) -> list[Any]:
+    """Each request's action; requests whose agents share a batch key get one ``act_group``.
+
+    Requests without a key are answered one by one with ``act``, in order.
+    """
+    actions: list[Any] = [None] * len(requests)
+    groups: dict[Any, list[int]] = {}
+    for position, request in enumerate(requests):
+        key = _batch_key(request.agent)
+        groups.setdefault(("alone", position) if key is None else key, []).append(position)
+    for positions in groups.values():
+        if len(positions) == 1:
+            request = requests[positions[0]]
+            actions[positions[0]] = request.agent.act(request.observation, request.info)
+            continue
+        members = [requests[p] for p in positions]
+        answers = type(members[0].agent).act_group(
+            [m.agent for m in members], [m.observation for m in members], [m.info for m in members]
+        )
+        if len(answers) != len(members):
+            raise RuntimeError(
+                f"{type(members[0].agent).__qualname__}.act_group gave {len(answers)} actions "
+                f"for {len(members)} agents"
+            )
+        for position, answer in zip(positions, answers):
+            actions[position] = answer
+    return actions
+
+
+def _turn_roles(env: Any, agent: str, agents: Mapping[str, Any]) -> list[str]:
+    """The roles whose actions can be asked for together now, ``agent`` first (or none).
+
+    Only at the start of a turn of a :class:`~mallm_envs.core.env.CoopTextEnv` with the
+    simultaneous schedule, where nobody sees a partner's action of this turn, so every
+    role's observation and info stay the same until the turn is resolved; and only roles
+    whose agents have a batch key.
+    """
+    from mallm_envs.core.env import CoopTextEnv
+
+    base = env.unwrapped
+    if not isinstance(base, CoopTextEnv) or base.schedule != "simultaneous":
+        return []
+    if base._order_index != 0 or agent != base._order[0]:
+        return []
+    roles = [
+        role
+        for role in base._order
+        if role in base.agents
+        and not (base.terminations.get(role) or base.truncations.get(role))
+        and _batch_key(agents[role]) is not None
+    ]
+    return roles if agent in roles else []
+
+
+def play_episode(
     env: Any,
     agents: Mapping[str, Any],
     seed: int | None = None,
     options: Mapping[str, Any] | None = None,
     *,
     max_steps: int = 1_000_000,
-) -> Episode:
-    """Play one episode of the AEC ``env`` and record it.
+    batch: bool = True,
+) -> Generator[list[ActionRequest], list[Any], Episode]:
+    """The episode loop as a generator: it yields the action requests it cannot answer alone.
 
-    Args:
-        env: an AEC env (``mallm_envs.make(...)``).
-        agents: agent name -> an object with ``act(observation, info) -> str``. Each agent's
-            ``reset(seed=...)`` is called first when it has one, with a seed derived from
-            ``seed`` so that seeded stochastic agents replay too.
-        seed: the reset seed (recorded; ``None`` means unseeded, which cannot be replayed
-            exactly).
-        options: reset options (for example ``{"task_id": ...}``), recorded too.
-        max_steps: a safety cap on AEC steps.
+    Agents without a batch key are asked inline, at their turn. Agents with one are yielded
+    as a list of :class:`ActionRequest` (with ``batch``, all such roles of a simultaneous turn
+    at once); the caller answers them (:func:`answer_requests`) and sends the actions back in
+    the same order. The generator returns the :class:`Episode`. :func:`run_episode` drives one
+    such generator, :func:`run_episodes` several side by side (their requests batched
+    together).
     """
     missing = [a for a in env.possible_agents if a not in agents]
     if missing:
@@ -221,27 +290,57 @@ def run_episode(
     )
     team_return = 0.0
     turns = 0
+    asked: dict[str, tuple[Any, Any, Any]] = {}  # role -> (observation, info, action) asked early
     for count, agent in enumerate(env.agent_iter()):
         if count >= max_steps:
             raise RuntimeError(f"episode exceeded max_steps={max_steps}")
         observation, reward, terminated, truncated, info = env.last()
+        recorded_observation, recorded_info = _jsonable(observation), _jsonable(info)
         if terminated or truncated:
             action = None
+        elif agent in asked:
+            seen, seen_info, action = asked.pop(agent)
+            if seen != recorded_observation or seen_info != recorded_info:
+                raise RuntimeError(
+                    f"{env_id}: {agent!r}'s observation changed between the start of its "
+                    "simultaneous turn and its own step; this env cannot be batched "
+                    "(run it with batch=False)"
+                )
         else:
-            action = agents[agent].act(observation, info)
+            roles = _turn_roles(env, agent, agents) if batch else []
+            if not roles and _batch_key(agents[agent]) is not None:
+                roles = [agent]
+            if roles:
+                requests = [ActionRequest(agent, agents[agent], observation, info)]
+                for role in roles[1:]:
+                    requests.append(
+                        ActionRequest(
+                            role, agents[role], env.observe(role), env.unwrapped.infos[role]
+                        )
+                    )
+                actions = yield requests
+                action = actions[0]
+                for request, answer in zip(requests[1:], actions[1:]):
+                    asked[request.role] = (
+                        _jsonable(request.observation),
+                        _jsonable(request.info),
+                        answer,
+                    )
+            else:
+                action = agents[agent].act(observation, info)
         episode.steps.append(
             Step(
                 agent=agent,
-                observation=_jsonable(observation),
+                observation=recorded_observation,
                 reward=float(reward),
                 terminated=bool(terminated),
                 truncated=bool(truncated),
-                info=_jsonable(info),
+                info=recorded_info,
                 action=_jsonable(action),
             )
         )
         if terminated or truncated:
-            episode.final_infos[agent] = _jsonable(info)
+            episode.final_infos[agent] = recorded_info
         env.step(action)
         if agent == env.possible_agents[0]:
             team_return += float(reward)
@@ -251,6 +350,84 @@ def run_episode(
     episode.team_return = team_return
     episode.turns = turns
     return episode
+
+
+def run_episode(
+    env: Any,
+    agents: Mapping[str, Any],
+    seed: int | None = None,
+    options: Mapping[str, Any] | None = None,
+    *,
+    max_steps: int = 1_000_000,
+    batch: bool = True,
+) -> Episode:
+    """Play one episode of the AEC ``env`` and record it.
+
+    Args:
+        env: an AEC env (``mallm_envs.make(...)``).
+        agents: agent name -> an object with ``act(observation, info) -> str``. Each agent's
+            ``reset(seed=...)`` is called first when it has one, with a seed derived from
+            ``seed`` so that seeded stochastic agents replay too.
+        seed: the reset seed (recorded; ``None`` means unseeded, which cannot be replayed
+            exactly).
+        options: reset options (for example ``{"task_id": ...}``), recorded too.
+        max_steps: a safety cap on AEC steps.
+        batch: in a simultaneous turn, ask the agents that can share a batch (same
+            ``batch_key``, see :mod:`mallm_envs.agents.base`: LLM agents on one model) for
+            their actions in one call. Each agent still gets the observation it sees at its
+            own step (checked) and its own random draws, so the transcript is the one of
+            ``batch=False``, where every agent is asked alone at its turn. (Floating-point
+            sums in a batched forward pass can differ from a lone one in the last bits; an
+            action changes only if two tokens tie to that precision.)
+    """
+    loop = play_episode(env, agents, seed, options, max_steps=max_steps, batch=batch)
+    try:
+        requests = next(loop)
+        while True:
+            requests = loop.send(answer_requests(requests))
+    except StopIteration as finished:
+        return finished.value
+
+
+def run_episodes(
+    jobs: Sequence[tuple[Any, Mapping[str, Any], int | None, Mapping[str, Any] | None]],
+    *,
+    max_steps: int = 1_000_000,
+    batch: bool = True,
+) -> list[Episode]:
+    """Play several episodes side by side; each request round is batched across them.
+
+    ``jobs`` holds ``(env, agents, seed, options)`` per episode (each with its own env and
+    agents). Every episode advances until it needs an action from an agent with a batch key;
+    then the pending requests of all episodes are answered together (:func:`answer_requests`),
+    so an in-process model generates for several episodes in one batch. Each episode's
+    transcript is the one :func:`run_episode` gives (same draws: every agent has its own).
+    """
+    loops = [
+        play_episode(env, agents, seed, options, max_steps=max_steps, batch=batch)
+        for env, agents, seed, options in jobs
+    ]
+    results: list[Episode | None] = [None] * len(loops)
+    pending: dict[int, list[ActionRequest]] = {}
+    for index, loop in enumerate(loops):
+        try:
+            pending[index] = next(loop)
+        except StopIteration as finished:
+            results[index] = finished.value
+    while pending:
+        order = list(pending)
+        flat = [request for index in order for request in pending[index]]
+        answers = answer_requests(flat)
+        position = 0
+        for index in order:
+            count = len(pending[index])
+            mine, position = answers[position : position + count], position + count
+            try:
+                pending[index] = loops[index].send(mine)
+            except StopIteration as finished:
+                results[index] = finished.value
+                del pending[index]
+    return [episode for episode in results if episode is not None]
 
 
 def _jsonable(value: Any) -> Any:
