@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 import mallm_envs
-from mallm_envs.agents.spec import AgentSpecError, build_agents
+from mallm_envs.agents.spec import (
+    AgentSpecError,
+    build_agents,
+    default_name,
+    role_specs,
+    split_specs,
+    team_spec,
+)
 from mallm_envs.core import first_difference, replay, run_episode
 
 
@@ -26,6 +33,127 @@ def test_random_agent_samples_numeric_spaces() -> None:
     episode = run_episode(env, build_agents("random", env, seed=0), seed=0)
     assert all(isinstance(s.action, int) for s in episode.steps if s.action is not None)
     assert first_difference(episode, replay(episode)) is None
+
+
+def test_fixed_text_keeps_its_commas() -> None:
+    env = mallm_envs.make("CommonWord-v0")
+    agents = build_agents("fixed:Hello, world", env)
+    assert [a.act({}, {}) for a in agents.values()] == ["Hello, world", "Hello, world"]
+    agents = build_agents("scripted,fixed:x = 1, y = 2", env)
+    assert agents["agent_1"].act({}, {}) == "x = 1, y = 2"
+    assert split_specs("fixed:a,b,random") == ["fixed:a,b", "random"]
+
+
+def test_role_specs_name_roles_unambiguously() -> None:
+    env = mallm_envs.make("CommonWord-v0")
+    # Repeated --agent ROLE=SPEC: each item is taken whole, commas and all.
+    agents = build_agents(["agent_1=fixed:pear, plum", "agent_0=fixed:apple"], env)
+    assert agents["agent_0"].act({}, {}) == "apple"
+    assert agents["agent_1"].act({}, {}) == "pear, plum"
+    # One plain spec plays the roles not named.
+    agents = build_agents(["random", "agent_1=fixed:kiwi"], env, seed=0)
+    assert agents["agent_1"].act({}, {}) == "kiwi"
+    assert agents["agent_0"].describe()["class"] == "random"
+    assert role_specs({"agent_0": "scripted", "agent_1": "random"}, env.possible_agents) == {
+        "agent_0": "scripted",
+        "agent_1": "random",
+    }
+    with pytest.raises(AgentSpecError, match="names no role of this env"):
+        build_agents(["chef=random", "agent_0=random"], env)
+    with pytest.raises(AgentSpecError, match="given two specs"):
+        build_agents(["agent_0=random", "agent_0=scripted"], env)
+    with pytest.raises(AgentSpecError, match=r"no spec for role\(s\) \['agent_1'\]"):
+        build_agents(["agent_0=random"], env)
+    with pytest.raises(AgentSpecError, match="at most one plain"):
+        build_agents(["random", "scripted", "agent_0=random"], env)
+    with pytest.raises(AgentSpecError, match="plays as a whole team"):
+        build_agents(["agent_0=prompting:parallel", "agent_1=random"], env)
+    # A mixed team is recorded as ROLE=SPEC items that build the same team again.
+    by_role = role_specs(["agent_1=fixed:a, b", "agent_0=scripted"], env.possible_agents)
+    assert team_spec(by_role) == "agent_0=scripted,agent_1=fixed:a, b"
+    assert role_specs(team_spec(by_role), env.possible_agents) == by_role
+
+
+FACTORY = """
+from mallm_envs.agents import FixedAgent
+
+
+def make(env, role):
+    return FixedAgent(f"{role} from a file")
+"""
+
+
+def test_agents_load_from_a_file_path_and_the_current_folder(tmp_path, monkeypatch) -> None:
+    env = mallm_envs.make("CommonWord-v0")
+    folder = tmp_path / "my agents"
+    folder.mkdir()
+    (folder / "mine.py").write_text(FACTORY)
+    agents = build_agents(f"{folder / 'mine.py'}:make", env)
+    assert agents["agent_0"].act({}, {}) == "agent_0 from a file"
+    monkeypatch.chdir(folder)
+    assert build_agents("./mine.py:make", env)["agent_1"].act({}, {}) == "agent_1 from a file"
+    (folder / "mine_module.py").write_text(FACTORY)
+    monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if p not in ("", ".")])
+    agents = build_agents("mine_module:make", env)  # a module in the current folder
+    assert agents["agent_0"].act({}, {}) == "agent_0 from a file"
+    (folder / "broken.py").write_text("raise RuntimeError('boom')\n")
+    with pytest.raises(AgentSpecError, match=r"running .*broken\.py raised RuntimeError: boom"):
+        build_agents("./broken.py:make", env)
+    with pytest.raises(AgentSpecError, match="there is no file"):
+        build_agents("./absent.py:make", env)
+    with pytest.raises(AgentSpecError, match="has no attribute 'nothing'"):
+        build_agents("./mine.py:nothing", env)
+
+
+@pytest.mark.parametrize(
+    "specs",
+    [
+        ["./agents/mine.py:make"],
+        ["/abs/path/../x.py:make"],
+        ["checkpoint:runs/magrpo/"],
+        ["openai:Qwen/Qwen2.5-7B-Instruct@http://127.0.0.1:8000/v1?mode=completion"],
+        ["agent_0=openai:m@https://api.example.org/v1", "agent_1=llm:/models/smol"],
+        ["fixed:a\tb", "random"],
+        ["agent_0=fixed:..//..", "agent_1=fixed:=="],
+    ],
+)
+def test_default_name_is_valid_for_any_spec(specs) -> None:
+    from mallm_envs.leaderboard.verify import check_agent_info
+
+    by_role = role_specs(specs, ["agent_0", "agent_1"])
+    name = default_name(by_role)
+    check_agent_info({"name": name})
+    assert "/" not in name and ".." not in name
+
+
+def test_cli_plays_a_mixed_team_and_an_external_env(tmp_path, monkeypatch, capsys) -> None:
+    from mallm_envs.cli import main
+
+    (tmp_path / "my_envs.py").write_text(
+        "from mallm_envs.registration import register, registry\n"
+        "if 'MyWord-v0' not in registry:\n"
+        "    register(id='MyWord-v0', entry_point=mallm_envs_spec.entry_point,\n"
+        "             agents=('agent_0', 'agent_1'), description='my own env')\n".replace(
+            "mallm_envs_spec.entry_point",
+            repr(mallm_envs.registration.spec("CommonWord-v0").entry_point),
+        )
+    )
+    monkeypatch.chdir(tmp_path)
+    argv = [
+        "play",
+        "my_envs:MyWord-v0",
+        "--agent",
+        "agent_0=fixed:a, b",
+        "--agent",
+        "agent_1=fixed:c",
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "== MyWord-v0" in out and "   > a, b" in out
+    assert main(["play", "no_such_module:MyWord-v0"]) == 2
+    assert "cannot import 'no_such_module'" in capsys.readouterr().err
+    assert main(["play", "CommonWord-v0", "--agent", "./absent.py:make"]) == 2
+    assert "there is no file" in capsys.readouterr().err
 
 
 torch = pytest.importorskip("torch", reason="the llm extra (torch) is not installed")
@@ -133,3 +261,20 @@ def test_checkpoint_agents_never_unpickle_code(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="cannot be loaded safely"):
         build_agents(f"checkpoint:{tmp_path / 'run'}", env)
     assert not marker.exists()
+
+
+def test_a_mixed_team_puts_an_llm_beside_another_agent() -> None:
+    """`scripted,llm:tiny` is two specs (it was read as one LLM spec, or as a module)."""
+    from mallm_envs.agents.llm import LLMAgent
+    from mallm_envs.agents.spec import LLMSettings
+
+    torch.set_num_threads(1)
+    env = mallm_envs.make("CoopCode-v0")
+    settings = LLMSettings(temperature=0.0, max_new_tokens=2)
+    for specs in ("scripted,llm:tiny", ["main=llm:tiny", "helper=scripted"]):
+        agents = build_agents(specs, env, seed=0, settings=settings)
+        assert isinstance(agents["main"], LLMAgent)
+        assert not isinstance(agents["helper"], LLMAgent)
+    episode = run_episode(env, agents, seed=0)
+    assert episode.agent_descriptions["main"]["sampling"]["max_new_tokens"] == 2
+    assert first_difference(episode, replay(episode)) is None

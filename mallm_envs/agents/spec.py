@@ -154,7 +154,7 @@ MODEL_KINDS = ("llm", "prompting", "checkpoint", "openai")
 """Spec kinds whose agents decode with a model (their sampling settings are recorded)."""
 TEAM_KINDS = ("prompting",)
 """Spec kinds that play as one team: the same spec must be given for every role."""
-_ROLE_ITEM = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_-]*)\s*=(.*)$", re.DOTALL)
+_ROLE_ITEM = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_-]*)=(.*)$", re.DOTALL)
 _FACTORY_ITEM = re.compile(r"^[A-Za-z0-9_./~-][^,:=]*:[A-Za-z_][A-Za-z0-9_]*$")
 _SPEC_HEADS = tuple(f"{kind}:" for kind in ("fixed", *MODEL_KINDS))
 _MODELS: dict[tuple[Any, ...], Any] = {}
@@ -283,11 +283,12 @@ def build_agent(
     raise AgentSpecError(f"unknown agent spec {spec!r}; use one of: {', '.join(BUILTIN)}")
 
 
-def split_specs(text: str) -> list[str]:
+def split_specs(text: str, roles: Sequence[str] | None = None) -> list[str]:
     """The items of a comma-separated spec string, each ``SPEC`` or ``ROLE=SPEC``.
 
     A comma starts a new item only when what follows it reads as a spec (``random``,
-    ``scripted``, ``KIND:...``, ``ROLE=...``, ``module:factory``, ``file.py:factory``);
+    ``scripted``, ``KIND:...``, ``ROLE=...`` for one of ``roles`` when they are given,
+    ``module:factory``, ``file.py:factory``);
     otherwise it belongs to the ``fixed:`` text before it, so ``fixed:a, b`` is one item.
     A ``ROLE=SPEC`` item given alone (or as one ``--agent`` flag) is never split.
 
@@ -300,7 +301,7 @@ def split_specs(text: str) -> list[str]:
     """
     items: list[str] = []
     for piece in text.split(","):
-        if items and _is_fixed(items[-1]) and not _starts_spec(piece):
+        if items and _is_fixed(items[-1]) and not _starts_spec(piece, roles):
             items[-1] += "," + piece
         else:
             items.append(piece)
@@ -312,12 +313,13 @@ def _is_fixed(item: str) -> bool:
     return (match.group(2) if match else item).strip().startswith("fixed:")
 
 
-def _starts_spec(piece: str) -> bool:
+def _starts_spec(piece: str, roles: Sequence[str] | None = None) -> bool:
     text = piece.strip()
+    role = _ROLE_ITEM.match(text)
     return bool(
         text in ("random", "scripted")
         or text.startswith(_SPEC_HEADS)
-        or _ROLE_ITEM.match(text)
+        or (role and (roles is None or role.group(1) in roles))
         or _FACTORY_ITEM.match(text)
     )
 
@@ -342,11 +344,11 @@ def role_specs(
             )
         return {role: str(specs[role]).strip() for role in roles}
     if isinstance(specs, str):
-        items = split_specs(specs)
+        items = split_specs(specs, roles)
     else:
         items = [item for item in specs if isinstance(item, str) and item.strip()]
         if len(items) == 1:
-            items = split_specs(items[0])
+            items = split_specs(items[0], roles)
     if not items:
         raise AgentSpecError(f"no agent spec given; use one of: {', '.join(BUILTIN)}")
     named: dict[str, str] = {}
