@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.util
 import io
 import json
 import math
@@ -122,8 +123,31 @@ class PolicyArgs:
     without it, --no-resume on a folder that holds a run is refused."""
     threads: int = 0
     """torch CPU threads per process; 0 keeps torch's default."""
+    # --- evaluation and logging ---
+    eval_every: int = 0
+    """Every this many updates (and after the last), play eval_episodes held-out episodes with
+    greedy decoding and log eval/*; 0 disables."""
+    eval_episodes: int = 8
+    """Episodes per evaluation: the env's 'test' split when it has one, else seeds from
+    eval_seed_start (tasks drawn from seeds training does not use)."""
+    eval_seed_start: int = 1_000_000
+    """First env seed of the evaluation episodes."""
+    log_completions: int = 1
+    """Sampled joint actions per update written to completions.jsonl (prompt, completion,
+    reward per agent; as TRL's completion tables) and to TensorBoard text; 0 disables."""
+    log_kl: bool = True
+    """Log kl/<agent>: per-token KL estimate of each LoRA policy from the frozen base model on
+    the update's first-turn samples (one extra no-grad forward pass; not for --adapter full)."""
     tensorboard: bool = True
-    """Also log to TensorBoard."""
+    """Also log to TensorBoard (with the hyperparameters as text)."""
+    track: bool = False
+    """Also log to Weights & Biases (needs `pip install wandb`; never imported otherwise)."""
+    wandb_project: str = "mallm-envs"
+    """W&B project (with --track)."""
+    wandb_entity: str | None = None
+    """W&B entity (team or user; with --track)."""
+    plot: bool = True
+    """Write curves.png (the logged curves) in the run folder at the end (needs matplotlib)."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -136,6 +160,14 @@ class PolicyArgs:
             raise TrainerConfigError(str(error)) from None
         if self.checkpoint_every < 1:
             raise TrainerConfigError("--checkpoint-every must be >= 1")
+        if self.eval_every < 0 or self.eval_episodes < 1 or self.log_completions < 0:
+            raise TrainerConfigError(
+                "--eval-every and --log-completions must be >= 0, --eval-episodes >= 1"
+            )
+        if self.track and importlib.util.find_spec("wandb") is None:
+            raise TrainerConfigError(
+                "--track logs to Weights & Biases, which is not installed: pip install wandb"
+            )
 
     @property
     def env_options(self) -> dict[str, Any]:
@@ -355,6 +387,146 @@ def waves(env: Any) -> list[list[str]]:
     return [[agent] for agent in agents]
 
 
+# --- evaluation and diagnostics -------------------------------------------------------
+
+
+def eval_env_options(args: PolicyArgs) -> tuple[dict[str, Any], str]:
+    """Env arguments of the held-out episodes and a word for where they come from."""
+    options = dict(args.env_options)
+    if "split" in mallm_envs.spec(args.env_id).kwargs:
+        options["split"] = "test"
+        return options, "the env's test split"
+    return options, f"seeds from {args.eval_seed_start} (the env has no test split)"
+
+
+def play_episodes(
+    lm: MultiAgentLM,
+    env_id: str,
+    env_kwargs: Mapping[str, Any],
+    seeds: Sequence[int],
+    sampling: SamplingConfig,
+    system_prompt: str | None = None,
+) -> tuple[list[float], list[dict[str, str]]]:
+    """Play one episode per seed, all envs stepped together (one batch per wave).
+
+    Returns each episode's team return and the first episode's first-turn completions.
+    """
+    envs = [make_env(env_id, env_kwargs) for _ in seeds]
+    for env, seed in zip(envs, seeds):
+        env.reset(seed=seed)
+    returns = [0.0] * len(envs)
+    first: list[dict[str, str]] = []
+    live = list(range(len(envs)))
+    generator = torch.Generator(device=lm.device).manual_seed(0)  # the run's RNG stays untouched
+    turn = 0
+    while live:
+        for wave in waves(envs[live[0]]):
+            observations = {a: [envs[i].observe(a)["text"] for i in live] for a in wave}
+            prompts = {
+                a: [lm.format_prompt(text, system_prompt) for text in observations[a]] for a in wave
+            }
+            sampled = lm.generate(prompts, sampling=sampling, generator=generator, formatted=True)
+            for agent in wave:
+                for position, i in enumerate(live):
+                    text = sampled[agent][position][0].text
+                    if i == 0 and turn == 0:
+                        prompt = observations[agent][position]
+                        first.append({"agent": agent, "prompt": prompt, "completion": text})
+                    envs[i].step(text)
+        still = []
+        for i in live:
+            agent = envs[i].possible_agents[0]
+            returns[i] += float(envs[i].rewards[agent])
+            if not (envs[i].terminations[agent] or envs[i].truncations[agent]):
+                still.append(i)
+        live = still
+        turn += 1
+    for env in envs:
+        env.close()
+    return returns, first
+
+
+def evaluate(lm: MultiAgentLM, args: PolicyArgs) -> tuple[dict[str, float], list[dict[str, str]]]:
+    """Greedy episodes on held-out tasks: ``eval/team_return`` (mean) and its spread."""
+    options, _ = eval_env_options(args)
+    seeds = [args.eval_seed_start + k for k in range(args.eval_episodes)]
+    greedy = SamplingConfig(0.0, 1.0, args.max_new_tokens, args.stop, do_sample=False)
+    returns, first = play_episodes(lm, args.env_id, options, seeds, greedy, args.system_prompt)
+    values = torch.tensor(returns, dtype=torch.float64)
+    metrics = {
+        "eval/team_return": float(values.mean()),
+        "eval/team_return_std": float(values.std()) if len(returns) > 1 else 0.0,
+        "eval/team_return_max": float(values.max()),
+        "eval/team_return_min": float(values.min()),
+    }
+    return metrics, first
+
+
+def sample_diagnostics(
+    lm: MultiAgentLM, generations: Mapping[str, Sequence[Any]], log_kl: bool
+) -> dict[str, float]:
+    """Per agent, over a batch of its sampled responses (:class:`Generation` objects):
+
+    * ``entropy/<agent>``: minus the mean log-prob of the sampled tokens, a sample estimate
+      of the policy's per-token entropy (the samples are drawn at the run's temperature and
+      top-p, so it is an estimate, not the exact entropy);
+    * ``kl/<agent>`` (LoRA only, with ``log_kl``): the mean over sampled tokens of
+      log pi(token) - log pi_base(token), the usual sample estimate of KL(pi || base),
+      with the base model's log-probs computed with every adapter disabled.
+    """
+    metrics: dict[str, float] = {}
+    for agent, samples in generations.items():
+        tokens = sum(g.num_tokens for g in samples)
+        policy_sum = sum(g.logprob_sum for g in samples)
+        metrics[f"entropy/{agent}"] = -policy_sum / tokens if tokens else 0.0
+        if log_kl and lm.adapter == "lora" and tokens:
+            with torch.no_grad(), lm.peft_model.disable_adapter():
+                base = lm.sequence_logprobs(
+                    agent, [g.prompt_ids for g in samples], [g.response_ids for g in samples]
+                )
+            metrics[f"kl/{agent}"] = (policy_sum - float(base.sum())) / tokens
+    return metrics
+
+
+def periodic_eval(
+    step: int, lm: MultiAgentLM, args: PolicyArgs, dist: Distributed, log: MetricsLog
+) -> dict[str, float]:
+    """Held-out greedy evaluation every ``eval_every`` updates and after the last one
+    (main process; the others wait); its first episode's completions are logged too."""
+    due = args.eval_every > 0 and (step % args.eval_every == 0 or step == args.num_updates)
+    if not due:
+        return {}
+    metrics: dict[str, float] = {}
+    if dist.is_main:
+        began = time.perf_counter()
+        metrics, first = evaluate(lm, args)
+        metrics["time/eval"] = time.perf_counter() - began
+        log.log_completions(step, "eval", first)
+    dist.barrier()
+    return metrics
+
+
+def completion_records(
+    lm: MultiAgentLM, generations: Mapping[str, Sequence[Any]], rewards: Sequence[float], count: int
+) -> list[dict[str, Any]]:
+    """The first ``count`` joint actions: prompt, completion and team reward of each agent."""
+    records = []
+    for g in range(min(count, len(rewards))):
+        for agent, samples in generations.items():
+            sample = samples[g]
+            records.append(
+                {
+                    "sample": g,
+                    "agent": agent,
+                    "prompt": lm.tokenizer.decode(sample.prompt_ids),
+                    "completion": sample.text,
+                    "finish_reason": sample.finish_reason,
+                    "reward": float(rewards[g]),
+                }
+            )
+    return records
+
+
 # --- processes -----------------------------------------------------------------------
 
 
@@ -389,10 +561,11 @@ class Distributed:
         """Average each metric over processes (every rank must pass the same keys)."""
         if not self.enabled:
             return dict(values)
-        keys = sorted(values)
+        keys = sorted(values)  # the same order on every rank for the reduction
         tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
         torch.distributed.all_reduce(tensor)
-        return {k: float(v) / self.world_size for k, v in zip(keys, tensor.tolist())}
+        averaged = {k: float(v) / self.world_size for k, v in zip(keys, tensor.tolist())}
+        return {k: averaged[k] for k in values}  # columns in the order one process logs them
 
     def all_true(self, flag: bool) -> bool:
         """Whether ``flag`` holds on every process (every rank must call it)."""
@@ -576,6 +749,15 @@ RESUMABLE_CHANGES = frozenset(
         "progress",
         "output_dir",
         "overwrite",
+        "eval_every",
+        "eval_episodes",
+        "eval_seed_start",
+        "log_completions",
+        "log_kl",
+        "track",
+        "wandb_project",
+        "wandb_entity",
+        "plot",
     }
 )
 """Arguments that may differ between a run and its resumption; any other change is refused."""
@@ -632,24 +814,38 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any] | None:
 
 
 class MetricsLog:
-    """Per-step metrics to ``metrics.csv`` and TensorBoard (main process only).
+    """Per-step metrics to ``metrics.csv``, TensorBoard and (``--track``) Weights & Biases,
+    and sampled completions to ``completions.jsonl`` (main process only).
 
     Args:
         folder: run folder.
         resume_step: last step already covered by the checkpoint being resumed (0 for a new
-            run); rows of later steps are dropped, and so are TensorBoard events.
+            run); rows and completions of later steps are dropped, and so are TensorBoard
+            events.
         enabled: False on non-main ranks.
-        tensorboard: also write TensorBoard event files.
+        tensorboard: also write TensorBoard event files (hyperparameters as a text table).
+        hyperparameters: the run's arguments, for TensorBoard and W&B.
+        track: also log to W&B (the run id is kept in the folder, so a resume continues it).
     """
 
     def __init__(
-        self, folder: Path, resume_step: int, enabled: bool = True, tensorboard: bool = True
+        self,
+        folder: Path,
+        resume_step: int,
+        enabled: bool = True,
+        tensorboard: bool = True,
+        hyperparameters: Mapping[str, Any] | None = None,
+        track: bool = False,
+        wandb_project: str = "mallm-envs",
+        wandb_entity: str | None = None,
     ) -> None:
         self.path = folder / METRICS_NAME
+        self.completions_path = folder / "completions.jsonl"
         self.enabled = enabled
         self.rows: list[dict[str, str]] = []
         self.columns: list[str] = []
         self.writer = None
+        self.wandb_run = None
         if not enabled:
             return
         folder.mkdir(parents=True, exist_ok=True)
@@ -659,6 +855,14 @@ class MetricsLog:
                 self.columns = list(reader.fieldnames or [])
                 self.rows = [r for r in reader if int(r["step"]) <= resume_step]
             self._rewrite()
+        if self.completions_path.is_file():
+            kept = [
+                line
+                for line in self.completions_path.read_text().splitlines()
+                if line and json.loads(line)["step"] <= resume_step
+            ]
+            atomic_write_bytes(self.completions_path, "".join(f"{x}\n" for x in kept).encode())
+        hyperparameters = dict(hyperparameters or {})
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -666,6 +870,23 @@ class MetricsLog:
                 print("tensorboard is not installed: logging to CSV only", file=sys.stderr)
             else:
                 self.writer = SummaryWriter(str(folder / "tensorboard"), purge_step=resume_step + 1)
+                table = "\n".join(f"|{k}|{v!r}|" for k, v in hyperparameters.items())
+                self.writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+        if track:
+            import wandb  # only with --track (checked at start)
+
+            id_file = folder / "wandb_id"
+            run_id = id_file.read_text().strip() if id_file.is_file() else wandb.util.generate_id()
+            id_file.write_text(run_id + "\n")
+            self.wandb_run = wandb.init(
+                project=wandb_project,
+                entity=wandb_entity,
+                name=folder.name,
+                id=run_id,
+                resume="allow",
+                config=hyperparameters,
+                dir=str(folder),
+            )
 
     def log(self, step: int, values: Mapping[str, float]) -> None:
         if not self.enabled:
@@ -685,6 +906,28 @@ class MetricsLog:
             for key, value in values.items():
                 self.writer.add_scalar(key, float(value), step)
             self.writer.flush()
+        if self.wandb_run is not None:
+            self.wandb_run.log(dict(values), step=step)
+
+    def log_completions(self, step: int, kind: str, records: Sequence[Mapping[str, Any]]) -> None:
+        """Append sampled completions (``kind``: 'train' or 'eval') for ``step``."""
+        if not self.enabled or not records:
+            return
+        with open(self.completions_path, "a") as handle:
+            for record in records:
+                handle.write(json.dumps({"step": step, "kind": kind, **record}) + "\n")
+        if self.writer is not None:
+            header = "|agent|prompt|completion|reward|\n|-|-|-|-|\n"
+            body = "\n".join(
+                "|{}|{}|{}|{}|".format(
+                    r["agent"],
+                    _cell(r["prompt"][-300:]),
+                    _cell(r["completion"]),
+                    r.get("reward", ""),
+                )
+                for r in records
+            )
+            self.writer.add_text(f"completions/{kind}", header + body, step)
 
     def _rewrite(self) -> None:
         buffer = io.StringIO()
@@ -696,6 +939,58 @@ class MetricsLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", "<br>")
+
+
+CURVE_PANELS = (
+    ("team return", ("team_return", "eval/team_return")),
+    ("loss", ("loss/",)),
+    ("KL to base (per token)", ("kl/",)),
+    ("entropy (per token)", ("entropy/",)),
+    ("gradient norm", ("grad_norm/",)),
+    ("tokens per response", ("tokens_mean/",)),
+)
+
+
+def plot_curves(folder: str | os.PathLike) -> Path | None:
+    """Draw the run's logged curves into ``curves.png``; ``None`` without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no curves.png", file=sys.stderr)
+        return None
+    rows = read_metrics(folder)
+    if not rows:
+        return None
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    panels = []
+    for title, prefixes in CURVE_PANELS:
+        chosen = [c for c in columns if any(c == p or c.startswith(p) for p in prefixes)]
+        chosen = [c for c in chosen if not (c.endswith(("_std", "_max", "_min")))]
+        if chosen:
+            panels.append((title, chosen))
+    figure, axes = plt.subplots(len(panels), 1, figsize=(7, 2.4 * len(panels)), squeeze=False)
+    for axis, (title, chosen) in zip(axes[:, 0], panels):
+        for column in chosen:
+            points = [(r["step"], r[column]) for r in rows if column in r]
+            axis.plot(*zip(*points), label=column, marker="." if len(points) < 30 else None)
+        axis.set_title(title, fontsize=9)
+        axis.legend(fontsize=7)
+        axis.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("update")
+    figure.tight_layout()
+    path = Path(folder) / "curves.png"
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
 
 
 def _format(value: float) -> str:

@@ -379,9 +379,9 @@ def rollout_metrics(trajectories: list[list[Turn]], lm: MultiAgentLM) -> dict[st
     total_tokens = 0
     for agent in lm.agents:
         counts = [t.generations[agent].num_tokens for tr in trajectories for t in tr]
-        metrics[f"tokens/{agent}"] = sum(counts) / len(counts)
+        metrics[f"tokens_mean/{agent}"] = sum(counts) / len(counts)
         total_tokens += sum(counts)
-    metrics["tokens_total"] = float(total_tokens)
+    metrics["tokens_sum"] = float(total_tokens)
     return metrics
 
 
@@ -431,7 +431,16 @@ def train(
             critic_optimizers[name].load_state_dict(checkpoint["critic_optimizers"][name])
         common.set_rng_state(checkpoint["rng"][dist.rank], generator)
         start = int(checkpoint["step"])
-    log = common.MetricsLog(folder, start, enabled=dist.is_main, tensorboard=args.tensorboard)
+    log = common.MetricsLog(
+        folder,
+        start,
+        enabled=dist.is_main,
+        tensorboard=args.tensorboard,
+        hyperparameters=args.to_dict(),
+        track=args.track,
+        wandb_project=args.wandb_project,
+        wandb_entity=args.wandb_entity,
+    )
     if dist.is_main:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "args.json").write_text(json.dumps(args.to_dict(), indent=2) + "\n")
@@ -451,12 +460,24 @@ def train(
             metrics.update(
                 update(lm, critics, actor_optimizers, critic_optimizers, trajectories, args, dist)
             )
-            metrics = dist.mean(metrics)
             finished = time.perf_counter()
+            first_turns = {a: [tr[0].generations[a] for tr in trajectories] for a in lm.agents}
+            metrics.update(common.sample_diagnostics(lm, first_turns, args.log_kl))
+            metrics["learning_rate"] = args.learning_rate
+            metrics["critic_learning_rate"] = args.critic_learning_rate
+            metrics = dist.mean(metrics)
             metrics["time/rollout"] = rolled - began
             metrics["time/update"] = finished - rolled
             metrics["time/step"] = finished - began
+            metrics["time/diagnostics"] = time.perf_counter() - finished
+            metrics.update(common.periodic_eval(step, lm, args, dist, log))
             log.log(step, metrics)
+            first_rewards = [tr[0].reward for tr in trajectories]
+            log.log_completions(
+                step,
+                "train",
+                common.completion_records(lm, first_turns, first_rewards, args.log_completions),
+            )
             rows.append({"step": float(step), **metrics})
             if progress is not None:
                 progress.update(1)
@@ -479,6 +500,8 @@ def train(
         if progress is not None:
             progress.close()
         log.close()
+    if args.plot and dist.is_main:
+        common.plot_curves(folder)
     dist.close()
     return rows
 

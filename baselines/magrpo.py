@@ -365,9 +365,9 @@ def rollout_metrics(root: Node, lm: MultiAgentLM) -> dict[str, float]:
     total_tokens = 0
     for agent in lm.agents:
         counts = [g.num_tokens for n in nodes for g in n.generations[agent]]
-        metrics[f"tokens/{agent}"] = sum(counts) / len(counts)
+        metrics[f"tokens_mean/{agent}"] = sum(counts) / len(counts)
         total_tokens += sum(counts)
-    metrics["tokens_total"] = float(total_tokens)
+    metrics["tokens_sum"] = float(total_tokens)
     return metrics
 
 
@@ -410,7 +410,16 @@ def train(
             optimizers[policy].load_state_dict(checkpoint["optimizers"][policy])
         common.set_rng_state(checkpoint["rng"][dist.rank], generator)
         start = int(checkpoint["step"])
-    log = common.MetricsLog(folder, start, enabled=dist.is_main, tensorboard=args.tensorboard)
+    log = common.MetricsLog(
+        folder,
+        start,
+        enabled=dist.is_main,
+        tensorboard=args.tensorboard,
+        hyperparameters=args.to_dict(),
+        track=args.track,
+        wandb_project=args.wandb_project,
+        wandb_entity=args.wandb_entity,
+    )
     if dist.is_main:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "args.json").write_text(json.dumps(args.to_dict(), indent=2) + "\n")
@@ -424,12 +433,21 @@ def train(
             rolled = time.perf_counter()
             metrics = rollout_metrics(root, lm)
             metrics.update(update(lm, optimizers, root, args, dist))
-            metrics = dist.mean(metrics)
             finished = time.perf_counter()
+            metrics.update(common.sample_diagnostics(lm, root.generations, args.log_kl))
+            metrics["learning_rate"] = optimizers[lm.policies[0]].param_groups[0]["lr"]
+            metrics = dist.mean(metrics)
             metrics["time/rollout"] = rolled - began
             metrics["time/update"] = finished - rolled
             metrics["time/step"] = finished - began
+            metrics["time/diagnostics"] = time.perf_counter() - finished
+            metrics.update(common.periodic_eval(step, lm, args, dist, log))
             log.log(step, metrics)
+            log.log_completions(
+                step,
+                "train",
+                common.completion_records(lm, root.generations, root.rewards, args.log_completions),
+            )
             rows.append({"step": float(step), **metrics})
             if progress is not None:
                 progress.update(1)
@@ -442,6 +460,8 @@ def train(
         if progress is not None:
             progress.close()
         log.close()
+    if args.plot and dist.is_main:
+        common.plot_curves(folder)
     dist.close()
     return rows
 

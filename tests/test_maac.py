@@ -25,7 +25,7 @@ from baselines.maac import (  # noqa: E402
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
-TIME_COLUMNS = ("time/rollout", "time/update", "time/step")
+TIME_COLUMNS = ("time/rollout", "time/update", "time/step", "time/diagnostics", "time/eval")
 
 
 def small_args(tmp_path: Path, **overrides) -> Args:

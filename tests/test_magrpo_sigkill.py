@@ -18,7 +18,7 @@ pytest.importorskip("peft", reason="the llm extra (peft) is not installed")
 from baselines import common  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-TIME_COLUMNS = ("time/rollout", "time/update", "time/step")
+TIME_COLUMNS = ("time/rollout", "time/update", "time/step", "time/diagnostics", "time/eval")
 ARGS = [
     "--env-id", "CommonWord-v0", "--env-kwargs", '{"max_turns": 2}', "--group-size", "2",
     "--max-new-tokens", "2", "--temperature", "1.0", "--top-p", "1.0", "--learning-rate", "1e-2",
