@@ -39,12 +39,38 @@ except ImportError:  # running `python baselines/x.py` from a checkout without i
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import mallm_envs
 
+from mallm_envs.agents.checkpoint import (  # the library owns the checkpoint format
+    CheckpointError,
+    PolicyConfig,
+    export_policies,
+    load_checkpoint,
+    payload_digest,
+    remove_stale_temps,
+    save_checkpoint,
+)
 from mallm_envs.agents.llm import LoraSettings, MultiAgentLM, SamplingConfig
-from mallm_envs.core import atomic_open, atomic_write_bytes
+from mallm_envs.core import atomic_write_bytes
+
+__all__ = [  # re-exported from mallm_envs.agents.checkpoint
+    "CheckpointError",
+    "PolicyConfig",
+    "export_policies",
+    "load_checkpoint",
+    "payload_digest",
+    "remove_stale_temps",
+    "save_checkpoint",
+]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.csv"
-RUN_FILES = (CHECKPOINT_NAME, METRICS_NAME, "args.json", "completions.jsonl", "curves.png")
+RUN_FILES = (
+    CHECKPOINT_NAME,
+    METRICS_NAME,
+    "args.json",
+    "policy.json",
+    "completions.jsonl",
+    "curves.png",
+)
 """Files of a run that ``--overwrite`` removes (with the tensorboard/ and export/ folders)."""
 
 
@@ -148,6 +174,9 @@ class PolicyArgs:
     """W&B entity (team or user; with --track)."""
     plot: bool = True
     """Write curves.png (the logged curves) in the run folder at the end (needs matplotlib)."""
+    export: bool = True
+    """After the last update, write each agent's policy to output_dir/export/<agent>/ in the
+    standard peft layout (PeftModel.from_pretrained) or as a full model folder."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -184,6 +213,39 @@ class PolicyArgs:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def policy_config(self, agents: Sequence[str]) -> PolicyConfig:
+        """The library's record of the trained policy (written into every checkpoint)."""
+        return PolicyConfig(
+            model=self.model,
+            agents=tuple(agents),
+            adapter=self.adapter,
+            shared=self.shared_policy,
+            lora_rank=self.lora_rank,
+            lora_alpha=self.lora_alpha,
+            lora_targets=tuple(t for t in self.lora_targets.split(",") if t) or None,
+            dtype=self.dtype,
+            gguf_file=self.gguf_file,
+            tiny_seed=self.tiny_seed,
+            init_seed=int(getattr(self, "seed", 0)),
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_new_tokens=self.max_new_tokens,
+            stop=self.stop,
+            system_prompt=self.system_prompt,
+        )
+
+
+def finish_run(
+    lm: MultiAgentLM, args: PolicyArgs, dist: Distributed, folder: Path, trained_to: int
+) -> None:
+    """After the loop: export the policies (when the run is complete) and draw the curves."""
+    if not dist.is_main:
+        return
+    if args.export and trained_to >= args.num_updates:
+        export_policies(lm, folder / "export", args.policy_config(lm.agents))
+    if args.plot:
+        plot_curves(folder)
 
 
 def build_model(args: PolicyArgs, agents: list[str], device: str, seed: int) -> MultiAgentLM:
@@ -645,100 +707,6 @@ def checksum(states: Mapping[str, Mapping[str, torch.Tensor]]) -> str:
     return digest.hexdigest()
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded safely: not ours, corrupted, or tampered with."""
-
-
-_NUMPY_TAG = "__numpy_array__"
-_INTEGRITY_KEY = "__integrity__"
-
-
-def _to_safe(value: Any) -> Any:
-    """``value`` with numpy arrays as tagged tensors, so ``weights_only`` loading takes it."""
-    if isinstance(value, np.ndarray):
-        return {
-            _NUMPY_TAG: torch.from_numpy(value.astype(np.int64, copy=True)),
-            "dtype": str(value.dtype),
-        }
-    if isinstance(value, dict):
-        return {k: _to_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_to_safe(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_to_safe(v) for v in value)
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _from_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {_NUMPY_TAG, "dtype"}:
-            return value[_NUMPY_TAG].numpy().astype(value["dtype"])
-        return {k: _from_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_from_safe(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_from_safe(v) for v in value)
-    return value
-
-
-def _digest_into(digest: Any, value: Any) -> None:
-    if isinstance(value, torch.Tensor):
-        data = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
-        digest.update(f"T{value.dtype}{tuple(value.shape)}:".encode())
-        digest.update(data.numpy().tobytes())
-    elif isinstance(value, dict):
-        digest.update(b"{")
-        for key in sorted(value, key=repr):
-            digest.update(repr(key).encode() + b":")
-            _digest_into(digest, value[key])
-        digest.update(b"}")
-    elif isinstance(value, (list, tuple)):
-        digest.update(b"[" if isinstance(value, list) else b"(")
-        for item in value:
-            _digest_into(digest, item)
-        digest.update(b"]")
-    else:
-        digest.update(repr(value).encode() + b";")
-
-
-def payload_digest(payload: Mapping[str, Any]) -> str:
-    """SHA-256 of everything a checkpoint holds (every tensor's bytes, every value)."""
-    digest = hashlib.sha256()
-    _digest_into(digest, {k: v for k, v in payload.items() if k != _INTEGRITY_KEY})
-    return digest.hexdigest()
-
-
-def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files a write of ``path`` killed midway left behind."""
-    path = Path(path)
-    removed = []
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        try:
-            stale.unlink()
-            removed.append(stale)
-        except FileNotFoundError:
-            pass
-    return removed
-
-
-def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> None:
-    """Write ``payload`` with torch.save, atomically (temp file, fsync, rename).
-
-    Numpy arrays (the RNG state) are stored as tensors so that :func:`load_checkpoint` can
-    load with ``weights_only=True`` (no code runs on load); a SHA-256 of the whole payload
-    is stored with it and checked on load. torch.save streams into the temporary file, so a
-    large checkpoint is never held in memory as one byte string. Temporary files that an
-    earlier, killed write left behind are removed first.
-    """
-    remove_stale_temps(path)
-    safe = _to_safe(dict(payload))
-    safe[_INTEGRITY_KEY] = {"format": 1, "sha256": payload_digest(safe)}
-    with atomic_open(path) as handle:
-        torch.save(safe, handle)
-
-
 RESUMABLE_CHANGES = frozenset(
     {
         "num_updates",
@@ -758,6 +726,7 @@ RESUMABLE_CHANGES = frozenset(
         "wandb_project",
         "wandb_entity",
         "plot",
+        "export",
     }
 )
 """Arguments that may differ between a run and its resumption; any other change is refused."""
@@ -776,38 +745,6 @@ def check_resumable(saved: Mapping[str, Any], current: Mapping[str, Any]) -> Non
             f"the checkpoint was trained with other settings ({details}); "
             "use another --output-dir, or --overwrite to start over"
         )
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The payload :func:`save_checkpoint` wrote, or ``None`` when there is no file.
-
-    Loads with ``weights_only=True`` (a planted pickle cannot run code), checks the stored
-    SHA-256 of the payload (a flipped bit is refused, not trained on), and removes stale
-    temporary files of ``path``. Raises :class:`CheckpointError` with what to do otherwise.
-    """
-    path = Path(path)
-    remove_stale_temps(path)
-    if not path.is_file():
-        return None
-    try:
-        safe = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # the unpickler's errors have no common type
-        raise CheckpointError(
-            f"{path} cannot be loaded safely (weights only): {type(err).__name__}: "
-            f"{str(err)[:300]}; it was not written by this version's save_checkpoint, or it "
-            "is damaged. Start over with --overwrite or another --output-dir"
-        ) from None
-    if not isinstance(safe, dict) or not isinstance(safe.get(_INTEGRITY_KEY), dict):
-        raise CheckpointError(f"{path} holds no integrity record; it is not our checkpoint")
-    expected = safe[_INTEGRITY_KEY].get("sha256")
-    actual = payload_digest(safe)
-    if actual != expected:
-        raise CheckpointError(
-            f"{path} is corrupted: its content hashes to {actual[:16]}..., the checkpoint "
-            f"recorded {str(expected)[:16]}...; start over with --overwrite or restore a copy"
-        )
-    del safe[_INTEGRITY_KEY]
-    return _from_safe(safe)
 
 
 # --- metrics -------------------------------------------------------------------------

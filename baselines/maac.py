@@ -444,6 +444,8 @@ def train(
     if dist.is_main:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "args.json").write_text(json.dumps(args.to_dict(), indent=2) + "\n")
+        policy = args.policy_config(lm.agents).to_dict()
+        (folder / "policy.json").write_text(json.dumps(policy, indent=2) + "\n")
     rows: list[dict[str, float]] = []
     progress = None
     if args.progress and dist.is_main:
@@ -500,8 +502,7 @@ def train(
         if progress is not None:
             progress.close()
         log.close()
-    if args.plot and dist.is_main:
-        common.plot_curves(folder)
+    common.finish_run(lm, args, dist, folder, rows[-1]["step"] if rows else start)
     dist.close()
     return rows
 
@@ -531,6 +532,7 @@ def _save(
                 "algorithm": f"maac-{args.critic}",
                 "step": step,
                 "args": args.to_dict(),
+                "policy": args.policy_config(lm.agents).to_dict(),
                 "world_size": dist.world_size,
                 "policies": policies,
                 "critics": critic_states,

@@ -423,6 +423,8 @@ def train(
     if dist.is_main:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "args.json").write_text(json.dumps(args.to_dict(), indent=2) + "\n")
+        policy = args.policy_config(lm.agents).to_dict()
+        (folder / "policy.json").write_text(json.dumps(policy, indent=2) + "\n")
     rows: list[dict[str, float]] = []
     progress = _progress(args, dist, start)
     try:
@@ -460,8 +462,7 @@ def train(
         if progress is not None:
             progress.close()
         log.close()
-    if args.plot and dist.is_main:
-        common.plot_curves(folder)
+    common.finish_run(lm, args, dist, folder, rows[-1]["step"] if rows else start)
     dist.close()
     return rows
 
@@ -493,6 +494,7 @@ def _save(
                 "algorithm": "magrpo",
                 "step": step,
                 "args": args.to_dict(),
+                "policy": args.policy_config(lm.agents).to_dict(),
                 "world_size": dist.world_size,
                 "policies": policies,
                 "replica_checksums": checksums,

@@ -1017,44 +1017,43 @@ def load_trained(
     """The policies and sampling settings saved by ``baselines/magrpo.py`` or ``maac.py``.
 
     ``checkpoint`` is the ``checkpoint.pt`` file or the run folder holding it; ``agents``
-    are the env's agent names (the ones the run trained). The file is loaded with
-    ``weights_only=True``: tensors and plain values only, so a planted pickle runs no code.
+    are the env's agent names (the ones the run trained). The file is read by
+    :func:`mallm_envs.agents.checkpoint.load_checkpoint`: ``weights_only=True`` (a planted
+    pickle runs no code) and its SHA-256 checked. The model and sampling settings come from
+    the checkpoint's :class:`~mallm_envs.agents.checkpoint.PolicyConfig`; checkpoints written
+    before it existed are read from the trainer's arguments with the trainers' defaults.
     """
+    from mallm_envs.agents.checkpoint import (
+        CheckpointError,
+        PolicyConfig,
+        PolicyFormatError,
+        load_checkpoint,
+    )
+
     path = Path(checkpoint)
     if path.is_dir():
         path = path / "checkpoint.pt"
     if not path.is_file():
         raise ModelLoadError(f"no checkpoint at {path}")
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # the unpickler's errors have no common type
-        raise ModelLoadError(
-            f"{path} cannot be loaded safely (weights only): {type(error).__name__}: "
-            f"{str(error)[:300]}; it is not a checkpoint of this version's trainers"
-        ) from None
+        saved = load_checkpoint(path)
+    except CheckpointError as error:
+        raise ModelLoadError(str(error)) from None
     try:
-        args = saved["args"]
         policies = saved["policies"]
+        if "policy" in saved:
+            config = PolicyConfig.from_dict(saved["policy"])
+        else:
+            config = _policy_config_from_trainer_args(saved["args"], agents)
     except (KeyError, TypeError) as error:
         raise ModelLoadError(f"{path} is not a trainer checkpoint: {error}") from None
-    targets = tuple(t for t in str(args.get("lora_targets", "")).split(",") if t) or None
-    lm = MultiAgentLM(
-        agents,
-        args["model"],
-        adapter=args.get("adapter", "lora"),
-        shared=bool(args.get("shared_policy", False)),
-        lora=LoraSettings(
-            r=int(args.get("lora_rank", 8)),
-            alpha=int(args.get("lora_alpha", 16)),
-            target_modules=targets,
-        ),
-        seed=int(args.get("seed", 0)),
-        gguf_file=args.get("gguf_file"),
-        allow_download=bool(args.get("allow_download", False)),
-        device=device,
-        dtype=args.get("dtype"),
-        tiny_seed=int(args.get("tiny_seed", 0)),
-    )
+    except PolicyFormatError as error:
+        raise ModelLoadError(f"{path}: {error}") from None
+    if tuple(config.agents) != tuple(agents):
+        raise ModelLoadError(
+            f"{path} was trained for agents {list(config.agents)}, not {list(agents)}"
+        )
+    lm = config.build(device)
     missing = [p for p in lm.policies if p not in policies]
     if missing:
         raise ModelLoadError(
@@ -1063,10 +1062,30 @@ def load_trained(
         )
     for policy in lm.policies:
         lm.load_policy_state_dict(policy, policies[policy])
-    sampling = SamplingConfig(
-        float(args.get("temperature", 0.7)),
-        float(args.get("top_p", 0.9)),
-        int(args.get("max_new_tokens", 64)),
-        tuple(args.get("stop", ()) or ()),
+    return lm, config.sampling()
+
+
+def _policy_config_from_trainer_args(args: Mapping[str, Any], agents: Sequence[str]) -> Any:
+    """A checkpoint older than the policy record: its trainer arguments, the trainers'
+    defaults where one is missing (the same defaults as ``baselines/common.PolicyArgs``)."""
+    from mallm_envs.agents.checkpoint import PolicyConfig
+
+    targets = tuple(t for t in str(args.get("lora_targets", "")).split(",") if t) or None
+    return PolicyConfig(
+        model=str(args["model"]),
+        agents=tuple(agents),
+        adapter=str(args.get("adapter", "lora")),
+        shared=bool(args.get("shared_policy", False)),
+        lora_rank=int(args.get("lora_rank", 8)),
+        lora_alpha=int(args.get("lora_alpha", 16)),
+        lora_targets=targets,
+        dtype=str(args.get("dtype") or "float32"),
+        gguf_file=args.get("gguf_file"),
+        tiny_seed=int(args.get("tiny_seed", 0)),
+        init_seed=int(args.get("seed", 0)),
+        temperature=float(args.get("temperature", 0.7)),
+        top_p=float(args.get("top_p", 0.9)),
+        max_new_tokens=int(args.get("max_new_tokens", 256)),
+        stop=tuple(args.get("stop", ()) or ()),
+        system_prompt=args.get("system_prompt"),
     )
-    return lm, sampling
