@@ -8,10 +8,13 @@ mallm demo                                  a scripted episode of every register
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import shutil
 import sys
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from mallm_envs.core.errors import MallmError
@@ -186,7 +189,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     episode = run_episode(env, agents, seed=args.seed, options=options)
     print(
         format_episode(
-            episode, max_observation_lines=args.max_lines, max_turns_shown=args.max_turns
+            episode, max_observation_lines=args.max_lines, max_turns_shown=args.show_turns
         )
     )
     if args.out:
@@ -209,7 +212,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         episode = run_episode(env, build_agents(which, env, seed=args.seed), seed=args.seed)
         print(
             format_episode(
-                episode, max_observation_lines=args.max_lines, max_turns_shown=args.max_turns
+                episode, max_observation_lines=args.max_lines, max_turns_shown=args.show_turns
             )
         )
         print()
@@ -250,16 +253,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from mallm_envs.leaderboard.verify import check_agent_info
 
     check_agent_info(info)
+    env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else {}
+    if not isinstance(env_kwargs, dict):
+        raise MallmError("--env-kwargs must be a JSON object")
+    episodes_dir = _episodes_dir(args.out)
+    if args.restart and episodes_dir.exists():
+        shutil.rmtree(episodes_dir)
+    elif any(episodes_dir.glob("episode-*.json")):
+        found = len(list(episodes_dir.glob("episode-*.json")))
+        print(f"resuming: {found} finished episode(s) in {episodes_dir}", file=sys.stderr)
     submission = evaluate(
         args.env_id,
         lambda env: build_agents(by_role, env, seed=0, settings=settings),
         agent_info=info,
         limit=args.limit,
         progress=not args.quiet,
+        env_kwargs=env_kwargs,
+        seed=args.seed,
+        episodes_dir=episodes_dir,
+        run_config={"llm_settings": dataclasses.asdict(settings)},
+        concurrency=args.concurrency,
+        batch_episodes=args.batch_episodes,
     )
     if llm_spec:
         submission.agent["decoding"] = _recorded_decoding(submission.agent.get("per_role"))
     submission.save(args.out)
+    shutil.rmtree(episodes_dir, ignore_errors=True)  # the submission holds them all now
+    if submission.unofficial is not None:
+        print(f"unofficial run ({_unofficial_reasons(submission.unofficial)}): not for boards")
     s = submission.summary
     r, sr = s["team_return"], s["success_rate"]
     success = "" if sr is None else f", success {100 * sr['mean']:.1f}%"
@@ -269,6 +290,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     print(f"submission written to {args.out}")
     return 0
+
+
+def _episodes_dir(out: str) -> Path:
+    """Where ``mallm evaluate --out OUT`` keeps finished episodes until OUT is written."""
+    return Path(f"{out}.episodes")
+
+
+def _unofficial_reasons(unofficial: dict[str, Any]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in unofficial.items() if key != "note")
+
+
+class _RenamedDisplayLimit(argparse.Action):
+    """``--max-turns`` of play and demo: renamed, since it read like the env's ``max_turns``."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs="?", **kwargs)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        parser.error(
+            "--max-turns was a display limit and is now --show-turns N (print the detail of "
+            "at most N turns); to change the env's own horizon use --kwargs '{\"max_turns\": N}'"
+        )
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -347,8 +390,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="show at most this many lines of each observation",
     )
     p.add_argument(
-        "--max-turns", type=int, default=None, help="show the detail of at most this many turns"
+        "--show-turns",
+        type=int,
+        default=None,
+        help="print the detail of at most this many turns (display only; the summary line "
+        "covers the whole episode)",
     )
+    p.add_argument("--max-turns", action=_RenamedDisplayLimit, help=argparse.SUPPRESS)
     p.add_argument(
         "--out", default=None, help="also write the transcript (JSON lines; .gz to compress)"
     )
@@ -358,7 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="a scripted episode of every registered env")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-lines", type=int, default=12)
-    p.add_argument("--max-turns", type=int, default=2)
+    p.add_argument("--show-turns", type=int, default=2, help="print the detail of this many turns")
+    p.add_argument("--max-turns", action=_RenamedDisplayLimit, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("evaluate", help="play an env's official suite and write a submission")
@@ -386,6 +435,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=int, default=None, help="play only the first N episodes (not official)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--env-kwargs",
+        default=None,
+        help="env keyword arguments as JSON, e.g. '{\"max_turns\": 2}' (an unofficial run)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="play episode i with seed SEED+i instead of the suite's seeds (an unofficial run)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="episodes played at once in threads (for served models; a model loaded in this "
+        "process is used by one thread at a time)",
+    )
+    p.add_argument(
+        "--batch-episodes",
+        type=int,
+        default=1,
+        help="episodes played side by side with their model calls batched (in-process models)",
+    )
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard the episodes an interrupted run left in OUT.episodes/ (default: resume)",
+    )
     _add_llm_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 

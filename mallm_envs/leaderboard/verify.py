@@ -346,6 +346,13 @@ def parse_submission(data: dict[str, Any]) -> Submission:
         raise VerificationError(
             "format", f"unknown submission format {fmt!r}; expected {SUBMISSION_FORMAT!r}"
         )
+    if "unofficial" in data:  # written by evaluate for runs off the official settings
+        raise VerificationError(
+            "unofficial",
+            "this submission is marked unofficial (evaluated with "
+            f"{_short(data['unofficial'])}); only runs of the official env settings and "
+            "suite verify: run `mallm evaluate` without --env-kwargs, --seed and --limit",
+        )
     unknown = sorted(set(data) - TOP_LEVEL_FIELDS)
     if unknown:
         shown = ", ".join(repr(k[:40]) for k in unknown[:5])
