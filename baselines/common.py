@@ -100,7 +100,13 @@ class PolicyArgs:
     env_kwargs: str = "{}"
     """JSON object of keyword arguments for ``mallm_envs.make`` (e.g. '{"max_turns": 1}')."""
     task_seed_start: int = 0
-    """Update u uses env seed task_seed_start + (u - 1) * world_size + rank."""
+    """Update u's k-th task uses env seed task_seed_start + ((u - 1) * world_size + rank) *
+    tasks_per_update + k."""
+    tasks_per_update: int = 1
+    """Tasks per update and process (their samples are batched together; 1: the paper)."""
+    max_prompt_tokens: int = 0
+    """Keep only the last this many tokens of an observation before the chat template is
+    applied (TRL truncates prompts from the left too); 0: no cap."""
     system_prompt: str | None = None
     """Optional system message put before every observation."""
     # --- model ---
@@ -127,6 +133,9 @@ class PolicyArgs:
     """Policy dtype: float32, bfloat16 or float16 (a critic stays float32)."""
     tiny_seed: int = 0
     """Weight seed of the tiny model (model='tiny')."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (less memory, about a third more time);
+    responses are then scored by one cache-free forward over prompt + response."""
     # --- sampling (paper: temperature 0.7, top-p 0.9, 256 new tokens) ---
     temperature: float = 0.7
     """Sampling temperature."""
@@ -189,6 +198,8 @@ class PolicyArgs:
             raise TrainerConfigError(str(error)) from None
         if self.checkpoint_every < 1:
             raise TrainerConfigError("--checkpoint-every must be >= 1")
+        if self.tasks_per_update < 1 or self.max_prompt_tokens < 0:
+            raise TrainerConfigError("--tasks-per-update must be >= 1 and --max-prompt-tokens >= 0")
         if self.eval_every < 0 or self.eval_episodes < 1 or self.log_completions < 0:
             raise TrainerConfigError(
                 "--eval-every and --log-completions must be >= 0, --eval-episodes >= 1"
@@ -250,7 +261,7 @@ def finish_run(
 
 def build_model(args: PolicyArgs, agents: list[str], device: str, seed: int) -> MultiAgentLM:
     """The trainer's policies: one base model, an adapter or copy per agent (see PolicyArgs)."""
-    return MultiAgentLM(
+    lm = MultiAgentLM(
         agents,
         args.model,
         adapter=args.adapter,
@@ -267,6 +278,93 @@ def build_model(args: PolicyArgs, agents: list[str], device: str, seed: int) -> 
         dtype=args.dtype,
         tiny_seed=args.tiny_seed,
     )
+    if args.gradient_checkpointing:
+        for network in {id(n): n for n in lm.networks.values()}.values():
+            network.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
+    return lm
+
+
+def _score_without_cache(
+    lm: MultiAgentLM,
+    network: Any,
+    prompt_ids: Sequence[Sequence[int]],
+    response_ids: Sequence[Sequence[int]],
+) -> Iterable[tuple[list[int], torch.Tensor]]:
+    """Per prompt group: its rows and their summed response log-probs, from one forward
+    pass over prompt + response with no cache (gradients flow when enabled)."""
+    device = lm.device
+    pad = int(lm.tokenizer.pad_token_id)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for row, prompt in enumerate(prompt_ids):
+        groups.setdefault(tuple(prompt), []).append(row)
+    for prompt, rows in groups.items():
+        start = len(prompt)
+        sequences = [list(prompt) + list(response_ids[r]) for r in rows]
+        length = max(len(seq) for seq in sequences)
+        if length == start:  # every response is empty
+            continue
+        input_ids = torch.full((len(rows), length), pad, dtype=torch.long, device=device)
+        mask = torch.zeros((len(rows), length), dtype=torch.long, device=device)
+        for index, sequence in enumerate(sequences):  # right padding: positions stay 0..n-1
+            input_ids[index, : len(sequence)] = torch.tensor(sequence, device=device)
+            mask[index, : len(sequence)] = 1
+        logits = network(input_ids=input_ids, attention_mask=mask, use_cache=False).logits
+        logits = logits[:, start - 1 : length - 1, :].float()  # position t scores token t+1
+        targets = input_ids[:, start:]
+        chosen = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        yield rows, ((chosen - torch.logsumexp(logits, dim=-1)) * mask[:, start:]).sum(dim=1)
+
+
+def task_seeds(args: PolicyArgs, step: int, dist: Distributed) -> list[int]:
+    """The env seeds of update ``step``'s tasks on this process (see task_seed_start)."""
+    first = ((step - 1) * dist.world_size + dist.rank) * args.tasks_per_update
+    return [args.task_seed_start + first + k for k in range(args.tasks_per_update)]
+
+
+def cap_prompt(lm: MultiAgentLM, text: str, max_tokens: int) -> str:
+    """``text`` cut to its last ``max_tokens`` tokens (unchanged when 0 or short enough)."""
+    if max_tokens <= 0:
+        return text
+    ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) <= max_tokens:
+        return text
+    return lm.tokenizer.decode(ids[-max_tokens:], skip_special_tokens=True)
+
+
+def accumulate_policy_gradient(
+    lm: MultiAgentLM,
+    args: PolicyArgs,
+    agent: str,
+    prompt_ids: Sequence[Sequence[int]],
+    response_ids: Sequence[Sequence[int]],
+    coefficients: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Add the gradient of ``sum_i coefficients[i] * logprob_i`` to ``agent``'s parameters.
+
+    :meth:`MultiAgentLM.accumulate_policy_gradient` encodes each prompt once and scores the
+    responses from its cache; under gradient checkpointing transformers drops that cache
+    (the responses would be scored without their prompt), so each prompt group is then
+    scored by one cache-free forward pass over prompt + response instead: the same
+    gradient, computed differently.
+    """
+    if not args.gradient_checkpointing:
+        return lm.accumulate_policy_gradient(
+            agent, prompt_ids, response_ids, coefficients=coefficients
+        )
+    device = lm.device
+    coefficients = torch.as_tensor(coefficients, dtype=torch.float32, device=device)
+    logprobs = torch.zeros(len(prompt_ids), device=device)
+    loss = torch.zeros((), device=device)
+    network = lm._train_network(agent)
+    for rows, values in _score_without_cache(lm, network, prompt_ids, response_ids):
+        index = torch.tensor(rows, device=device)
+        group_loss = (coefficients.index_select(0, index) * values).sum()
+        group_loss.backward()
+        loss = loss + group_loss.detach()
+        logprobs[index] = values.detach()
+    return loss, logprobs
 
 
 def cli_main(args_class: type, train: Any, argv: list[str] | None) -> None:
@@ -525,7 +623,10 @@ def evaluate(lm: MultiAgentLM, args: PolicyArgs) -> tuple[dict[str, float], list
 
 
 def sample_diagnostics(
-    lm: MultiAgentLM, generations: Mapping[str, Sequence[Any]], log_kl: bool
+    lm: MultiAgentLM,
+    generations: Mapping[str, Sequence[Any]],
+    log_kl: bool,
+    no_cache: bool = False,
 ) -> dict[str, float]:
     """Per agent, over a batch of its sampled responses (:class:`Generation` objects):
 
@@ -542,11 +643,15 @@ def sample_diagnostics(
         policy_sum = sum(g.logprob_sum for g in samples)
         metrics[f"entropy/{agent}"] = -policy_sum / tokens if tokens else 0.0
         if log_kl and lm.adapter == "lora" and tokens:
+            prompts = [g.prompt_ids for g in samples]
+            responses = [g.response_ids for g in samples]
             with torch.no_grad(), lm.peft_model.disable_adapter():
-                base = lm.sequence_logprobs(
-                    agent, [g.prompt_ids for g in samples], [g.response_ids for g in samples]
-                )
-            metrics[f"kl/{agent}"] = (policy_sum - float(base.sum())) / tokens
+                if no_cache:  # transformers drops the prompt cache under gradient checkpointing
+                    scored = _score_without_cache(lm, lm.peft_model, prompts, responses)
+                    base_sum = sum(float(values.sum()) for _, values in scored)
+                else:
+                    base_sum = float(lm.sequence_logprobs(agent, prompts, responses).sum())
+            metrics[f"kl/{agent}"] = (policy_sum - base_sum) / tokens
     return metrics
 
 

@@ -80,7 +80,7 @@ class Args(common.PolicyArgs):
     max_grad_norm: float = 0.0
     """Clip each model's gradient norm to this value; 0 disables."""
     num_updates: int = 1000
-    """Number of updates; each one is one task per process."""
+    """Number of updates; each one is tasks_per_update tasks per process."""
     seed: int = 0
     """Seeds adapter and value-head initialisation and the sampler."""
 
@@ -223,13 +223,17 @@ class Turn:
 
 
 def rollout(
-    lm: MultiAgentLM, args: Args, task_seed: int, generator: torch.Generator
+    lm: MultiAgentLM, args: Args, task_seed: int | list[int], generator: torch.Generator
 ) -> list[list[Turn]]:
-    """``args.rollouts`` episodes of one task, all envs stepped together, one batch per wave."""
+    """``args.rollouts`` episodes of each task (one seed or a list), all envs stepped
+    together, one batch per wave; trajectories are grouped task by task."""
     sampling = SamplingConfig(args.temperature, args.top_p, args.max_new_tokens, args.stop)
-    envs = [common.make_env(args.env_id, args.env_options) for _ in range(args.rollouts)]
-    for env in envs:
-        env.reset(seed=task_seed)
+    seeds = [task_seed] if isinstance(task_seed, int) else list(task_seed)
+    envs = [
+        common.make_env(args.env_id, args.env_options) for _ in range(args.rollouts * len(seeds))
+    ]
+    for index, env in enumerate(envs):
+        env.reset(seed=seeds[index // args.rollouts])
     trajectories: list[list[Turn]] = [[] for _ in envs]
     live = list(range(len(envs)))
     while live:
@@ -240,7 +244,11 @@ def rollout(
                     turns[i].observations[agent] = envs[i].observe(agent)["text"]
             prompts = {
                 agent: [
-                    lm.format_prompt(turns[i].observations[agent], args.system_prompt) for i in live
+                    lm.format_prompt(
+                        common.cap_prompt(lm, turns[i].observations[agent], args.max_prompt_tokens),
+                        args.system_prompt,
+                    )
+                    for i in live
                 ]
                 for agent in wave
             }
@@ -342,7 +350,9 @@ def update(
                 continue
             # policy_loss is linear in the log-probs: its gradient is accumulated one prompt
             # group at a time (the group's prompt encoded once), which bounds memory.
-            loss, _ = lm.accumulate_policy_gradient(
+            loss, _ = common.accumulate_policy_gradient(
+                lm,
+                args,
                 agent,
                 [t.generations[agent].prompt_ids for t in turns],
                 [t.generations[agent].response_ids for t in turns],
@@ -382,6 +392,10 @@ def rollout_metrics(trajectories: list[list[Turn]], lm: MultiAgentLM) -> dict[st
         metrics[f"tokens_mean/{agent}"] = sum(counts) / len(counts)
         total_tokens += sum(counts)
     metrics["tokens_sum"] = float(total_tokens)
+    prompts = [
+        len(t.generations[a].prompt_ids) for tr in trajectories for t in tr for a in lm.agents
+    ]
+    metrics["prompt_tokens_mean"] = sum(prompts) / len(prompts)
     return metrics
 
 
@@ -455,8 +469,7 @@ def train(
     try:
         for step in range(start + 1, args.num_updates + 1):
             began = time.perf_counter()
-            task_seed = args.task_seed_start + (step - 1) * dist.world_size + dist.rank
-            trajectories = rollout(lm, args, task_seed, generator)
+            trajectories = rollout(lm, args, common.task_seeds(args, step, dist), generator)
             rolled = time.perf_counter()
             metrics = rollout_metrics(trajectories, lm)
             metrics.update(
@@ -464,7 +477,9 @@ def train(
             )
             finished = time.perf_counter()
             first_turns = {a: [tr[0].generations[a] for tr in trajectories] for a in lm.agents}
-            metrics.update(common.sample_diagnostics(lm, first_turns, args.log_kl))
+            metrics.update(
+                common.sample_diagnostics(lm, first_turns, args.log_kl, args.gradient_checkpointing)
+            )
             metrics["learning_rate"] = args.learning_rate
             metrics["critic_learning_rate"] = args.critic_learning_rate
             metrics = dist.mean(metrics)

@@ -70,7 +70,7 @@ class Args(common.PolicyArgs):
     max_grad_norm: float = 0.0
     """Clip each policy's gradient norm to this value; 0 disables (the paper does not clip)."""
     num_updates: int = 1000
-    """Number of updates; each one is one task (batch size 1, as in the paper) per process."""
+    """Number of updates; each one is tasks_per_update tasks (1: the paper) per process."""
     seed: int = 0
     """Seeds adapter initialisation and the sampler."""
 
@@ -222,10 +222,21 @@ class Node:
 
 
 def rollout(lm: MultiAgentLM, args: Args, task_seed: int, generator: torch.Generator) -> Node:
-    """Sample the joint-action tree of one task, breadth first (one batch per turn and wave)."""
+    """Sample the joint-action tree of one task (see :func:`rollout_tasks`)."""
+    return rollout_tasks(lm, args, [task_seed], generator)[0]
+
+
+def rollout_tasks(
+    lm: MultiAgentLM, args: Args, task_seeds: list[int], generator: torch.Generator
+) -> list[Node]:
+    """Sample the joint-action trees of some tasks together, breadth first (one batch per
+    turn and wave for all of them)."""
     sampling = SamplingConfig(args.temperature, args.top_p, args.max_new_tokens, args.stop)
-    root = Node(turn=0, branch=common.Branch(args.env_id, args.env_options, task_seed))
-    level = [root]
+    roots = [
+        Node(turn=0, branch=common.Branch(args.env_id, args.env_options, seed))
+        for seed in task_seeds
+    ]
+    level = list(roots)
     while level:
         size = args.group_size_at(level[0].turn)
         envs = {id(node): [node.branch.env() for _ in range(size)] for node in level}
@@ -235,7 +246,10 @@ def rollout(lm: MultiAgentLM, args: Args, task_seed: int, generator: torch.Gener
         for wave in common.waves(envs[id(level[0])][0]):
             prompts = {
                 agent: [
-                    lm.format_prompt(env.observe(agent)["text"], args.system_prompt)
+                    lm.format_prompt(
+                        common.cap_prompt(lm, env.observe(agent)["text"], args.max_prompt_tokens),
+                        args.system_prompt,
+                    )
                     for node in level
                     for env in envs[id(node)]
                 ]
@@ -273,7 +287,7 @@ def rollout(lm: MultiAgentLM, args: Args, task_seed: int, generator: torch.Gener
                     node.children.append(child)
                     next_level.append(child)
         level = next_level
-    return root
+    return roots
 
 
 # --- training ------------------------------------------------------------------------
@@ -282,14 +296,15 @@ def rollout(lm: MultiAgentLM, args: Args, task_seed: int, generator: torch.Gener
 def update(
     lm: MultiAgentLM,
     optimizers: dict[str, torch.optim.Optimizer],
-    root: Node,
+    roots: Node | list[Node],
     args: Args,
     dist: common.Distributed,
 ) -> dict[str, float]:
-    """One MAGRPO update on the tree of one task; returns loss metrics."""
+    """One MAGRPO update on the trees of one or more tasks; returns loss metrics."""
+    roots = [roots] if isinstance(roots, Node) else roots
     # Nodes past --branch-turns hold one continuation sample: their rewards count in the
     # returns above them, but they have no group to compare with and are not trained on.
-    nodes = [n for n in root.nodes() if args.group_size_at(n.turn) == args.group_size]
+    nodes = [n for r in roots for n in r.nodes() if args.group_size_at(n.turn) == args.group_size]
     per_turn = {}
     for node in nodes:
         per_turn[node.turn] = per_turn.get(node.turn, 0) + 1
@@ -332,7 +347,9 @@ def update(
             weights = torch.tensor(batch["weights"], device=lm.device)
             # policy_loss is linear in the log-probs: its gradient is accumulated one prompt
             # group at a time (the group's prompt encoded once), which bounds memory.
-            loss, _ = lm.accumulate_policy_gradient(
+            loss, _ = common.accumulate_policy_gradient(
+                lm,
+                args,
                 agent,
                 batch["prompts"],
                 batch["responses"],
@@ -351,16 +368,19 @@ def update(
     return metrics
 
 
-def rollout_metrics(root: Node, lm: MultiAgentLM) -> dict[str, float]:
-    episode_returns = root.returns(1.0)
+def rollout_metrics(roots: Node | list[Node], lm: MultiAgentLM) -> dict[str, float]:
+    roots = [roots] if isinstance(roots, Node) else roots
+    episode_returns = [value for root in roots for value in root.returns(1.0)]
     metrics = {
         "team_return": sum(episode_returns) / len(episode_returns),
         "team_return_max": max(episode_returns),
         "team_return_min": min(episode_returns),
     }
-    for name, value in root.component_totals().items():
-        metrics[f"reward/{name}"] = value
-    nodes = root.nodes()
+    for root in roots:
+        for name, value in root.component_totals().items():
+            key = f"reward/{name}"
+            metrics[key] = metrics.get(key, 0.0) + value / len(roots)
+    nodes = [node for root in roots for node in root.nodes()]
     metrics["joint_actions"] = float(sum(len(n.rewards) for n in nodes))
     total_tokens = 0
     for agent in lm.agents:
@@ -368,6 +388,8 @@ def rollout_metrics(root: Node, lm: MultiAgentLM) -> dict[str, float]:
         metrics[f"tokens_mean/{agent}"] = sum(counts) / len(counts)
         total_tokens += sum(counts)
     metrics["tokens_sum"] = float(total_tokens)
+    prompts = [len(g.prompt_ids) for n in nodes for a in lm.agents for g in n.generations[a]]
+    metrics["prompt_tokens_mean"] = sum(prompts) / len(prompts)
     return metrics
 
 
@@ -430,13 +452,16 @@ def train(
     try:
         for step in range(start + 1, args.num_updates + 1):
             began = time.perf_counter()
-            task_seed = args.task_seed_start + (step - 1) * dist.world_size + dist.rank
-            root = rollout(lm, args, task_seed, generator)
+            roots = rollout_tasks(lm, args, common.task_seeds(args, step, dist), generator)
+            root = roots[0]
             rolled = time.perf_counter()
-            metrics = rollout_metrics(root, lm)
-            metrics.update(update(lm, optimizers, root, args, dist))
+            metrics = rollout_metrics(roots, lm)
+            metrics.update(update(lm, optimizers, roots, args, dist))
             finished = time.perf_counter()
-            metrics.update(common.sample_diagnostics(lm, root.generations, args.log_kl))
+            first_turns = {a: [g for r in roots for g in r.generations[a]] for a in lm.agents}
+            metrics.update(
+                common.sample_diagnostics(lm, first_turns, args.log_kl, args.gradient_checkpointing)
+            )
             metrics["learning_rate"] = optimizers[lm.policies[0]].param_groups[0]["lr"]
             metrics = dist.mean(metrics)
             metrics["time/rollout"] = rolled - began
