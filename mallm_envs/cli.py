@@ -262,19 +262,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     elif any(episodes_dir.glob("episode-*.json")):
         found = len(list(episodes_dir.glob("episode-*.json")))
         print(f"resuming: {found} finished episode(s) in {episodes_dir}", file=sys.stderr)
-    submission = evaluate(
-        args.env_id,
-        lambda env: build_agents(by_role, env, seed=0, settings=settings),
-        agent_info=info,
-        limit=args.limit,
-        progress=not args.quiet,
-        env_kwargs=env_kwargs,
-        seed=args.seed,
-        episodes_dir=episodes_dir,
-        run_config={"llm_settings": dataclasses.asdict(settings)},
-        concurrency=args.concurrency,
-        batch_episodes=args.batch_episodes,
-    )
+    try:
+        submission = evaluate(
+            args.env_id,
+            lambda env: build_agents(by_role, env, seed=0, settings=settings),
+            agent_info=info,
+            limit=args.limit,
+            progress=not args.quiet,
+            env_kwargs=env_kwargs,
+            seed=args.seed,
+            episodes_dir=episodes_dir,
+            run_config={"llm_settings": dataclasses.asdict(settings)},
+            concurrency=args.concurrency,
+            batch_episodes=args.batch_episodes,
+        )
+    except KeyboardInterrupt:
+        kept = len(list(episodes_dir.glob("episode-*.json")))
+        print(
+            f"\ninterrupted: {kept} finished episode(s) kept in {episodes_dir}; run the same "
+            "command again to resume",
+            file=sys.stderr,
+        )
+        return 130
     if llm_spec:
         submission.agent["decoding"] = _recorded_decoding(submission.agent.get("per_role"))
     submission.save(args.out)

@@ -196,3 +196,39 @@ def test_play_show_turns_and_the_old_flag_names_the_new_one(capsys) -> None:
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "--show-turns" in err and "--kwargs '{\"max_turns\": N}'" in err
+
+
+STOPPER = '''
+import os
+
+from mallm_envs.agents.base import BaseAgent
+
+
+class Stopper(BaseAgent):
+    def act(self, observation, info):
+        if os.environ.get("STOP_AT_SEED") == str(self.seed):
+            raise KeyboardInterrupt
+        return "apple"
+
+    def reset(self, seed=None):
+        self.seed = None if seed is None else seed // 1000
+
+
+def factory(env, agent):
+    return Stopper()
+'''
+
+
+def test_an_interrupted_mallm_evaluate_says_how_to_resume(tmp_path, capsys, monkeypatch) -> None:
+    (tmp_path / "stopper.py").write_text(STOPPER)
+    out = tmp_path / "s.json.gz"
+    argv = ["evaluate", ENV, "--agent", f"{tmp_path / 'stopper.py'}:factory", "--out", str(out)]
+    argv += ["--quiet", "--limit", "5", "--name", "stopper"]
+    monkeypatch.setenv("STOP_AT_SEED", "3")
+    assert main(argv) == 130
+    assert "interrupted: 3 finished episode(s) kept in" in capsys.readouterr().err
+    monkeypatch.delenv("STOP_AT_SEED")
+    assert main(argv) == 0
+    assert "resuming: 3 finished episode(s)" in capsys.readouterr().err
+    data = json.loads(gzip.decompress(out.read_bytes()))
+    assert [e["seed"] for e in data["episodes"]] == [0, 1, 2, 3, 4]

@@ -2,14 +2,18 @@
 
 from mallm_envs.core.env import SCHEDULES, CoopTextEnv, TurnRecord, TurnResult
 from mallm_envs.core.episode import (
+    ActionRequest,
     Episode,
     Step,
+    answer_requests,
     atomic_open,
     atomic_write_bytes,
     first_difference,
     load_episodes,
+    play_episode,
     replay,
     run_episode,
+    run_episodes,
     save_episodes,
 )
 from mallm_envs.core.parallel import TextParallelEnv
@@ -17,6 +21,7 @@ from mallm_envs.core.spaces import UnicodeText
 
 __all__ = [
     "SCHEDULES",
+    "ActionRequest",
     "CoopTextEnv",
     "Episode",
     "Step",
@@ -24,11 +29,14 @@ __all__ = [
     "TurnRecord",
     "TurnResult",
     "UnicodeText",
+    "answer_requests",
     "atomic_open",
     "atomic_write_bytes",
     "first_difference",
     "load_episodes",
+    "play_episode",
     "replay",
     "run_episode",
+    "run_episodes",
     "save_episodes",
 ]
