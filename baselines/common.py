@@ -1,13 +1,19 @@
 """Plumbing shared by the LLM trainers (magrpo.py, maac.py): no algorithm lives here.
 
+* arguments: :class:`PolicyArgs`, the task, model, sampling, evaluation and logging options
+  both trainers take (validated where they are born; :class:`TrainerConfigError` is printed
+  as one line by :func:`cli_main`);
+* a run: :func:`start_run` / :class:`Run` set up processes and the run folder (named as
+  CleanRL names runs; resume, a finished run, ``--overwrite``), then per update average
+  metrics over processes, evaluate on held-out tasks, log (CSV, TensorBoard, W&B, sampled
+  completions), save checkpoints, and at the end export the policies and plot the curves;
 * branching environments: rebuild an env's state by replaying its seed and an action prefix
   into a fresh env (text envs are cheap to replay; nothing needs deep-copying);
 * processes: ``torchrun`` / ``accelerate launch`` set RANK and WORLD_SIZE; gradients are
   averaged with an all-reduce (gloo on CPU, NCCL on GPUs);
-* checkpoints: one file written atomically (temp file, fsync, rename) holding weights,
-  optimizer states, every RNG state and the step, so a killed run resumes exactly; loaded
-  with ``weights_only=True`` (no code runs), refused when its SHA-256 does not match, and
-  temporary files left by a killed write are removed;
+* checkpoints: the format is the library's (:mod:`mallm_envs.agents.checkpoint`): one file
+  written atomically holding weights, optimizer states, every RNG state, the step and the
+  policy record, so a killed run resumes exactly; loaded weights-only and integrity-checked;
 * metrics: one CSV row and TensorBoard scalars per step; on resume, rows and events after
   the checkpoint are dropped so the log continues as if the run had never stopped.
 """
@@ -25,7 +31,7 @@ import random
 import shutil
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -33,12 +39,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-try:
-    import mallm_envs
-except ImportError:  # running `python baselines/x.py` from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import mallm_envs
-
+import mallm_envs
 from mallm_envs.agents.checkpoint import (  # the library owns the checkpoint format
     CheckpointError,
     PolicyConfig,
@@ -247,16 +248,183 @@ class PolicyArgs:
         )
 
 
-def finish_run(
-    lm: MultiAgentLM, args: PolicyArgs, dist: Distributed, folder: Path, trained_to: int
-) -> None:
-    """After the loop: export the policies (when the run is complete) and draw the curves."""
-    if not dist.is_main:
-        return
-    if args.export and trained_to >= args.num_updates:
-        export_policies(lm, folder / "export", args.policy_config(lm.agents))
-    if args.plot:
-        plot_curves(folder)
+# --- one run: what every trainer does around its algorithm ----------------------------
+
+
+@dataclass
+class Run:
+    """A trainer's run: processes, run folder, logging, progress, evaluation and saving.
+
+    A trainer calls :func:`start_run`, builds its model, loads ``run.checkpoint`` when there
+    is one, calls :meth:`begin`, then per update :meth:`record` (and :meth:`save` when
+    :meth:`checkpoint_due`), and :meth:`close` / :meth:`finish` at the end.
+    """
+
+    args: PolicyArgs
+    algorithm: str
+    dist: Distributed
+    device: str
+    agents: list[str]
+    checkpoint: dict[str, Any] | None
+    log: MetricsLog | None = None
+    progress: Any = None
+    rows: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.args.output_dir)
+
+    @property
+    def start(self) -> int:
+        return int(self.checkpoint["step"]) if self.checkpoint is not None else 0
+
+    def steps(self) -> range:
+        return range(self.start + 1, self.args.num_updates + 1)
+
+    def task_seeds(self, step: int) -> list[int]:
+        return task_seeds(self.args, step, self.dist)
+
+    def generator(self, lm: MultiAgentLM) -> torch.Generator:
+        """The sampler's RNG (its state restored from the checkpoint when resuming)."""
+        generator = torch.Generator(device=lm.device)
+        generator.manual_seed(int(getattr(self.args, "seed", 0)) * 1000 + self.dist.rank)
+        if self.checkpoint is not None:
+            set_rng_state(self.checkpoint["rng"][self.dist.rank], generator)
+        return generator
+
+    def begin(self, lm: MultiAgentLM) -> None:
+        """Open the logs, write args.json and policy.json, show the progress bar."""
+        args, folder = self.args, self.folder
+        self.log = MetricsLog(
+            folder,
+            self.start,
+            enabled=self.dist.is_main,
+            tensorboard=args.tensorboard,
+            hyperparameters=args.to_dict(),
+            track=args.track,
+            wandb_project=args.wandb_project,
+            wandb_entity=args.wandb_entity,
+        )
+        if self.dist.is_main:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "args.json").write_text(json.dumps(args.to_dict(), indent=2) + "\n")
+            policy = args.policy_config(lm.agents).to_dict()
+            (folder / "policy.json").write_text(json.dumps(policy, indent=2) + "\n")
+            if args.progress:
+                from tqdm.auto import tqdm
+
+                self.progress = tqdm(
+                    total=args.num_updates,
+                    initial=self.start,
+                    desc=self.algorithm,
+                    dynamic_ncols=True,
+                )
+
+    def record(
+        self,
+        step: int,
+        metrics: dict[str, float],
+        lm: MultiAgentLM,
+        *,
+        samples: Mapping[str, Sequence[Any]],
+        completions: tuple[Mapping[str, Sequence[Any]], Sequence[float]],
+        times: tuple[float, float, float],
+    ) -> dict[str, float]:
+        """Add the diagnostics of ``samples`` (agent -> generations), average over
+        processes, add timings and the periodic evaluation, log the row and ``completions``
+        (agent -> generations, their team rewards); returns the logged metrics."""
+        began, rolled, finished = times
+        args, dist = self.args, self.dist
+        metrics.update(sample_diagnostics(lm, samples, args.log_kl, args.gradient_checkpointing))
+        metrics = dist.mean(metrics)
+        metrics["time/rollout"] = rolled - began
+        metrics["time/update"] = finished - rolled
+        metrics["time/step"] = finished - began
+        metrics["time/diagnostics"] = time.perf_counter() - finished
+        assert self.log is not None, "call begin() first"
+        metrics.update(periodic_eval(step, lm, args, dist, self.log))
+        self.log.log(step, metrics)
+        generations, rewards = completions
+        records = completion_records(lm, generations, rewards, args.log_completions)
+        self.log.log_completions(step, "train", records)
+        self.rows.append({"step": float(step), **metrics})
+        if self.progress is not None:
+            self.progress.update(1)
+            self.progress.set_postfix(team_return=f"{metrics['team_return']:+.3f}")
+        return metrics
+
+    def checkpoint_due(self, step: int) -> bool:
+        return step % self.args.checkpoint_every == 0 or step == self.args.num_updates
+
+    def save(
+        self,
+        step: int,
+        lm: MultiAgentLM,
+        generator: torch.Generator,
+        states: Mapping[str, Any],
+        checked: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+    ) -> None:
+        """Write the checkpoint: the policies, ``states`` (optimizers, critics, ...), every
+        process's RNG state, and a checksum of the policies and ``checked`` per process."""
+        dist = self.dist
+        rng = dist.gather(rng_state(generator))
+        policies = {p: lm.policy_state_dict(p) for p in lm.policies}
+        checksums = dist.gather(checksum({**policies, **(checked or {})}))  # equal when in sync
+        if dist.is_main:
+            save_checkpoint(
+                self.folder / CHECKPOINT_NAME,
+                {
+                    "algorithm": self.algorithm,
+                    "step": step,
+                    "args": self.args.to_dict(),
+                    "policy": self.args.policy_config(lm.agents).to_dict(),
+                    "world_size": dist.world_size,
+                    "policies": policies,
+                    **states,
+                    "replica_checksums": checksums,
+                    "rng": rng,
+                },
+            )
+        dist.barrier()
+
+    def close(self) -> None:
+        """Close the progress bar and the logs (also after an error)."""
+        if self.progress is not None:
+            self.progress.close()
+        if self.log is not None:
+            self.log.close()
+
+    def finish(self, lm: MultiAgentLM) -> list[dict[str, float]]:
+        """After the loop: export the policies (when the run is complete), draw the curves,
+        leave the process group; returns this process's rows."""
+        trained_to = int(self.rows[-1]["step"]) if self.rows else self.start
+        if self.dist.is_main:
+            if self.args.export and trained_to >= self.args.num_updates:
+                export_policies(lm, self.folder / "export", self.args.policy_config(lm.agents))
+            if self.args.plot:
+                plot_curves(self.folder)
+        self.dist.close()
+        return self.rows
+
+
+def start_run(args: PolicyArgs, algorithm: str, check: Callable[[int], None] | None = None) -> Run:
+    """Threads, processes, device and seeds; the env checked (text env; ``check(horizon)``
+    for the trainer's own limits) before anything is written; the run folder opened."""
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device = args.device
+    dist = Distributed(device)
+    if dist.enabled and device.startswith("cuda"):
+        device = f"cuda:{dist.local_rank}"
+    seed_everything(int(getattr(args, "seed", 0)))
+    probe = make_env(args.env_id, args.env_options)
+    agents = list(probe.possible_agents)
+    check_text_env(probe, args.env_id)
+    if check is not None:
+        check(horizon(probe))
+    probe.close()
+    checkpoint = open_run(args, algorithm, dist)
+    return Run(args, algorithm, dist, device, agents, checkpoint)
 
 
 def build_model(args: PolicyArgs, agents: list[str], device: str, seed: int) -> MultiAgentLM:

@@ -17,28 +17,26 @@ causal LM (the tiny model by default) with a linear value head on its last hidde
 
 Run (from a checkout)::
 
-    python baselines/maac.py --env-id CommonWord-v0 --num-updates 200
-    python baselines/maac.py --critic independent ...        # IAC
-    torchrun --nproc_per_node 2 baselines/maac.py ...
+    python -m baselines.maac --env-id CommonWord-v0 --num-updates 200
+    python -m baselines.maac --critic independent ...        # IAC
+    torchrun --nproc_per_node 2 -m baselines.maac ...
 
 Rewards always come from the environment; this file never computes one.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
 try:
     from baselines import common
-except ImportError:  # run as a script: baselines/ is on sys.path
+except ImportError:  # `python baselines/x.py` (prefer `python -m baselines.x`)
     import common  # type: ignore[no-redef]
 
 from mallm_envs.agents.llm import (
@@ -404,23 +402,12 @@ def train(
 ) -> list[dict[str, float]]:
     """Run the actor-critic trainer; returns this process's metric rows. ``on_step(step,
     metrics)`` is called after each logged update (tests raise from it to simulate a kill)."""
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    device = args.device
-    dist = common.Distributed(device)
-    if dist.enabled and device.startswith("cuda"):
-        device = f"cuda:{dist.local_rank}"
-    common.seed_everything(args.seed)
-    probe = common.make_env(args.env_id, args.env_options)
-    agents = list(probe.possible_agents)
-    common.check_text_env(probe, args.env_id)
-    probe.close()
-    checkpoint = common.open_run(args, "maac", dist)
-    lm = common.build_model(args, agents, device, args.seed)
-    critics = build_critics(args, agents, str(lm.device))
+    run = common.start_run(args, "maac")
+    lm = common.build_model(args, run.agents, run.device, args.seed)
+    critics = build_critics(args, run.agents, str(lm.device))
     actor_optimizers = {
         policy: torch.optim.AdamW(
-            lm.trainable_parameters(next(a for a in agents if lm.policy_name(a) == policy)),
+            lm.trainable_parameters(next(a for a in lm.agents if lm.policy_name(a) == policy)),
             lr=args.learning_rate,
             weight_decay=0.0,
         )
@@ -430,134 +417,55 @@ def train(
         name: torch.optim.AdamW(critic.parameters(), lr=args.critic_learning_rate)
         for name, critic in critics.items()
     }
-    generator = torch.Generator(device=lm.device)
-    generator.manual_seed(args.seed * 1000 + dist.rank)
-
-    folder = Path(args.output_dir)
-    checkpoint_path = folder / common.CHECKPOINT_NAME
-    start = 0
-    if checkpoint is not None:
+    if run.checkpoint is not None:
         for policy in lm.policies:
-            lm.load_policy_state_dict(policy, checkpoint["policies"][policy])
-            actor_optimizers[policy].load_state_dict(checkpoint["actor_optimizers"][policy])
+            lm.load_policy_state_dict(policy, run.checkpoint["policies"][policy])
+            actor_optimizers[policy].load_state_dict(run.checkpoint["actor_optimizers"][policy])
         for name, critic in critics.items():
-            critic.load_state_dict(checkpoint["critics"][name])
-            critic_optimizers[name].load_state_dict(checkpoint["critic_optimizers"][name])
-        common.set_rng_state(checkpoint["rng"][dist.rank], generator)
-        start = int(checkpoint["step"])
-    log = common.MetricsLog(
-        folder,
-        start,
-        enabled=dist.is_main,
-        tensorboard=args.tensorboard,
-        hyperparameters=args.to_dict(),
-        track=args.track,
-        wandb_project=args.wandb_project,
-        wandb_entity=args.wandb_entity,
-    )
-    if dist.is_main:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "args.json").write_text(json.dumps(args.to_dict(), indent=2) + "\n")
-        policy = args.policy_config(lm.agents).to_dict()
-        (folder / "policy.json").write_text(json.dumps(policy, indent=2) + "\n")
-    rows: list[dict[str, float]] = []
-    progress = None
-    if args.progress and dist.is_main:
-        from tqdm.auto import tqdm
-
-        progress = tqdm(total=args.num_updates, initial=start, desc=f"maac-{args.critic}")
+            critic.load_state_dict(run.checkpoint["critics"][name])
+            critic_optimizers[name].load_state_dict(run.checkpoint["critic_optimizers"][name])
+    generator = run.generator(lm)
+    run.begin(lm)
     try:
-        for step in range(start + 1, args.num_updates + 1):
+        for step in run.steps():
             began = time.perf_counter()
-            trajectories = rollout(lm, args, common.task_seeds(args, step, dist), generator)
+            trajectories = rollout(lm, args, run.task_seeds(step), generator)
             rolled = time.perf_counter()
             metrics = rollout_metrics(trajectories, lm)
             metrics.update(
-                update(lm, critics, actor_optimizers, critic_optimizers, trajectories, args, dist)
-            )
-            finished = time.perf_counter()
-            first_turns = {a: [tr[0].generations[a] for tr in trajectories] for a in lm.agents}
-            metrics.update(
-                common.sample_diagnostics(lm, first_turns, args.log_kl, args.gradient_checkpointing)
+                update(
+                    lm, critics, actor_optimizers, critic_optimizers, trajectories, args, run.dist
+                )
             )
             metrics["learning_rate"] = args.learning_rate
             metrics["critic_learning_rate"] = args.critic_learning_rate
-            metrics = dist.mean(metrics)
-            metrics["time/rollout"] = rolled - began
-            metrics["time/update"] = finished - rolled
-            metrics["time/step"] = finished - began
-            metrics["time/diagnostics"] = time.perf_counter() - finished
-            metrics.update(common.periodic_eval(step, lm, args, dist, log))
-            log.log(step, metrics)
-            first_rewards = [tr[0].reward for tr in trajectories]
-            log.log_completions(
+            finished = time.perf_counter()
+            first_turns = {a: [tr[0].generations[a] for tr in trajectories] for a in lm.agents}
+            metrics = run.record(
                 step,
-                "train",
-                common.completion_records(lm, first_turns, first_rewards, args.log_completions),
+                metrics,
+                lm,
+                samples=first_turns,
+                completions=(first_turns, [tr[0].reward for tr in trajectories]),
+                times=(began, rolled, finished),
             )
-            rows.append({"step": float(step), **metrics})
-            if progress is not None:
-                progress.update(1)
-                progress.set_postfix(team_return=f"{metrics['team_return']:+.3f}")
-            if step % args.checkpoint_every == 0 or step == args.num_updates:
-                _save(
-                    checkpoint_path,
-                    lm,
-                    critics,
-                    actor_optimizers,
-                    critic_optimizers,
-                    generator,
-                    step,
-                    args,
-                    dist,
-                )
+            if run.checkpoint_due(step):
+                critic_states = {
+                    name: {k: v.detach().cpu().clone() for k, v in critic.state_dict().items()}
+                    for name, critic in critics.items()
+                }
+                states = {
+                    "algorithm": f"maac-{args.critic}",
+                    "critics": critic_states,
+                    "actor_optimizers": {p: o.state_dict() for p, o in actor_optimizers.items()},
+                    "critic_optimizers": {n: o.state_dict() for n, o in critic_optimizers.items()},
+                }
+                run.save(step, lm, generator, states, checked=critic_states)
             if on_step is not None:
                 on_step(step, metrics)
     finally:
-        if progress is not None:
-            progress.close()
-        log.close()
-    common.finish_run(lm, args, dist, folder, rows[-1]["step"] if rows else start)
-    dist.close()
-    return rows
-
-
-def _save(
-    path: Path,
-    lm: MultiAgentLM,
-    critics: dict[str, ValueModel],
-    actor_optimizers: dict[str, torch.optim.Optimizer],
-    critic_optimizers: dict[str, torch.optim.Optimizer],
-    generator: torch.Generator,
-    step: int,
-    args: Args,
-    dist: common.Distributed,
-) -> None:
-    rng = dist.gather(common.rng_state(generator))
-    policies = {p: lm.policy_state_dict(p) for p in lm.policies}
-    critic_states = {
-        name: {k: v.detach().cpu().clone() for k, v in critic.state_dict().items()}
-        for name, critic in critics.items()
-    }
-    checksums = dist.gather(common.checksum({**policies, **critic_states}))
-    if dist.is_main:
-        common.save_checkpoint(
-            path,
-            {
-                "algorithm": f"maac-{args.critic}",
-                "step": step,
-                "args": args.to_dict(),
-                "policy": args.policy_config(lm.agents).to_dict(),
-                "world_size": dist.world_size,
-                "policies": policies,
-                "critics": critic_states,
-                "actor_optimizers": {p: o.state_dict() for p, o in actor_optimizers.items()},
-                "critic_optimizers": {n: o.state_dict() for n, o in critic_optimizers.items()},
-                "replica_checksums": checksums,
-                "rng": rng,
-            },
-        )
-    dist.barrier()
+        run.close()
+    return run.finish(lm)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,27 +14,25 @@ discounted Monte-Carlo estimates, r_t + gamma * mean(returns of the G children).
 
 Run (from a checkout)::
 
-    python baselines/magrpo.py --env-id CommonWord-v0 --num-updates 200
-    torchrun --nproc_per_node 2 baselines/magrpo.py --device cpu ...   # data parallel
+    python -m baselines.magrpo --env-id CommonWord-v0 --num-updates 200
+    torchrun --nproc_per_node 2 -m baselines.magrpo --device cpu ...   # data parallel
 
 Rewards always come from the environment; this file never computes one.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
 try:
     from baselines import common
-except ImportError:  # run as a script: baselines/ is on sys.path
+except ImportError:  # `python baselines/x.py` (prefer `python -m baselines.x`)
     import common  # type: ignore[no-redef]
 
 from mallm_envs.agents.llm import Generation, MultiAgentLM, SamplingConfig
@@ -398,136 +396,47 @@ def train(
 ) -> list[dict[str, float]]:
     """Run MAGRPO; returns this process's metric rows. ``on_step(step, metrics)`` is called
     after each logged update (tests raise from it to simulate a kill)."""
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    device = args.device
-    dist = common.Distributed(device)
-    if dist.enabled and device.startswith("cuda"):
-        device = f"cuda:{dist.local_rank}"
-    common.seed_everything(args.seed)
-    probe = common.make_env(args.env_id, args.env_options)
-    agents = list(probe.possible_agents)
-    common.check_text_env(probe, args.env_id)
-    check_tree_size(args, common.horizon(probe))
-    probe.close()
-    checkpoint = common.open_run(args, "magrpo", dist)
-    lm = common.build_model(args, agents, device, args.seed)
+    run = common.start_run(args, "magrpo", check=lambda horizon: check_tree_size(args, horizon))
+    lm = common.build_model(args, run.agents, run.device, args.seed)
     optimizers = {
         policy: torch.optim.AdamW(
-            lm.trainable_parameters(next(a for a in agents if lm.policy_name(a) == policy)),
+            lm.trainable_parameters(next(a for a in lm.agents if lm.policy_name(a) == policy)),
             lr=args.learning_rate,
             weight_decay=args.weight_decay,
         )
         for policy in lm.policies
     }
-    generator = torch.Generator(device=lm.device)
-    generator.manual_seed(args.seed * 1000 + dist.rank)
-
-    folder = Path(args.output_dir)
-    checkpoint_path = folder / common.CHECKPOINT_NAME
-    start = 0
-    if checkpoint is not None:
+    if run.checkpoint is not None:
         for policy in lm.policies:
-            lm.load_policy_state_dict(policy, checkpoint["policies"][policy])
-            optimizers[policy].load_state_dict(checkpoint["optimizers"][policy])
-        common.set_rng_state(checkpoint["rng"][dist.rank], generator)
-        start = int(checkpoint["step"])
-    log = common.MetricsLog(
-        folder,
-        start,
-        enabled=dist.is_main,
-        tensorboard=args.tensorboard,
-        hyperparameters=args.to_dict(),
-        track=args.track,
-        wandb_project=args.wandb_project,
-        wandb_entity=args.wandb_entity,
-    )
-    if dist.is_main:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "args.json").write_text(json.dumps(args.to_dict(), indent=2) + "\n")
-        policy = args.policy_config(lm.agents).to_dict()
-        (folder / "policy.json").write_text(json.dumps(policy, indent=2) + "\n")
-    rows: list[dict[str, float]] = []
-    progress = _progress(args, dist, start)
+            lm.load_policy_state_dict(policy, run.checkpoint["policies"][policy])
+            optimizers[policy].load_state_dict(run.checkpoint["optimizers"][policy])
+    generator = run.generator(lm)
+    run.begin(lm)
     try:
-        for step in range(start + 1, args.num_updates + 1):
+        for step in run.steps():
             began = time.perf_counter()
-            roots = rollout_tasks(lm, args, common.task_seeds(args, step, dist), generator)
-            root = roots[0]
+            roots = rollout_tasks(lm, args, run.task_seeds(step), generator)
             rolled = time.perf_counter()
             metrics = rollout_metrics(roots, lm)
-            metrics.update(update(lm, optimizers, roots, args, dist))
-            finished = time.perf_counter()
-            first_turns = {a: [g for r in roots for g in r.generations[a]] for a in lm.agents}
-            metrics.update(
-                common.sample_diagnostics(lm, first_turns, args.log_kl, args.gradient_checkpointing)
-            )
+            metrics.update(update(lm, optimizers, roots, args, dist=run.dist))
             metrics["learning_rate"] = optimizers[lm.policies[0]].param_groups[0]["lr"]
-            metrics = dist.mean(metrics)
-            metrics["time/rollout"] = rolled - began
-            metrics["time/update"] = finished - rolled
-            metrics["time/step"] = finished - began
-            metrics["time/diagnostics"] = time.perf_counter() - finished
-            metrics.update(common.periodic_eval(step, lm, args, dist, log))
-            log.log(step, metrics)
-            log.log_completions(
+            finished = time.perf_counter()
+            metrics = run.record(
                 step,
-                "train",
-                common.completion_records(lm, root.generations, root.rewards, args.log_completions),
+                metrics,
+                lm,
+                samples={a: [g for r in roots for g in r.generations[a]] for a in lm.agents},
+                completions=(roots[0].generations, roots[0].rewards),
+                times=(began, rolled, finished),
             )
-            rows.append({"step": float(step), **metrics})
-            if progress is not None:
-                progress.update(1)
-                progress.set_postfix(team_return=f"{metrics['team_return']:+.3f}")
-            if step % args.checkpoint_every == 0 or step == args.num_updates:
-                _save(checkpoint_path, lm, optimizers, generator, step, args, dist)
+            if run.checkpoint_due(step):
+                states = {"optimizers": {p: o.state_dict() for p, o in optimizers.items()}}
+                run.save(step, lm, generator, states)
             if on_step is not None:
                 on_step(step, metrics)
     finally:
-        if progress is not None:
-            progress.close()
-        log.close()
-    common.finish_run(lm, args, dist, folder, rows[-1]["step"] if rows else start)
-    dist.close()
-    return rows
-
-
-def _progress(args: Args, dist: common.Distributed, start: int) -> Any:
-    if not (args.progress and dist.is_main):
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=args.num_updates, initial=start, desc="magrpo", dynamic_ncols=True)
-
-
-def _save(
-    path: Path,
-    lm: MultiAgentLM,
-    optimizers: dict[str, torch.optim.Optimizer],
-    generator: torch.Generator,
-    step: int,
-    args: Args,
-    dist: common.Distributed,
-) -> None:
-    rng = dist.gather(common.rng_state(generator))
-    policies = {p: lm.policy_state_dict(p) for p in lm.policies}
-    checksums = dist.gather(common.checksum(policies))  # equal on every rank when in sync
-    if dist.is_main:
-        common.save_checkpoint(
-            path,
-            {
-                "algorithm": "magrpo",
-                "step": step,
-                "args": args.to_dict(),
-                "policy": args.policy_config(lm.agents).to_dict(),
-                "world_size": dist.world_size,
-                "policies": policies,
-                "replica_checksums": checksums,
-                "optimizers": {p: o.state_dict() for p, o in optimizers.items()},
-                "rng": rng,
-            },
-        )
-    dist.barrier()
+        run.close()
+    return run.finish(lm)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -166,7 +166,7 @@ def test_torchrun_two_processes_gloo(tmp_path: Path) -> None:
     output = tmp_path / "ddp"
     command = [
         str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2",
-        str(ROOT / "baselines" / "maac.py"),
+        "-m", "baselines.maac",
         "--env-kwargs", '{"max_turns": 1}', "--rollouts", "2", "--max-new-tokens", "2",
         "--num-updates", "1", "--learning-rate", "1e-2", "--output-dir", str(output),
         "--threads", "1", "--no-progress", "--no-tensorboard", "--device", "cpu",

@@ -183,13 +183,15 @@ def test_torchrun_two_processes_gloo(tmp_path: Path) -> None:
     output = tmp_path / "ddp"
     command = [
         torchrun, "--standalone", "--nproc_per_node", "2",
-        str(ROOT / "baselines" / "magrpo.py"),
+        "-m", "baselines.magrpo",
         "--env-kwargs", '{"max_turns": 1}', "--group-size", "2", "--max-new-tokens", "2",
         "--num-updates", "2", "--checkpoint-every", "2", "--baseline", "none",
         "--learning-rate", "1e-2", "--output-dir", str(output), "--threads", "1",
         "--no-progress", "--no-tensorboard", "--device", "cpu",
     ]  # fmt: skip
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    # run as a module from the checkout: no PYTHONPATH, no sys.path edits
+    environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    environment["OMP_NUM_THREADS"] = "1"
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=240, env=environment, cwd=ROOT
     )

@@ -30,7 +30,8 @@ ARGS = [
 def run(output: Path) -> subprocess.Popen:
     command = [
         sys.executable,
-        str(ROOT / "baselines" / "magrpo.py"),
+        "-m",
+        "baselines.magrpo",
         *ARGS,
         "--output-dir",
         str(output),
