@@ -49,6 +49,7 @@ parallel need one agent each (``build_agents`` builds new agents for every episo
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 from collections import Counter
@@ -373,16 +374,25 @@ class EndpointAgent:
 
     def complete(self, text: str) -> tuple[str, str, int | None]:
         """One response to the user message ``text``: ``(text, finish_reason, tokens)``."""
+        text = _clean(text)
+        if self.endpoint.mode == "chat":
+            prompt = json.dumps(self._messages(text))
+        else:
+            prompt = self._plain_prompt(text)
+        return self.request(prompt, self.sampling, self._request_seed())
+
+    def request(
+        self, prompt: str, sampling: EndpointSampling, seed: int
+    ) -> tuple[str, str, int | None]:
+        """One request: ``prompt`` is the message list as JSON (chat) or the prompt text."""
         openai = _openai()
-        sampling = self.sampling
-        # Lone surrogates cannot be sent as JSON: they become "?" (as the tokenizer does).
-        text = text.encode("utf-8", "replace").decode("utf-8")
+        prompt = _clean(prompt)
         arguments: dict[str, Any] = {
             "model": self.endpoint.model,
             "max_tokens": sampling.max_new_tokens,
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
-            "seed": self._request_seed(),
+            "seed": seed,
         }
         if sampling.stop:
             arguments["stop"] = list(sampling.stop[:MAX_SERVER_STOPS])
@@ -390,12 +400,10 @@ class EndpointAgent:
             with self._limit:
                 if self.endpoint.mode == "chat":
                     response = self._client.chat.completions.create(
-                        messages=self._messages(text), **arguments
+                        messages=json.loads(prompt), **arguments
                     )
                 else:
-                    response = self._client.completions.create(
-                        prompt=self._plain_prompt(text), **arguments
-                    )
+                    response = self._client.completions.create(prompt=prompt, **arguments)
         except openai.BadRequestError as error:
             message = str(error).lower()
             if any(word in message for word in ("context", "too long", "maximum", "max_model")):
@@ -450,6 +458,26 @@ class EndpointAgent:
         with ThreadPoolExecutor(min(len(observations), self.endpoint.max_concurrency)) as pool:
             return list(pool.map(self.act, observations))
 
+    @property
+    def batch_key(self) -> tuple[Any, ...]:
+        """Agents on one endpoint are asked together (see :mod:`mallm_envs.agents.base`): their
+        requests go out at once. Each answer is the one its agent gets alone (its own seed
+        counter, no shared random state), so transcripts do not change."""
+        return ("openai", self.endpoint.base_url, self.endpoint.model, self.endpoint.mode)
+
+    @staticmethod
+    def act_group(
+        agents: Sequence[EndpointAgent],
+        observations: Sequence[Mapping[str, Any]],
+        infos: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[str]:
+        """Several agents' actions, requested concurrently (the endpoint's limit holds)."""
+        if len(agents) <= 1:
+            return [agent.act(o) for agent, o in zip(agents, observations)]
+        workers = min(len(agents), agents[0].endpoint.max_concurrency)
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(lambda pair: pair[0].act(pair[1]), zip(agents, observations)))
+
     def describe(self) -> dict[str, Any]:
         return {
             "kind": "openai",
@@ -477,4 +505,124 @@ def endpoint_agent(spec: str, role: str, *, settings: Any, seed: int = 0) -> End
         agent_id=role,
         sampling=sampling_from_settings(settings),
         seed=seed,
+    )
+
+
+@dataclass
+class EndpointGeneration:
+    """One response of :meth:`EndpointLM.generate` (the fields prompting teams read)."""
+
+    agent: str
+    text: str
+    finish_reason: str
+    num_tokens: int
+
+
+class EndpointLM:
+    """An endpoint model in the place of an in-process
+    :class:`~mallm_envs.agents.llm.MultiAgentLM`, for the prompting baselines
+    (``prompting:STRATEGY:openai:MODEL@URL``).
+
+    It offers what a prompting team uses: ``agents``, ``policy_name``, ``format_prompt``,
+    ``generate`` and ``describe``. A formatted prompt is the message list as JSON in chat
+    mode (the server applies the chat template) and the plain layout in completion mode.
+    Each request's seed is drawn from the team's torch generator, so a team's draws are as
+    reproducible as with an in-process model.
+    """
+
+    device = "cpu"  # where the prompting team's torch generators live
+
+    def __init__(self, agents: Sequence[str], endpoint: EndpointSpec, check: bool = True) -> None:
+        self.agents = tuple(agents)
+        self.endpoint = endpoint
+        self._agents = {
+            agent: EndpointAgent(endpoint, agent, check=check and index == 0)
+            for index, agent in enumerate(self.agents)
+        }
+
+    def policy_name(self, agent: str) -> str:
+        if agent not in self._agents:
+            raise EndpointRequestError(f"unknown agent {agent!r}; agents are {self.agents}")
+        return agent
+
+    def format_prompt(self, text: str, system: str | None = None) -> str:
+        text = _clean(text)
+        if self.endpoint.mode == "completion":
+            return f"{system}\n\n{text}\n" if system else f"{text}\n"
+        messages = [{"role": "user", "content": text}]
+        if system:
+            messages.insert(0, {"role": "system", "content": system})
+        return json.dumps(messages)
+
+    def generate(
+        self,
+        prompts: Mapping[str, Sequence[str]],
+        *,
+        num_samples: int = 1,
+        sampling: Any = None,
+        generator: Any = None,
+        formatted: bool = False,
+    ) -> dict[str, list[list[EndpointGeneration]]]:
+        """``num_samples`` responses per prompt, requested concurrently; seeds from ``generator``
+        (a torch generator, or one per prompt in order)."""
+        rows: list[tuple[str, int, str, int]] = []
+        per_prompt = None if generator is None or not isinstance(generator, list) else generator
+        position = 0
+        for agent, agent_prompts in prompts.items():
+            self.policy_name(agent)
+            for index, prompt in enumerate(agent_prompts):
+                text = prompt if formatted else self.format_prompt(prompt)
+                source = per_prompt[position] if per_prompt is not None else generator
+                position += 1
+                for _ in range(num_samples):
+                    rows.append((agent, index, text, _draw_seed(source)))
+        settings = _endpoint_sampling(sampling)
+
+        def request(row: tuple[str, int, str, int]) -> EndpointGeneration:
+            agent, _, text, seed = row
+            answer, finish, tokens = self._agents[agent].request(text, settings, seed)
+            return EndpointGeneration(agent, answer, finish, int(tokens or 0))
+
+        workers = max(1, min(len(rows), self.endpoint.max_concurrency))
+        with ThreadPoolExecutor(workers) as pool:
+            answers = list(pool.map(request, rows))
+        results: dict[str, list[list[EndpointGeneration]]] = {
+            agent: [[] for _ in agent_prompts] for agent, agent_prompts in prompts.items()
+        }
+        for (agent, index, _text, _seed), answer in zip(rows, answers):
+            results[agent][index].append(answer)
+        return results
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model": self.endpoint.model,
+            "endpoint": self.endpoint.base_url,
+            "mode": self.endpoint.mode,
+            "timeout_s": self.endpoint.timeout_s,
+            "retries": self.endpoint.retries,
+        }
+
+
+def _clean(text: str) -> str:
+    """Lone surrogates cannot be sent as JSON: they become "?" (as the tokenizer does)."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _draw_seed(generator: Any) -> int:
+    if generator is None:
+        return 0
+    import torch
+
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
+
+
+def _endpoint_sampling(sampling: Any) -> EndpointSampling:
+    if sampling is None:
+        return EndpointSampling(0.7, 0.9, 256)
+    greedy = getattr(sampling, "greedy", False)
+    return EndpointSampling(
+        temperature=0.0 if greedy else float(sampling.temperature),
+        top_p=float(sampling.top_p),
+        max_new_tokens=int(sampling.max_new_tokens),
+        stop=tuple(getattr(sampling, "stop", ()) or ()),
     )

@@ -207,7 +207,12 @@ def _llm_agents(
             raise AgentSpecError(
                 f"prompting strategy must be one of {prompting.STRATEGIES}, got {strategy!r}"
             )
-        lm = _frozen_lm(model or "tiny", roles, settings)
+        if _kind(model) == "openai":  # an endpoint model in the place of an in-process one
+            from mallm_envs.agents.endpoint import EndpointLM, parse_endpoint_spec
+
+            lm = EndpointLM(roles, parse_endpoint_spec(model))
+        else:
+            lm = _frozen_lm(model or "tiny", roles, settings)
         return prompting.prompting_team(
             strategy, lm, env, sampling=settings.sampling(), seed=seed or 0
         )
@@ -404,7 +409,8 @@ def spec_model(spec: str) -> str | None:
     if kind == "llm":
         return rest or "tiny"
     if kind == "prompting":
-        return rest.partition(":")[2] or "tiny"
+        model = rest.partition(":")[2]
+        return spec_model(model) if _kind(model) == "openai" else model or "tiny"
     if kind == "openai":
         from mallm_envs.agents.endpoint import parse_endpoint_spec
 
