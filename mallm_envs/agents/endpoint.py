@@ -129,7 +129,7 @@ def parse_endpoint_spec(spec: str) -> EndpointSpec:
             model, _, query = model.partition("?")
             url = "?" + query
     parts = urlsplit(url)
-    if not url.startswith("?"):
+    if url and not url.startswith("?"):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise EndpointSpecError(
                 f"the URL of {spec!r} must start with http:// or https:// (e.g. "
