@@ -142,7 +142,7 @@ def _llm_settings(args: argparse.Namespace) -> Any:
 
 def _add_llm_arguments(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group(
-        "LLM agents", "how llm:, prompting: and checkpoint: agents load and decode"
+        "LLM agents", "how llm:, prompting:, checkpoint: and openai: agents load and decode"
     )
     group.add_argument(
         "--temperature",
@@ -374,7 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("play", help="play one episode and print the transcript")
-    p.add_argument("env_id")
+    p.add_argument(
+        "env_id", help="an env id, or module:EnvName-v0 for an env your module registers"
+    )
     p.add_argument(
         "--agents",
         "--agent",
@@ -420,7 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("evaluate", help="play an env's official suite and write a submission")
-    p.add_argument("env_id")
+    p.add_argument(
+        "env_id", help="an env id, or module:EnvName-v0 for an env your module registers"
+    )
     p.add_argument(
         "--agent",
         required=True,
