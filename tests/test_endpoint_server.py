@@ -174,7 +174,7 @@ def test_typed_errors_for_a_wrong_model_and_a_dead_port(server, tmp_path, capsys
         EndpointModelError,
         EndpointSpecError,
     )
-    from mallm_envs.agents.spec import build_agents
+    from mallm_envs.agents.spec import LLMSettings, build_agents
 
     base_url, model, _ = server
     env = mallm_envs.make("CoopCode-v0")
@@ -185,6 +185,10 @@ def test_typed_errors_for_a_wrong_model_and_a_dead_port(server, tmp_path, capsys
         build_agents(f"openai:{model}@{dead}?retries=1", env)
     with pytest.raises(EndpointSpecError, match="no credentials in the URL"):
         build_agents(f"openai:{model}@http://user:secret@127.0.0.1:1/v1", env)
+    short = LLMSettings(max_new_tokens=4)
+    slow = build_agents(f"openai:{model}@{base_url}?timeout=0.05&retries=0", env, settings=short)
+    with pytest.raises(EndpointConnectionError, match=r"did not answer within 0\.05 s"):
+        slow["helper"].act({"text": "Write a long story."})
     out = tmp_path / "never.json.gz"
     argv = ["evaluate", "CoopCode-v0", "--agent", f"openai:{model}@{dead}?retries=0"]
     assert main([*argv, "--out", str(out), "--quiet"]) == 2
@@ -219,6 +223,30 @@ def test_empty_and_cut_responses_are_actions_not_crashes(server) -> None:
     for thread in threads:
         thread.join()
     assert len(results) == 2 and results[0] == results[1]  # greedy: the same answer
+
+
+@pytest.mark.slow  # a minute or more on a busy 2-core machine
+def test_prompting_baseline_on_an_endpoint_in_completion_mode(server) -> None:
+    """``prompting:parallel:openai:...?mode=completion``: the paper's baseline with a served
+    model, through /completions, replays, and records the endpoint."""
+    pytest.importorskip("torch", reason="prompting teams need the llm extra")
+    from mallm_envs.agents.spec import LLMSettings, build_agents
+    from mallm_envs.core import first_difference, replay, run_episode
+
+    base_url, model, _ = server
+    env = mallm_envs.make("CoopCode-v0")
+    settings = LLMSettings(temperature=0.0, max_new_tokens=4)
+    spec = f"prompting:parallel:openai:{model}@{base_url}?mode=completion"
+    agents = build_agents(spec, env, settings=settings)
+    episode = run_episode(env, agents, seed=0)
+    described = episode.agent_descriptions["helper"]
+    assert (described["kind"], described["model"], described["mode"]) == (
+        "prompting",
+        model,
+        "completion",
+    )
+    assert 0 < agents["helper"].tokens_used <= 2 * 4 * episode.turns
+    assert first_difference(episode, replay(episode)) is None
 
 
 def test_server_stopped_mid_episode_is_a_typed_error(server) -> None:

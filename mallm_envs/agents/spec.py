@@ -544,8 +544,16 @@ def _load(entry: str) -> Any:
 _FILE_MODULES: dict[Path, Any] = {}
 
 
+_FILE_MODULES_LOCK = threading.Lock()
+
+
 def _load_file(entry: str, path: Path) -> Any:
-    path = path.resolve()
+    """The module of a Python file, run once per process (episodes built in threads too)."""
+    with _FILE_MODULES_LOCK:
+        return _load_file_locked(entry, path.resolve())
+
+
+def _load_file_locked(entry: str, path: Path) -> Any:
     if path in _FILE_MODULES:
         return _FILE_MODULES[path]
     if not path.is_file():
