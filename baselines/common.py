@@ -135,7 +135,7 @@ class PolicyArgs:
     tiny_seed: int = 0
     """Weight seed of the tiny model (model='tiny')."""
     gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass (less memory, about a third more time);
+    """Recompute activations in the backward pass (less memory, more time);
     responses are then scored by one cache-free forward over prompt + response."""
     # --- sampling (paper: temperature 0.7, top-p 0.9, 256 new tokens) ---
     temperature: float = 0.7
