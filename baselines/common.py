@@ -245,6 +245,7 @@ class PolicyArgs:
             max_new_tokens=self.max_new_tokens,
             stop=self.stop,
             system_prompt=self.system_prompt,
+            max_prompt_tokens=self.max_prompt_tokens,
         )
 
 
@@ -277,6 +278,11 @@ class Run:
     @property
     def start(self) -> int:
         return int(self.checkpoint["step"]) if self.checkpoint is not None else 0
+
+    @property
+    def finished(self) -> bool:
+        """The folder's run already reached ``num_updates`` (nothing to train)."""
+        return self.start >= self.args.num_updates
 
     def steps(self) -> range:
         return range(self.start + 1, self.args.num_updates + 1)
@@ -1000,6 +1006,7 @@ RESUMABLE_CHANGES = frozenset(
         "wandb_entity",
         "plot",
         "export",
+        "gradient_checkpointing",  # the same gradient, computed with less memory
     }
 )
 """Arguments that may differ between a run and its resumption; any other change is refused."""

@@ -403,6 +403,9 @@ def train(
     """Run the actor-critic trainer; returns this process's metric rows. ``on_step(step,
     metrics)`` is called after each logged update (tests raise from it to simulate a kill)."""
     run = common.start_run(args, "maac")
+    if run.finished:  # said so on stderr; the model is not even loaded
+        run.dist.close()
+        return []
     lm = common.build_model(args, run.agents, run.device, args.seed)
     critics = build_critics(args, run.agents, str(lm.device))
     actor_optimizers = {

@@ -397,6 +397,9 @@ def train(
     """Run MAGRPO; returns this process's metric rows. ``on_step(step, metrics)`` is called
     after each logged update (tests raise from it to simulate a kill)."""
     run = common.start_run(args, "magrpo", check=lambda horizon: check_tree_size(args, horizon))
+    if run.finished:  # said so on stderr; the model is not even loaded
+        run.dist.close()
+        return []
     lm = common.build_model(args, run.agents, run.device, args.seed)
     optimizers = {
         policy: torch.optim.AdamW(

@@ -201,3 +201,10 @@ def test_torchrun_two_processes_gloo(tmp_path: Path) -> None:
     assert len(set(checkpoint["replica_checksums"])) == 1  # gradients were averaged: in sync
     assert len(checkpoint["rng"]) == 2
     assert [int(r["step"]) for r in common.read_metrics(output)] == [1, 2]
+    # the CSV's columns come in the order one process logs them (they were sorted under DDP)
+    single = small_args(
+        tmp_path / "single", env_kwargs='{"max_turns": 1}', baseline="none", num_updates=1
+    )
+    train(single)
+    header = lambda folder: (Path(folder) / common.METRICS_NAME).read_text().splitlines()[0]  # noqa: E731
+    assert header(output) == header(single.output_dir)

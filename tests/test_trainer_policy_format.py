@@ -17,7 +17,7 @@ from mallm_envs.agents.checkpoint import (  # noqa: E402
     PolicyFormatError,
     load_checkpoint,
 )
-from mallm_envs.agents.llm import ModelLoadError, load_trained  # noqa: E402
+from mallm_envs.agents.llm import ModelLoadError, load_policy, load_trained  # noqa: E402
 
 torch.set_num_threads(1)
 AGENTS = ["agent_0", "agent_1"]
@@ -64,6 +64,8 @@ def test_checkpoint_agents_read_the_library_policy_record(tmp_path: Path) -> Non
     for policy in lm.policies:
         for name, tensor in lm.policy_state_dict(policy).items():
             assert torch.equal(tensor, saved["policies"][policy][name])
+    _, record = load_policy(run, AGENTS)
+    assert record == config and record.system_prompt == "Be brief."
     with pytest.raises(ModelLoadError, match="trained for agents"):
         load_trained(run, ["a", "b"])
 

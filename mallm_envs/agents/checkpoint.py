@@ -64,6 +64,8 @@ class PolicyConfig:
     max_new_tokens: int = 256
     stop: tuple[str, ...] = ()
     system_prompt: str | None = None
+    max_prompt_tokens: int = 0
+    """Observations were cut to their last this many tokens in training (0: no cap)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "agents", tuple(self.agents))

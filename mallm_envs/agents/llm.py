@@ -239,8 +239,11 @@ def load_causal_lm(
     torch_dtype, torch_device = _resolve_dtype(dtype), resolve_device(device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **options)
+        # Eager attention: a row's numbers do not depend on the other rows of its batch (the
+        # fused SDPA kernel takes another path for padded rows and differs in the last bits),
+        # so batched generation gives each agent exactly what it would get alone.
         network = AutoModelForCausalLM.from_pretrained(
-            location, **{dtype_argument: torch_dtype}, **options
+            location, **{dtype_argument: torch_dtype}, attn_implementation="eager", **options
         )
     except (OSError, ValueError) as error:
         local = Path(location).expanduser().exists()
@@ -1014,7 +1017,16 @@ class LLMAgent:
 def load_trained(
     checkpoint: str | os.PathLike, agents: Sequence[str], device: str | None = "cpu"
 ) -> tuple[MultiAgentLM, SamplingConfig]:
-    """The policies and sampling settings saved by ``baselines/magrpo.py`` or ``maac.py``.
+    """The policies and sampling settings saved by the trainers (see :func:`load_policy`)."""
+    lm, config = load_policy(checkpoint, agents, device)
+    return lm, config.sampling()
+
+
+def load_policy(
+    checkpoint: str | os.PathLike, agents: Sequence[str], device: str | None = "cpu"
+) -> tuple[MultiAgentLM, Any]:
+    """The policies and their :class:`~mallm_envs.agents.checkpoint.PolicyConfig` (model,
+    sampling, system prompt) saved by ``baselines/magrpo.py`` or ``maac.py``.
 
     ``checkpoint`` is the ``checkpoint.pt`` file or the run folder holding it; ``agents``
     are the env's agent names (the ones the run trained). The file is read by
@@ -1062,7 +1074,7 @@ def load_trained(
         )
     for policy in lm.policies:
         lm.load_policy_state_dict(policy, policies[policy])
-    return lm, config.sampling()
+    return lm, config
 
 
 def _policy_config_from_trainer_args(args: Mapping[str, Any], agents: Sequence[str]) -> Any:
