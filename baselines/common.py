@@ -71,8 +71,10 @@ RUN_FILES = (
     "policy.json",
     "completions.jsonl",
     "curves.png",
+    "wandb_id",
 )
-"""Files of a run that ``--overwrite`` removes (with the tensorboard/ and export/ folders)."""
+"""Files of a run that ``--overwrite`` removes (with the tensorboard/, export/ and wandb/
+folders)."""
 
 
 class TrainerConfigError(Exception):
@@ -607,7 +609,7 @@ def open_run(args: PolicyArgs, algorithm: str, dist: Distributed) -> dict[str, A
             if dist.is_main:
                 for name in RUN_FILES:
                     (folder / name).unlink(missing_ok=True)
-                for name in ("tensorboard", "export"):
+                for name in ("tensorboard", "export", "wandb"):
                     shutil.rmtree(folder / name, ignore_errors=True)
         dist.barrier()
         return None

@@ -165,6 +165,9 @@ def test_resume_after_a_kill_continues_identically(tmp_path: Path) -> None:
         common.read_metrics(straight.output_dir)
     )
     assert strip(expected) == strip(common.read_metrics(straight.output_dir))
+    # completions logged after the checkpoint were dropped on resume, then logged again
+    completions = lambda args: (Path(args.output_dir) / "completions.jsonl").read_text()  # noqa: E731
+    assert completions(broken) == completions(straight)
     final_a, final_b = (
         _final_policies(Path(straight.output_dir)),
         _final_policies(Path(broken.output_dir)),
