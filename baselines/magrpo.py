@@ -10,7 +10,11 @@ optimizer per agent and one update per task.
 
 Multi-turn: each joint action's feedback opens its own next turn (the env state is rebuilt by
 replaying the seed and the action prefix), which samples G joint actions again; returns are
-discounted Monte-Carlo estimates, r_t + gamma * mean(returns of the G children).
+discounted Monte-Carlo estimates, r_t + gamma * mean(returns of the G children). The tree
+holds up to G + G^2 + ... + G^turns joint actions: ``--branch-turns K`` branches only the
+first K turns and continues each path with one sample (long-horizon text envs), and a tree
+larger than ``--max-joint-actions`` is refused at start. An update whose advantages are all 0
+(every joint action scored the same) has a zero gradient: it is skipped and logged as such.
 
 Run (from a checkout)::
 
