@@ -66,8 +66,10 @@ def test_role_specs_name_roles_unambiguously() -> None:
         build_agents(["agent_0=random"], env)
     with pytest.raises(AgentSpecError, match="at most one plain"):
         build_agents(["random", "scripted", "agent_0=random"], env)
-    with pytest.raises(AgentSpecError, match="plays as a whole team"):
+    with pytest.raises(AgentSpecError, match="cannot share a team with a prompting: spec"):
         build_agents(["agent_0=prompting:parallel", "agent_1=random"], env)
+    with pytest.raises(AgentSpecError, match="follow one strategy"):
+        build_agents(["agent_0=prompting:parallel", "agent_1=prompting:single"], env)
     # A mixed team is recorded as ROLE=SPEC items that build the same team again.
     by_role = role_specs(["agent_1=fixed:a, b", "agent_0=scripted"], env.possible_agents)
     assert team_spec(by_role) == "agent_0=scripted,agent_1=fixed:a, b"
@@ -278,3 +280,27 @@ def test_a_mixed_team_puts_an_llm_beside_another_agent() -> None:
     episode = run_episode(env, agents, seed=0)
     assert episode.agent_descriptions["main"]["sampling"]["max_new_tokens"] == 2
     assert first_difference(episode, replay(episode)) is None
+
+
+@pytest.mark.slow  # loads SmolLM2 in-process (about 20 s on a busy 2-core machine)
+def test_a_prompting_team_with_a_model_per_role() -> None:
+    """`helper=prompting:S:A` beside `main=prompting:S:B`: one strategy, each role its model
+    (an endpoint model works the same way: prompting:S:openai:MODEL@URL)."""
+    from mallm_envs.agents.spec import LLMSettings
+
+    torch.set_num_threads(1)
+    env = mallm_envs.make("CoopCode-v0")
+    specs = ["helper=prompting:discussion:tiny", "main=prompting:discussion:smollm2-135m"]
+    settings = LLMSettings(temperature=0.0, max_new_tokens=2)
+    try:
+        agents = build_agents(specs, env, seed=0, settings=settings)
+    except AgentSpecError as error:
+        pytest.skip(f"SmolLM2 is not available here: {error}")
+    episode = run_episode(env, agents, seed=0)
+    models = episode.agent_descriptions["helper"]["models"]
+    assert models["helper"]["model"] == "tiny" and models["main"]["model"] == "smollm2-135m"
+    assert episode.agent_descriptions["main"]["strategy"] == "discussion"
+    assert 0 < agents["helper"].tokens_used <= 2 * 2 * 2 * episode.turns  # 2 rounds, 2 roles
+    assert first_difference(episode, replay(episode)) is None
+    lms = agents["main"].team.lm.models
+    assert (lms["helper"].model_name, lms["main"].model_name) == ("tiny", "smollm2-135m")

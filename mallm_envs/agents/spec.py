@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -496,18 +497,127 @@ def build_agents(
     by_role = role_specs(specs, roles)
     team_specs = {spec for spec in by_role.values() if _kind(spec) in TEAM_KINDS}
     if team_specs:
-        if len(set(by_role.values())) != 1:
-            raise AgentSpecError(
-                f"{sorted(team_specs)[0]!r} plays as a whole team; it cannot share a team with "
-                "other specs (give it for every role)"
-            )
-        team = _llm_agents(next(iter(team_specs)), env, seed, settings)
-        assert team is not None
-        return team
+        if len(set(by_role.values())) == 1:
+            team = _llm_agents(next(iter(team_specs)), env, seed, settings)
+            assert team is not None
+            return team
+        return _mixed_prompting_team(by_role, env, seed, settings)
     return {
         role: build_agent(spec, env, role, seed=seed, settings=settings)
         for role, spec in by_role.items()
     }
+
+
+def _mixed_prompting_team(
+    by_role: Mapping[str, str], env: Any, seed: int | None, settings: LLMSettings | None
+) -> dict[str, Any]:
+    """A prompting team whose roles name one strategy and different models, e.g.
+    ``helper=prompting:discussion:openai:M@URL`` beside ``main=prompting:discussion:smollm2-135m``."""
+    strategies = {}
+    for role, spec in by_role.items():
+        kind, _, rest = spec.partition(":")
+        if kind.strip() != "prompting":
+            raise AgentSpecError(
+                f"{spec!r} cannot share a team with a prompting: spec; a prompting team has a "
+                "prompting: spec for every role (one strategy, a model per role)"
+            )
+        strategies[role] = rest.partition(":")[0]
+    if len(set(strategies.values())) != 1:
+        raise AgentSpecError(f"the roles of a prompting team follow one strategy; got {strategies}")
+    _llm_module()  # a clear error when the llm extra is missing
+    from mallm_envs.agents import prompting
+
+    strategy = next(iter(strategies.values()))
+    if strategy not in prompting.STRATEGIES:
+        raise AgentSpecError(
+            f"prompting strategy must be one of {prompting.STRATEGIES}, got {strategy!r}"
+        )
+    roles = tuple(env.possible_agents)
+    settings = settings or LLMSettings()
+    models: dict[str, Any] = {}
+    built: dict[str, Any] = {}
+    for role, spec in by_role.items():
+        model = spec.partition(":")[2].partition(":")[2] or "tiny"
+        if model not in built:
+            if _kind(model) == "openai":
+                from mallm_envs.agents.endpoint import EndpointLM, parse_endpoint_spec
+
+                built[model] = EndpointLM(roles, parse_endpoint_spec(model))
+            else:
+                built[model] = _frozen_lm(model, roles, settings)
+        models[role] = built[model]
+    return prompting.prompting_team(
+        strategy, _RoleModels(models), env, sampling=settings.sampling(), seed=seed or 0
+    )
+
+
+class _RoleModels:
+    """Models per role in the place of one model, for a mixed prompting team.
+
+    A prompting team formats each prompt and then generates from it; here the formatted
+    prompt is the message (text and system) as JSON, and each role's model formats it its
+    own way (its chat template, or the endpoint's messages) when it generates.
+    """
+
+    def __init__(self, models: Mapping[str, Any]) -> None:
+        self.models = dict(models)
+        self.agents = tuple(self.models)
+        in_process = [m for m in self.models.values() if not isinstance(m.device, str)]
+        self.device = in_process[0].device if in_process else "cpu"  # the team's generators
+
+    def policy_name(self, agent: str) -> str:
+        if agent not in self.models:
+            raise AgentSpecError(f"unknown role {agent!r}; roles are {self.agents}")
+        return agent
+
+    def format_prompt(self, text: str, system: str | None = None) -> str:
+        return json.dumps({"text": text, "system": system})
+
+    def generate(
+        self,
+        prompts: Mapping[str, Sequence[str]],
+        *,
+        num_samples: int = 1,
+        sampling: Any = None,
+        generator: Any = None,
+        formatted: bool = False,
+    ) -> dict[str, Any]:
+        from mallm_envs.agents.base import shared_lock
+
+        per_prompt = list(generator) if isinstance(generator, (list, tuple)) else None
+        groups: dict[int, tuple[Any, dict[str, list[str]], list[Any]]] = {}
+        position = 0
+        for agent, agent_prompts in prompts.items():
+            model = self.models[self.policy_name(agent)]
+            _, requests, generators = groups.setdefault(id(model), (model, {}, []))
+            for prompt in agent_prompts:
+                message = json.loads(prompt) if formatted else {"text": prompt, "system": None}
+                requests.setdefault(agent, []).append(
+                    model.format_prompt(message["text"], message["system"])
+                )
+                if per_prompt is not None:
+                    generators.append(per_prompt[position])
+                position += 1
+        results: dict[str, Any] = {}
+        for model, requests, generators in groups.values():
+            with shared_lock(model):  # an in-process model may serve other episodes' threads
+                results.update(
+                    model.generate(
+                        requests,
+                        num_samples=num_samples,
+                        sampling=sampling,
+                        generator=generators if per_prompt is not None else generator,
+                        formatted=True,
+                    )
+                )
+        return {agent: results[agent] for agent in prompts}
+
+    def describe(self) -> dict[str, Any]:
+        described = {role: model.describe() for role, model in self.models.items()}
+        return {
+            "model": ", ".join(f"{role}: {d.get('model')}" for role, d in described.items()),
+            "models": described,
+        }
 
 
 def _load(entry: str) -> Any:
