@@ -117,6 +117,7 @@ def test_agents_load_from_a_file_path_and_the_current_folder(tmp_path, monkeypat
         ["agent_0=openai:m@https://api.example.org/v1", "agent_1=llm:/models/smol"],
         ["fixed:a\tb", "random"],
         ["agent_0=fixed:..//..", "agent_1=fixed:=="],
+        ["agent_0=openai:" + "m" * 200 + "@http://h:1/v1", "agent_1=./" + "d/" * 60 + "f.py:make"],
     ],
 )
 def test_default_name_is_valid_for_any_spec(specs) -> None:
@@ -126,6 +127,8 @@ def test_default_name_is_valid_for_any_spec(specs) -> None:
     name = default_name(by_role)
     check_agent_info({"name": name})
     assert "/" not in name and ".." not in name
+    if len(set(by_role.values())) > 1:  # a mixed team's name names every role
+        assert "agent_0: " in name and "agent_1: " in name
 
 
 def test_cli_plays_a_mixed_team_and_an_external_env(tmp_path, monkeypatch, capsys) -> None:

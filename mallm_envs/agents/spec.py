@@ -448,7 +448,7 @@ def default_name(by_role: Mapping[str, str], limit: int = 80) -> str:
     >>> default_name({"a": "./agents/mine.py:make", "b": "./agents/mine.py:make"})
     'mine.py:make'
     >>> default_name({"helper": "openai:Qwen/Qwen2.5-7B@http://127.0.0.1:8000/v1", "main": "scripted"})
-    'helper: openai:Qwen-Qwen2.5-7B@127.0.0.1:8000 + main: scripted'
+    'helper: openai:Qwen2.5-7B@127.0.0.1:8000 + main: scripted'
     """
 
     def short(spec: str) -> str:
@@ -456,7 +456,8 @@ def default_name(by_role: Mapping[str, str], limit: int = 80) -> str:
         if kind.strip() == "openai":
             model, _, url = rest.rpartition("@")
             host = url.split("://", 1)[-1].split("/", 1)[0].split("?", 1)[0]
-            text = f"openai:{model or rest}" + (f"@{host}" if model and host else "")
+            model = (model or rest).rstrip("/").rsplit("/", 1)[-1]  # the name, not the path
+            text = f"openai:{model}" + (f"@{host}" if host and "@" in rest else "")
         elif kind.strip() in ("checkpoint", "llm") or _FACTORY_ITEM.match(spec):
             head, _, tail = spec.rpartition(":") if _FACTORY_ITEM.match(spec) else ("", "", "")
             if head:
@@ -472,10 +473,13 @@ def default_name(by_role: Mapping[str, str], limit: int = 80) -> str:
 
     specs = list(by_role.values())
     if specs and all(spec == specs[0] for spec in specs):
-        name = short(specs[0])
+        parts = [short(specs[0])]
     else:
-        name = " + ".join(f"{role}: {short(spec)}" for role, spec in by_role.items())
-    name = name.lstrip(" ._+()@&,:-") or "agent"
+        parts = [f"{role}: {short(spec)}" for role, spec in by_role.items()]
+    share = max(8, (limit - 3 * (len(parts) - 1)) // len(parts))
+    if sum(len(part) for part in parts) + 3 * (len(parts) - 1) > limit:
+        parts = [part[:share].rstrip(" .-") for part in parts]  # every role stays named
+    name = " + ".join(parts).lstrip(" ._+()@&,:-") or "agent"
     return name[:limit].rstrip()
 
 
