@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mallm_envs.core.errors import MallmError
+from mallm_envs.data.models import cache_root, fsync_dir, fsync_file, sha256_file
 
 TINY_MODEL_VERSION = "tiny-llama-v0"
 """Name of the cached folder; bump it when anything below changes the files."""
@@ -91,14 +92,6 @@ class TinyModelConfig:
     initializer_range: float = 0.02
 
 
-def cache_root() -> Path:
-    """Folder that holds cached models: ``$MALLM_ENVS_CACHE`` or ``~/.cache/mallm_envs``."""
-    override = os.environ.get("MALLM_ENVS_CACHE")
-    if override:
-        return Path(override).expanduser()
-    return Path.home() / ".cache" / "mallm_envs"
-
-
 def _folder_name(seed: int, config: TinyModelConfig) -> str:
     name = TINY_MODEL_VERSION
     if seed != 0:
@@ -144,7 +137,7 @@ def tiny_model_path(
     finally:
         if scratch.exists():
             shutil.rmtree(scratch, ignore_errors=True)
-    _fsync_dir(root)
+    fsync_dir(root)
     return target
 
 
@@ -232,29 +225,9 @@ def build_tiny_model(
         "seed": seed,
         "config": asdict(config),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "sha256": {name: _sha256(folder / name) for name in files},
+        "sha256": {name: sha256_file(folder / name) for name in files},
     }
     (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     for path in folder.iterdir():
-        _fsync_file(path)
+        fsync_file(path)
     return folder
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        descriptor = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory descriptors
-        return
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

