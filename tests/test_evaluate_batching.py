@@ -176,3 +176,21 @@ def test_token_counts_are_those_of_the_sequential_loop() -> None:
         run_episode(env, agents, seed=2, batch=batch)
         used[batch] = [agent.tokens_used for agent in agents.values()]
     assert used[True] == used[False] and sum(used[True]) > 0
+
+
+def test_long_sampled_answers_batched_equal_alone() -> None:
+    """Padded rows once took another attention kernel and differed in the last bits, which
+    changed a sampled token after 16 steps here (the tiny model has near-tied tokens)."""
+    from mallm_envs.agents.spec import LLMSettings, build_agents
+    from mallm_envs.leaderboard.suites import load_suite
+
+    pytest.importorskip("torch")
+    seed, options = load_suite("CoopCode-v1").items()[2]
+    settings = LLMSettings(temperature=0.7, max_new_tokens=40)
+    actions = {}
+    for batch in (False, True):
+        env = mallm_envs.make("CoopCode-v1")
+        agents = build_agents("llm:tiny", env, seed=0, settings=settings)
+        episode = run_episode(env, agents, seed=seed, options=options, batch=batch)
+        actions[batch] = [step.action for step in episode.steps]
+    assert actions[True] == actions[False]
