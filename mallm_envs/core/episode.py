@@ -376,9 +376,9 @@ def run_episode(
             ``batch_key``, see :mod:`mallm_envs.agents.base`: LLM agents on one model) for
             their actions in one call. Each agent still gets the observation it sees at its
             own step (checked) and its own random draws, so the transcript is the one of
-            ``batch=False``, where every agent is asked alone at its turn. (Floating-point
-            sums in a batched forward pass can differ from a lone one in the last bits; an
-            action changes only if two tokens tie to that precision.)
+            ``batch=False``, where every agent is asked alone at its turn. (The LLM agents
+            rely on a row's numbers not depending on its batch: the models run eager
+            attention, whose padded rows sum exactly as lone ones; the tests check it.)
     """
     loop = play_episode(env, agents, seed, options, max_steps=max_steps, batch=batch)
     try:

@@ -261,8 +261,10 @@ def evaluate(
             already uses is refused.
         batch_episodes: episodes played side by side in one thread, their model calls
             batched together (:func:`~mallm_envs.core.run_episodes`; for in-process models).
-            Batches of different composition can differ from one another in the last bits
-            of the model's sums, so keep 1 for entries that should reproduce bit for bit.
+            Each agent samples from its own generator and the models run eager attention, so
+            a row's numbers do not depend on its batch: the transcripts are the sequential
+            ones (checked by the tests; a BLAS library that sums a matrix product in another
+            order for another batch size could still move a near-tie).
         batch: batch the agents of a simultaneous turn (see :func:`~mallm_envs.core.run_episode`).
 
     Whatever ``concurrency`` and ``batch_episodes`` are, episodes are recorded in suite order
