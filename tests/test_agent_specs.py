@@ -190,10 +190,13 @@ def test_checkpoint_spec_loads_the_trained_policies(tmp_path: Path) -> None:
         progress=False,
         tensorboard=False,
         threads=1,
+        system_prompt="Answer with one word.",
     )
     train(args)
     env = mallm_envs.make("CommonWord-v0")
     agents = build_agents(f"checkpoint:{tmp_path / 'run'}", env, seed=0)
+    # Evaluated as trained: with the run's system prompt.
+    assert all(a.system_prompt == "Answer with one word." for a in agents.values())
     lm = agents["agent_0"].lm
     saved = torch.load(tmp_path / "run" / "checkpoint.pt", map_location="cpu", weights_only=False)
     for policy in lm.policies:

@@ -221,12 +221,22 @@ def _llm_agents(
         llm = _llm_module()
         if not rest:
             raise AgentSpecError("checkpoint: needs a path, e.g. checkpoint:runs/magrpo")
-        lm, trained = _cached(
+        lm, config = _cached(
             ("checkpoint", rest, roles, settings.device),
-            lambda: llm.load_trained(rest, roles, device=settings.device),
+            lambda: llm.load_policy(rest, roles, device=settings.device),
         )
-        sampling = settings.sampling(trained)
-        return {r: llm.LLMAgent(lm, agent_id=r, sampling=sampling, seed=seed or 0) for r in roles}
+        sampling = settings.sampling(config.sampling())
+        # The policy is prompted as it was trained: with the run's system prompt.
+        return {
+            r: llm.LLMAgent(
+                lm,
+                agent_id=r,
+                sampling=sampling,
+                system_prompt=config.system_prompt,
+                seed=seed or 0,
+            )
+            for r in roles
+        }
     return None
 
 
