@@ -198,7 +198,7 @@ def test_play_show_turns_and_the_old_flag_names_the_new_one(capsys) -> None:
     assert "--show-turns" in err and "--kwargs '{\"max_turns\": N}'" in err
 
 
-STOPPER = '''
+STOPPER = """
 import os
 
 from mallm_envs.agents.base import BaseAgent
@@ -216,7 +216,7 @@ class Stopper(BaseAgent):
 
 def factory(env, agent):
     return Stopper()
-'''
+"""
 
 
 def test_an_interrupted_mallm_evaluate_says_how_to_resume(tmp_path, capsys, monkeypatch) -> None:
@@ -232,3 +232,37 @@ def test_an_interrupted_mallm_evaluate_says_how_to_resume(tmp_path, capsys, monk
     assert "resuming: 3 finished episode(s)" in capsys.readouterr().err
     data = json.loads(gzip.decompress(out.read_bytes()))
     assert [e["seed"] for e in data["episodes"]] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("spec", ["llm:tiny", "prompting:parallel:tiny"])
+def test_a_shared_in_process_model_is_used_by_one_thread_at_a_time(monkeypatch, spec) -> None:
+    llm = pytest.importorskip("mallm_envs.agents.llm", reason="needs the llm extra")
+    import threading
+    import time
+
+    original = llm.MultiAgentLM.generate
+    state = {"active": 0, "most": 0, "threads": set()}
+    guard = threading.Lock()
+
+    def spy(self: Any, prompts: Any, **kwargs: Any) -> Any:
+        with guard:
+            state["active"] += 1
+            state["most"] = max(state["most"], state["active"])
+            state["threads"].add(threading.get_ident())
+        try:
+            time.sleep(0.01)  # widen the window in which a second thread could enter
+            return original(self, prompts, **kwargs)
+        finally:
+            with guard:
+                state["active"] -= 1
+
+    monkeypatch.setattr(llm.MultiAgentLM, "generate", spy)
+    settings = LLMSettings(temperature=0.8, max_new_tokens=3)
+
+    def team(env: Any) -> dict[str, Any]:
+        return build_agents(spec, env, seed=0, settings=settings)
+
+    threaded = evaluate(ENV, team, agent_info=INFO, limit=6, progress=False, concurrency=3)
+    assert state["most"] == 1 and len(state["threads"]) > 1  # several threads, one at a time
+    sequential = evaluate(ENV, team, agent_info=INFO, limit=6, progress=False)
+    assert replayable(threaded) == replayable(sequential)

@@ -22,6 +22,7 @@ episode through :func:`mallm_envs.core.run_episode`, so the transcript is the st
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -88,7 +89,7 @@ class _Team:
         """One response per role, batched; each role uses its model policy."""
         requests: dict[str, list[str]] = {}
         order: list[tuple[str, str]] = []
-        with shared_lock(self.lm):  # one model, one thread at a time
+        with _model_lock(self.lm):  # an in-process model: one thread at a time
             for role, prompt in prompts.items():
                 policy_agent = self.roles[role]
                 requests.setdefault(policy_agent, []).append(
@@ -164,7 +165,7 @@ def sample_parallel(rows: Sequence[tuple[_Team, str, str]]) -> list[str]:
     generator, so its answer is the one that role would get alone.
     """
     lm = rows[0][0].lm
-    with shared_lock(lm):
+    with _model_lock(lm):
         prompts: dict[str, list[str]] = {}
         slots: list[tuple[str, int]] = []
         generators: dict[tuple[str, int], Any] = {}
@@ -182,6 +183,12 @@ def sample_parallel(rows: Sequence[tuple[_Team, str, str]]) -> list[str]:
         team.tokens_used += generation.num_tokens
         answers.append(generation.text)
     return answers
+
+
+def _model_lock(lm: Any) -> Any:
+    """The lock of an in-process model; none for models behind a server, whose requests are
+    independent (so ``--concurrency`` keeps a server busy)."""
+    return shared_lock(lm) if isinstance(lm, MultiAgentLM) else contextlib.nullcontext()
 
 
 def split_sections(reply: str, roles: list[str]) -> dict[str, str]:
