@@ -376,9 +376,12 @@ def run_episode(
             ``batch_key``, see :mod:`mallm_envs.agents.base`: LLM agents on one model) for
             their actions in one call. Each agent still gets the observation it sees at its
             own step (checked) and its own random draws, so the transcript is the one of
-            ``batch=False``, where every agent is asked alone at its turn. (The LLM agents
-            rely on a row's numbers not depending on its batch: the models run eager
-            attention, whose padded rows sum exactly as lone ones; the tests check it.)
+            ``batch=False``, where every agent is asked alone at its turn. (For LLM agents
+            this holds as far as a row's numbers do not depend on its batch: the models run
+            eager attention, whose padded rows sum as lone ones, and the tests check equal
+            transcripts; the matrix library may still sum another batch size in another
+            order, which can move a near-tie in the last bit. A run and its reproduction
+            batch the same agents the same way, so they agree.)
     """
     loop = play_episode(env, agents, seed, options, max_steps=max_steps, batch=batch)
     try:

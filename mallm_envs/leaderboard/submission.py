@@ -262,9 +262,11 @@ def evaluate(
         batch_episodes: episodes played side by side in one thread, their model calls
             batched together (:func:`~mallm_envs.core.run_episodes`; for in-process models).
             Each agent samples from its own generator and the models run eager attention, so
-            a row's numbers do not depend on its batch: the transcripts are the sequential
-            ones (checked by the tests; a BLAS library that sums a matrix product in another
-            order for another batch size could still move a near-tie).
+            the transcripts are the sequential ones in the tests; but the matrix library may
+            sum a product of another batch size in another order, and a last-bit difference
+            can change a sampled token where two are nearly tied (seen once: the sampled tiny
+            model, Kitchen, episode 2 of 4, step 58). Keep 1 for entries that must reproduce
+            bit for bit (``mallm verify --reproduce`` plays one episode at a time).
         batch: batch the agents of a simultaneous turn (see :func:`~mallm_envs.core.run_episode`).
 
     Whatever ``concurrency`` and ``batch_episodes`` are, episodes are recorded in suite order
