@@ -266,3 +266,36 @@ def test_a_shared_in_process_model_is_used_by_one_thread_at_a_time(monkeypatch, 
     assert state["most"] == 1 and len(state["threads"]) > 1  # several threads, one at a time
     sequential = evaluate(ENV, team, agent_info=INFO, limit=6, progress=False)
     assert replayable(threaded) == replayable(sequential)
+
+
+class Crashes(StopsAt):
+    """Agents of episode ``stop`` crash (a bug in the agent, not Ctrl-C)."""
+
+    def __call__(self, env: Any) -> dict[str, Any]:
+        agents = super().__call__(env)
+        if self.built == self.stop:
+            first = next(iter(agents))
+
+            def crash(observation: Any, info: Any) -> str:
+                raise ValueError("agent bug")
+
+            agents[first].act = crash
+        return agents
+
+
+def test_a_crash_in_one_thread_keeps_the_other_episodes(tmp_path) -> None:
+    folder = tmp_path / "run.episodes"
+    with pytest.raises(ValueError, match="agent bug"):
+        evaluate(
+            ENV, Crashes(3), agent_info=INFO, limit=6, progress=False, episodes_dir=folder,
+            concurrency=2,
+        )  # fmt: skip
+    kept = sorted(int(p.stem.split("-")[1]) for p in folder.glob("episode-*.json"))
+    assert 2 not in kept and {0, 1} <= set(kept)
+    rerun = StopsAt(stop=0)
+    resumed = evaluate(
+        ENV, rerun, agent_info=INFO, limit=6, progress=False, episodes_dir=folder, concurrency=2
+    )
+    assert rerun.built == 6 - len(kept)
+    whole = evaluate(ENV, scripted, agent_info=INFO, limit=6, progress=False)
+    assert replayable(resumed) == replayable(whole)
