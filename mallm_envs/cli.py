@@ -470,7 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-episodes",
         type=int,
         default=1,
-        help="episodes played side by side with their model calls batched (in-process models)",
+        help="episodes played side by side with their model calls batched (in-process "
+        "models; keep 1 for an entry that must reproduce bit for bit)",
     )
     p.add_argument(
         "--restart",
