@@ -136,6 +136,10 @@ class PolicyArgs:
     """Policy dtype: float32, bfloat16 or float16 (a critic stays float32)."""
     tiny_seed: int = 0
     """Weight seed of the tiny model (model='tiny')."""
+    attention: str = "sdpa"
+    """Attention implementation while training: 'sdpa' keeps no attention matrices for the
+    backward pass (memory), 'eager' does (heads x length^2 per layer) but gives a row the same
+    numbers in any batch (what evaluation agents use)."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass (less memory, more time);
     responses are then scored by one cache-free forward over prompt + response."""
@@ -453,6 +457,7 @@ def build_model(args: PolicyArgs, agents: list[str], device: str, seed: int) -> 
         device=device,
         dtype=args.dtype,
         tiny_seed=args.tiny_seed,
+        attention=args.attention,
     )
     if args.gradient_checkpointing:
         for network in {id(n): n for n in lm.networks.values()}.values():

@@ -50,6 +50,9 @@ except ImportError as _error:  # pragma: no cover - exercised only without the e
 TINY_MODEL_ID = "tiny"
 """Model name that selects the offline tiny model (:mod:`mallm_envs.agents.tiny_model`)."""
 
+ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa")
+"""Attention implementations :func:`load_causal_lm` takes (see its ``attention`` argument)."""
+
 BASE_POLICY = "__base__"
 """Policy name of the frozen base model (peft's name for 'no adapter')."""
 
@@ -184,6 +187,7 @@ def load_causal_lm(
     device: str | None = "cpu",
     dtype: str | torch.dtype | None = None,
     tiny_seed: int = 0,
+    attention: str = "eager",
 ) -> tuple[Any, Any]:
     """Load ``(model, tokenizer)`` for a causal LM.
 
@@ -198,7 +202,17 @@ def load_causal_lm(
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, or ``"auto"``.
         dtype: ``float32`` (default), ``bfloat16`` or ``float16``.
         tiny_seed: weight seed of the tiny model.
+        attention: transformers' attention implementation. ``"eager"`` (default): a row's
+            numbers do not depend on the other rows of its batch (the fused SDPA kernel takes
+            another path for padded rows and differs in the last bits), so batched
+            generation gives each agent what it would get alone; evaluation uses it.
+            ``"sdpa"``: no attention matrices are kept, which training needs for long
+            prompts (eager keeps heads x length^2 values per layer for the backward pass).
     """
+    if attention not in ATTENTION_IMPLEMENTATIONS:
+        raise LLMConfigError(
+            f"attention must be one of {ATTENTION_IMPLEMENTATIONS}, got {attention!r}"
+        )
     try:
         import transformers
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -239,11 +253,8 @@ def load_causal_lm(
     torch_dtype, torch_device = _resolve_dtype(dtype), resolve_device(device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **options)
-        # Eager attention: a row's numbers do not depend on the other rows of its batch (the
-        # fused SDPA kernel takes another path for padded rows and differs in the last bits),
-        # so batched generation gives each agent exactly what it would get alone.
         network = AutoModelForCausalLM.from_pretrained(
-            location, **{dtype_argument: torch_dtype}, attn_implementation="eager", **options
+            location, **{dtype_argument: torch_dtype}, attn_implementation=attention, **options
         )
     except (OSError, ValueError) as error:
         local = Path(location).expanduser().exists()
@@ -304,6 +315,7 @@ class MultiAgentLM:
         device: str | None = "cpu",
         dtype: str | torch.dtype | None = None,
         tiny_seed: int = 0,
+        attention: str = "eager",
     ) -> None:
         agents = tuple(agents)
         if not agents or len(set(agents)) != len(agents):
@@ -324,7 +336,9 @@ class MultiAgentLM:
             device=device,
             dtype=dtype,
             tiny_seed=tiny_seed,
+            attention=attention,
         )
+        self.attention = attention
         self.device = next(base.parameters()).device
         self._dtype = next(base.parameters()).dtype
         # transformers 5 renamed the cache argument of forward() from past_key_values to cache.
@@ -462,6 +476,7 @@ class MultiAgentLM:
             "lora": asdict(self.lora) if self.adapter == "lora" else None,
             "device": str(self.device),
             "dtype": str(self._dtype).replace("torch.", ""),
+            "attention": self.attention,
         }
 
     def policy_name(self, agent: str) -> str:
