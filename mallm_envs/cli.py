@@ -349,7 +349,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_board(args: argparse.Namespace) -> int:
     from mallm_envs.leaderboard import build
 
-    boards, failures, written = build(args.root, reproduce=not args.replay_only)
+    boards, failures, written = build(
+        args.root, reproduce=not args.replay_only, reproduce_models=args.reproduce_models
+    )
     for env_id, entries in sorted(boards.items()):
         reproduced = sum(e.report.check == "reproduced" for e in entries)
         print(f"{env_id}: {len(entries)} verified submission(s), {reproduced} reproduced")
@@ -494,6 +496,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root", nargs="?", default="leaderboards")
     p.add_argument(
         "--replay-only", action="store_true", help="do not try to reproduce the declared agents"
+    )
+    p.add_argument(
+        "--reproduce-models",
+        action="store_true",
+        help="also re-run agents that use a language model (slow: minutes to hours per entry)",
     )
     p.set_defaults(func=cmd_board)
     return parser

@@ -336,6 +336,37 @@ def test_greedy_tiny_lm_is_reproduced_and_sampling_is_not(tmp_path, monkeypatch)
     assert report.check == "replayed" and "sampled decoding" in report.reproduce_note
 
 
+def test_boards_rebuild_language_model_agents_only_on_request(tmp_path, monkeypatch) -> None:
+    """A board build must not re-run every LLM entry (an SmolLM2 suite is an hour of CPU)."""
+    pytest.importorskip("torch")
+    from mallm_envs.agents.spec import LLMSettings
+    from mallm_envs.leaderboard.board import runs_a_model
+
+    assert runs_a_model("llm:tiny") and runs_a_model("prompting:parallel:smollm2-135m")
+    assert runs_a_model("helper=openai:m@http://127.0.0.1:1/v1,main=scripted")
+    assert not runs_a_model("scripted") and not runs_a_model("fixed:llm: is a word")
+    env_id = "CommonWord-v1"
+    suite = generate_suite(env_id, n_seeds=2)
+    monkeypatch.setattr(verify_module, "load_suite", lambda _: suite)
+    settings = LLMSettings(temperature=0.0, max_new_tokens=2)
+    submission = evaluate(
+        env_id,
+        lambda env: build_agents("llm:tiny", env, seed=0, settings=settings),
+        agent_info={"name": "tiny greedy", "spec": "llm:tiny", "model": "tiny"},
+        suite=suite,
+        progress=False,
+    )
+    submission.agent["decoding"] = next(iter(submission.agent["per_role"].values()))["sampling"]
+    (tmp_path / env_id).mkdir()
+    submission.save(tmp_path / env_id / "tiny.json.gz")
+    boards, failures, _ = build(tmp_path)
+    (entry,) = boards[env_id]
+    assert not failures and entry.report.check == "replayed"
+    assert "reproduce-models" in entry.report.reproduce_note
+    boards, failures, _ = build(tmp_path, reproduce_models=True)
+    assert boards[env_id][0].report.check == "reproduced"
+
+
 def test_repository_reference_entries_are_reproduced() -> None:
     for board in sorted((ROOT / "leaderboards").iterdir()):
         readme = board / "README.md"

@@ -27,6 +27,7 @@ replaced.
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,12 +75,25 @@ def _name_key(name: str) -> str:
     return " ".join(name.casefold().split())
 
 
-def collect(root: Path, *, reproduce: bool = True) -> tuple[dict[str, list[Entry]], list[str]]:
+_MODEL_SPEC = re.compile(r"(?:^|[,=])\s*(?:llm|prompting|checkpoint|openai):")
+"""A spec (or one role of a team spec) that runs a language model."""
+
+
+def runs_a_model(spec: object) -> bool:
+    """Whether an agent spec runs a language model (slow to reproduce on a CPU)."""
+    return isinstance(spec, str) and _MODEL_SPEC.search(spec) is not None
+
+
+def collect(
+    root: Path, *, reproduce: bool = True, reproduce_models: bool = False
+) -> tuple[dict[str, list[Entry]], list[str]]:
     """Verify every submission under ``root``; return the boards and the failures.
 
     With ``reproduce`` (the default), each submission's declared agent is also rebuilt
     where that is possible (see :func:`~mallm_envs.leaderboard.verify.reproduce`); its row
-    then says "reproduced", else "replayed". A board keeps one row per agent name and one
+    then says "reproduced", else "replayed". Agents that run a language model are rebuilt
+    only with ``reproduce_models`` (an SmolLM2 suite takes about an hour on two CPU cores);
+    ``mallm verify --reproduce FILE`` checks one such entry. A board keeps one row per agent name and one
     per set of actions: a later file (reproduced rows first, then by file name) with the
     name or the very actions of a kept row is rejected.
     """
@@ -96,7 +110,16 @@ def collect(root: Path, *, reproduce: bool = True) -> tuple[dict[str, list[Entry
             except VerificationError as err:
                 failures.append(f"{path}: {err}")
                 continue
-            if reproduce:
+            if (
+                reproduce
+                and not reproduce_models
+                and runs_a_model(report.submission.agent.get("spec"))
+            ):
+                report.reproduce_note = (
+                    "a language-model agent: reproduced only on request "
+                    "(mallm board --reproduce-models, or mallm verify --reproduce FILE)"
+                )
+            elif reproduce:
                 try:
                     reproduce_agent(report)
                 except VerificationError as err:  # the row stays "replayed"; the build says why
@@ -335,7 +358,7 @@ def site_html(boards: dict[str, list[Entry]]) -> str:
 
 
 def build(
-    root: str | Path, *, reproduce: bool = True
+    root: str | Path, *, reproduce: bool = True, reproduce_models: bool = False
 ) -> tuple[dict[str, list[Entry]], list[str], list[Path]]:
     """Verify and regenerate every board under ``root``; return boards, failures, written files.
 
@@ -348,7 +371,7 @@ def build(
             f"no boards folder at {root}: run `mallm board` in a checkout of the repository, "
             "or give the folder (`mallm board PATH`)",
         )
-    boards, failures = collect(root, reproduce=reproduce)
+    boards, failures = collect(root, reproduce=reproduce, reproduce_models=reproduce_models)
     written = []
     for env_id, entries in boards.items():
         path = root / env_id / "README.md"
