@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -144,6 +145,10 @@ def test_cli_plays_a_mixed_team_and_an_external_env(tmp_path, monkeypatch, capsy
         )
     )
     monkeypatch.chdir(tmp_path)
+    # The external env is registered for this test only: other tests check every id.
+    registry = mallm_envs.registration.registry
+    monkeypatch.setattr(registry, "_specs", dict(registry._specs))
+    monkeypatch.delitem(sys.modules, "my_envs", raising=False)
     argv = [
         "play",
         "my_envs:MyWord-v0",
@@ -159,6 +164,7 @@ def test_cli_plays_a_mixed_team_and_an_external_env(tmp_path, monkeypatch, capsy
     assert "cannot import 'no_such_module'" in capsys.readouterr().err
     assert main(["play", "CommonWord-v0", "--agent", "./absent.py:make"]) == 2
     assert "there is no file" in capsys.readouterr().err
+    sys.modules.pop("my_envs", None)
 
 
 torch = pytest.importorskip("torch", reason="the llm extra (torch) is not installed")
