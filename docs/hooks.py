@@ -7,14 +7,38 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 
 from mkdocs.structure.files import File
+
+# A Sphinx cross-reference role in a docstring: :class:`Name`, :func:`~pkg.mod.name`,
+# :meth:`shown text <pkg.mod.Class.method>`. Markdown would show the role literally.
+_ROLE = re.compile(r":(?:py:)?(?:mod|class|func|meth|attr|exc|data|obj):`(?P<target>[^`]+)`")
+# A two-column table whose header row is empty (the docstrings' key/value tables).
+_EMPTY_HEADER = re.compile(r"^\|[ \t]*\|[ \t]*\|[ \t]*\n(?=\|[-: \t]+\|[-: \t]+\|[ \t]*$)", re.M)
+
+
+def _role_text(match: re.Match) -> str:
+    target = match.group("target").strip()
+    shown, bracket, _ = target.partition(" <")
+    if bracket:  # explicit title: :meth:`title <target>`
+        return f"`{shown.strip()}`"
+    if target.startswith("~"):  # ~pkg.mod.Name shows only Name
+        return f"`{target[1:].rpartition('.')[2]}`"
+    return f"`{target}`"
+
+
+def plain_markdown(text: str) -> str:
+    """Docstring text as Markdown: Sphinx roles become code spans, empty table headers get
+    column names (a Markdown table needs a header row)."""
+    text = _ROLE.sub(_role_text, text)
+    return _EMPTY_HEADER.sub("| Property | Value |\n", text)
 
 
 def _env_page(env_id: str, spec) -> str:
     module = importlib.import_module(spec.entry_point.partition(":")[0])
     doc = (module.__doc__ or "").strip()
-    title, _, body = doc.partition("\n")
+    title, _, body = plain_markdown(doc).partition("\n")
     kwargs = json.dumps(dict(spec.kwargs), indent=2, sort_keys=True)
     return (
         f"# {env_id}\n\n"
