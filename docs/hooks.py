@@ -35,6 +35,26 @@ def plain_markdown(text: str) -> str:
     return _EMPTY_HEADER.sub("| Property | Value |\n", text)
 
 
+# The same roles once rendered to HTML (the API reference's docstrings, through mkdocstrings).
+_HTML_ROLE = re.compile(
+    r":(?:py:)?(?:mod|class|func|meth|attr|exc|data|obj):<code>(?P<target>[^<]+)</code>"
+)
+
+
+def _html_role_text(match: re.Match) -> str:
+    target = match.group("target").strip()
+    shown, bracket, _ = target.partition(" &lt;")
+    if bracket:
+        return f"<code>{shown.strip()}</code>"
+    if target.startswith("~"):
+        return f"<code>{target[1:].rpartition('.')[2]}</code>"
+    return f"<code>{target}</code>"
+
+
+def on_page_content(html: str, page, config, files) -> str:
+    return _HTML_ROLE.sub(_html_role_text, html)
+
+
 def _env_page(env_id: str, spec) -> str:
     module = importlib.import_module(spec.entry_point.partition(":")[0])
     doc = (module.__doc__ or "").strip()
