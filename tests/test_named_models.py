@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import pytest
 
@@ -62,6 +63,19 @@ def test_smollm2_is_a_cached_plain_folder_with_a_chat_template(smollm2) -> None:
     assert 134_000_000 < number < 135_000_000
     assert smollm2.describe()["model"] == "smollm2-135m"
     assert smollm2.tokenizer.chat_template, "the instruct model keeps its chat template"
+
+
+def test_smollm2_folder_is_a_plain_model_that_saves(smollm2, tmp_path) -> None:
+    """The cached folder must not claim GGUF quantization: such a model refuses to save."""
+    from transformers import AutoModelForCausalLM
+
+    folder = models.named_model_path("smollm2-135m")
+    config = json.loads((folder / "config.json").read_text())
+    assert "quantization_config" not in config
+    model = AutoModelForCausalLM.from_pretrained(str(folder))
+    assert not getattr(model, "is_quantized", False)
+    model.save_pretrained(str(tmp_path / "copy"))
+    assert (tmp_path / "copy" / "model.safetensors").is_file()
 
 
 def test_smollm2_writes_a_working_function_greedily(smollm2) -> None:

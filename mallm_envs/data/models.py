@@ -25,6 +25,7 @@ This module imports ``torch`` and ``transformers`` only when a folder must be bu
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import json
@@ -66,8 +67,9 @@ class NamedModel:
 
     @property
     def folder_name(self) -> str:
-        """Name of the cached folder (bump the suffix when the conversion changes)."""
-        return f"{self.name}-hf-v1"
+        """Name of the cached folder (bump the suffix when the conversion changes; v2: the
+        config no longer carries the GGUF quantization record)."""
+        return f"{self.name}-hf-v2"
 
 
 NAMED_MODELS: dict[str, NamedModel] = {
@@ -206,7 +208,12 @@ def _dequantize(source: Path, folder: Path) -> None:
         str(source.parent), **{dtype_argument: torch.float32}, **options
     )
     # A GGUF-loaded model refuses save_pretrained: rebuild a plain one and copy the weights.
-    plain = AutoModelForCausalLM.from_config(quantized.config)
+    # Its config says "quantized with gguf"; the copy's must not, or every model loaded from
+    # the folder would again refuse save_pretrained (and count as quantized).
+    config = copy.deepcopy(quantized.config)
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    plain = AutoModelForCausalLM.from_config(config)
     plain.to(torch.float32)
     missing, unexpected = plain.load_state_dict(quantized.state_dict(), strict=False)
     tied = {"lm_head.weight"} if getattr(quantized.config, "tie_word_embeddings", False) else set()
