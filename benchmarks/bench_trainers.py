@@ -65,6 +65,9 @@ def _model_path(size: str) -> str:
     from mallm_envs.agents.tiny_model import TinyModelConfig, tiny_model_path
 
     if size == "smollm2":
+        # The peer's venv has no weights package: the driver passes the cached folder on.
+        if os.environ.get("MALLM_BENCH_SMOLLM2"):
+            return os.environ["MALLM_BENCH_SMOLLM2"]
         from mallm_envs.data.models import named_model_path
 
         return str(named_model_path("smollm2-135m"))
@@ -262,6 +265,8 @@ def worker_memory(size: str, agents: int, adapter: str) -> dict:
 
 def _run(python: str, *arguments: str) -> dict:
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    if "smollm2" in arguments:
+        environment["MALLM_BENCH_SMOLLM2"] = _model_path("smollm2")
     result = subprocess.run(
         [python, __file__, *arguments],
         capture_output=True,
