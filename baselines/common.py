@@ -740,6 +740,22 @@ def eval_env_options(args: PolicyArgs) -> tuple[dict[str, Any], str]:
     return options, f"seeds from {args.eval_seed_start} (the env has no test split)"
 
 
+def eval_task_ids(args: PolicyArgs, options: Mapping[str, Any]) -> list[str | None]:
+    """The held-out episodes' tasks: the env's official test tasks in order (the first
+    ``eval_episodes`` of them, cycling when more are asked), so every evaluation of a run
+    plays the same tasks as the board; ``None`` each (the seed draws) for an env without
+    them."""
+    env = make_env(args.env_id, options)
+    try:
+        listing = getattr(env.unwrapped, "official_test_tasks", None)
+        tasks = list(listing()) if callable(listing) else []
+    finally:
+        env.close()
+    if not tasks:
+        return [None] * args.eval_episodes
+    return [tasks[k % len(tasks)] for k in range(args.eval_episodes)]
+
+
 def play_episodes(
     lm: MultiAgentLM,
     env_id: str,
@@ -747,15 +763,20 @@ def play_episodes(
     seeds: Sequence[int],
     sampling: SamplingConfig,
     system_prompt: str | None = None,
-) -> tuple[list[float], list[dict[str, str]]]:
-    """Play one episode per seed, all envs stepped together (one batch per wave).
+    task_ids: Sequence[str | None] | None = None,
+) -> tuple[list[float], list[bool | None], list[dict[str, str]]]:
+    """Play one episode per seed (on ``task_ids[k]`` when given), all envs stepped together
+    (one batch per wave).
 
-    Returns each episode's team return and the first episode's first-turn completions.
+    Returns each episode's team return, whether it ended in success (an info's ``success``
+    flag, as the boards count it; ``None`` where the env reports none), and the first episode's first-turn completions.
     """
     envs = [make_env(env_id, env_kwargs) for _ in seeds]
-    for env, seed in zip(envs, seeds):
-        env.reset(seed=seed)
+    tasks = list(task_ids) if task_ids is not None else [None] * len(seeds)
+    for env, seed, task_id in zip(envs, seeds, tasks):
+        env.reset(seed=seed, options=None if task_id is None else {"task_id": task_id})
     returns = [0.0] * len(envs)
+    successes: list[bool | None] = [None] * len(envs)
     first: list[dict[str, str]] = []
     live = list(range(len(envs)))
     generator = torch.Generator(device=lm.device).manual_seed(0)  # the run's RNG stays untouched
@@ -780,19 +801,26 @@ def play_episodes(
             returns[i] += float(envs[i].rewards[agent])
             if not (envs[i].terminations[agent] or envs[i].truncations[agent]):
                 still.append(i)
+            else:
+                flags = [info["success"] for info in envs[i].infos.values() if "success" in info]
+                successes[i] = any(bool(flag) for flag in flags) if flags else None
         live = still
         turn += 1
     for env in envs:
         env.close()
-    return returns, first
+    return returns, successes, first
 
 
 def evaluate(lm: MultiAgentLM, args: PolicyArgs) -> tuple[dict[str, float], list[dict[str, str]]]:
-    """Greedy episodes on held-out tasks: ``eval/team_return`` (mean) and its spread."""
+    """Greedy episodes on held-out tasks: ``eval/team_return`` (mean) and its spread, and
+    ``eval/success`` (share of episodes solved) where the env reports success."""
     options, _ = eval_env_options(args)
     seeds = [args.eval_seed_start + k for k in range(args.eval_episodes)]
+    task_ids = eval_task_ids(args, options)
     greedy = SamplingConfig(0.0, 1.0, args.max_new_tokens, args.stop, do_sample=False)
-    returns, first = play_episodes(lm, args.env_id, options, seeds, greedy, args.system_prompt)
+    returns, successes, first = play_episodes(
+        lm, args.env_id, options, seeds, greedy, args.system_prompt, task_ids
+    )
     values = torch.tensor(returns, dtype=torch.float64)
     metrics = {
         "eval/team_return": float(values.mean()),
@@ -800,6 +828,8 @@ def evaluate(lm: MultiAgentLM, args: PolicyArgs) -> tuple[dict[str, float], list
         "eval/team_return_max": float(values.max()),
         "eval/team_return_min": float(values.min()),
     }
+    if any(flag is not None for flag in successes):
+        metrics["eval/success"] = sum(bool(flag) for flag in successes) / len(successes)
     return metrics, first
 
 

@@ -13,6 +13,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the llm extra (torch) is not installed")
 pytest.importorskip("peft", reason="the llm extra (peft) is not installed")
 
+import mallm_envs  # noqa: E402
 from baselines import common, maac, magrpo  # noqa: E402
 from mallm_envs.agents.llm import MultiAgentLM, SamplingConfig  # noqa: E402
 
@@ -136,3 +137,15 @@ def test_actor_critic_logs_the_same_diagnostics(tmp_path: Path) -> None:
 def test_track_without_wandb_is_refused_at_start(tmp_path: Path) -> None:
     with pytest.raises(common.TrainerConfigError, match="pip install wandb"):
         magrpo.Args(track=True, output_dir=str(tmp_path))
+
+
+def test_evaluation_plays_the_official_test_tasks_in_order(tmp_path: Path) -> None:
+    code = magrpo.Args(env_id="CoopCode-v1", output_dir=str(tmp_path), eval_episodes=3)
+    options, _ = common.eval_env_options(code)
+    env = mallm_envs.make("CoopCode-v1", split="test")
+    official = env.unwrapped.official_test_tasks()
+    assert common.eval_task_ids(code, options) == official[:3]
+    many = magrpo.Args(env_id="CoopCode-v1", output_dir=str(tmp_path), eval_episodes=23)
+    assert common.eval_task_ids(many, options) == official + official[:2]
+    word = magrpo.Args(env_id="CommonWord-v0", output_dir=str(tmp_path), eval_episodes=2)
+    assert common.eval_task_ids(word, common.eval_env_options(word)[0]) == [None, None]
