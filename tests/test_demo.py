@@ -27,6 +27,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
             "1",
             "--threads",
             "1",
+            "--prompting-model",
+            "tiny",
         ],
         capture_output=True,
         text=True,
