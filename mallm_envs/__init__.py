@@ -15,6 +15,7 @@ from mallm_envs.registration import (
     make_parallel,
     register,
     registry,
+    replay,
     spec,
 )
 
@@ -28,5 +29,6 @@ __all__ = [
     "make_parallel",
     "register",
     "registry",
+    "replay",
     "spec",
 ]

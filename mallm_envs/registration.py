@@ -17,11 +17,13 @@ import importlib
 import inspect
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from mallm_envs.core.episode import Episode
+from mallm_envs.core.episode import replay as _replay_with
 from mallm_envs.core.errors import (
     DuplicateEnvError,
     EnvArgumentError,
@@ -274,3 +276,21 @@ def make_scripted_agent(env: Any, agent: str) -> Any:
     if env_spec is None or env_spec.scripted_agent is None:
         raise UnknownEnvError(f"{getattr(env_spec, 'id', env)} has no scripted agent")
     return _load(env_spec.scripted_agent)(env, agent)
+
+
+def replay(episode: Episode, make_env: Callable[[], Any] | None = None) -> Episode:
+    """Replay ``episode``'s recorded actions on the env it was recorded on; return the result.
+
+    The env is built from the registry (the recorded id and kwargs) unless ``make_env``, a
+    zero-argument factory, says otherwise. This is :func:`mallm_envs.core.replay` with the
+    registry lookup added (the core knows no registry). Compare the result with
+    :func:`mallm_envs.core.first_difference`.
+    """
+    if make_env is None:
+        env_id = episode.env_id
+        kwargs = dict(episode.env_spec.get("kwargs") or {})
+
+        def make_env() -> Any:
+            return make(env_id, **kwargs)
+
+    return _replay_with(episode, make_env)

@@ -273,17 +273,10 @@ def _check_determinism(make_aec: Callable[[], Any], seeds: tuple[int, ...]) -> N
             raise _fail(
                 check, f"seed {seed}: two runs with the same seed and actions differ: {where}"
             )
-        if _has_registered_spec(make_aec):
-            replayed = replay(Episode.from_json(first.to_json()))
-        else:
-            replayed = replay(Episode.from_json(first.to_json()), make_env=make_aec)
+        replayed = replay(Episode.from_json(first.to_json()), make_env=make_aec)
         where = first_difference(first, replayed)
         if where is not None:
             raise _fail(check, f"seed {seed}: replaying the transcript differs: {where}")
-
-
-def _has_registered_spec(make_aec: Callable[[], Any]) -> bool:
-    return getattr(make_aec().unwrapped, "spec", None) is not None
 
 
 def _check_hostile_actions(make_aec: Callable[[], Any], make_par: Callable[[], Any]) -> None:

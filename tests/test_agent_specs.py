@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import mallm_envs
+from mallm_envs import replay
 from mallm_envs.agents.spec import (
     AgentSpecError,
     build_agents,
@@ -16,7 +17,7 @@ from mallm_envs.agents.spec import (
     split_specs,
     team_spec,
 )
-from mallm_envs.core import first_difference, replay, run_episode
+from mallm_envs.core import first_difference, run_episode
 
 
 def test_builtin_specs() -> None:

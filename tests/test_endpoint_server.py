@@ -230,8 +230,9 @@ def test_prompting_baseline_on_an_endpoint_in_completion_mode(server) -> None:
     """``prompting:parallel:openai:...?mode=completion``: the paper's baseline with a served
     model, through /completions, replays, and records the endpoint."""
     pytest.importorskip("torch", reason="prompting teams need the llm extra")
+    from mallm_envs import replay
     from mallm_envs.agents.spec import LLMSettings, build_agents
-    from mallm_envs.core import first_difference, replay, run_episode
+    from mallm_envs.core import first_difference, run_episode
 
     base_url, model, _ = server
     env = mallm_envs.make("CoopCode-v0")

@@ -8,6 +8,7 @@ torch = pytest.importorskip("torch", reason="the llm extra (torch) is not instal
 pytest.importorskip("peft", reason="the llm extra (peft) is not installed")
 
 import mallm_envs  # noqa: E402
+from mallm_envs import replay  # noqa: E402
 from mallm_envs.agents import Agent  # noqa: E402
 from mallm_envs.agents.llm import LLMConfigError, MultiAgentLM, SamplingConfig  # noqa: E402
 from mallm_envs.agents.prompting import (  # noqa: E402
@@ -16,7 +17,7 @@ from mallm_envs.agents.prompting import (  # noqa: E402
     run_prompting_episode,
     split_sections,
 )
-from mallm_envs.core import first_difference, replay  # noqa: E402
+from mallm_envs.core import first_difference  # noqa: E402
 
 torch.set_num_threads(1)
 SAMPLING = SamplingConfig(max_new_tokens=4)

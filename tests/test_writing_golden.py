@@ -21,7 +21,8 @@ import pytest
 
 import mallm_envs
 import mallm_envs.envs.writing  # registers the writing ids (until mallm_envs.envs imports it)
-from mallm_envs.core import Episode, first_difference, replay, run_episode
+from mallm_envs import replay
+from mallm_envs.core import Episode, first_difference, run_episode
 from mallm_envs.core.episode import atomic_write_bytes
 from mallm_envs.registration import make_scripted_agent
 

@@ -17,7 +17,7 @@ import gzip
 import json
 import os
 import tempfile
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -474,22 +474,18 @@ class _RecordedActions:
         return action
 
 
-def replay(episode: Episode, make_env: Any = None) -> Episode:
-    """Rebuild the env from the recorded spec, replay the recorded actions, return the result.
+def replay(episode: Episode, make_env: Callable[[], Any]) -> Episode:
+    """Build a fresh env with ``make_env``, replay the recorded actions, return the result.
 
     The returned episode should equal ``episode`` field for field; :func:`first_difference`
-    compares them and says where they differ. ``make_env`` (a zero-argument factory)
-    overrides how the env is built. A transcript whose actions cannot be replayed (a step by
-    an agent the env does not have, an action that is neither text nor an int, more or fewer
-    actions than the env asks for) raises :class:`TranscriptError`.
+    compares them and says where they differ. ``make_env`` is a zero-argument factory of the
+    AEC env the episode was recorded on: the core knows no registry, so
+    :func:`mallm_envs.replay` is the convenience that builds it from the recorded id and
+    kwargs. A transcript whose actions cannot be replayed (a step by an agent the env does
+    not have, an action that is neither text nor an int, more or fewer actions than the env
+    asks for) raises :class:`TranscriptError`.
     """
-    if make_env is None:
-        from mallm_envs.registration import make
-
-        kwargs = dict(episode.env_spec.get("kwargs") or {})
-        env = make(episode.env_id, **kwargs)
-    else:
-        env = make_env()
+    env = make_env()
     try:
         queues: dict[str, list[str | int]] = {name: [] for name in env.possible_agents}
         for step in episode.steps:
