@@ -72,6 +72,21 @@ class EnvSpec:
         family: the env family (``code``, ``writing``, ``kitchen``, ``toy``).
         scripted_agent: ``"module:Class"`` of a scripted reference agent built as
             ``Class(env, agent_name)``, or ``None``.
+        official_suite_size: for an env without task data, the number of episodes of its
+            official leaderboard suite (seeds ``0..n-1``; long episodes, such as the
+            kitchen's 400 steps, use fewer); ``None`` for the default, 50. An env with task
+            data (:class:`mallm_envs.core.TaskEnv`) plays each official test task once
+            instead and leaves this ``None``.
+        timing_sensitive: whether an outcome can depend on the machine's speed (a unit test
+            near its time limit). The verifier then accepts a replay that differs only
+            where timing explains it (see :mod:`mallm_envs.leaderboard.verify`).
+        time_limit_scale_kwarg: for a timing-sensitive env, the keyword argument (one of
+            ``kwargs``) that multiplies every time limit; the verifier's lenient replay
+            sets it to its own factor. ``None`` otherwise.
+
+    The last three fields are the env's contract with the leaderboard. They are facts of the
+    registered id, never claims of a record: :meth:`to_dict` (the form written into every
+    transcript) leaves them out unless asked, and the verifier reads them from the registry.
     """
 
     id: str
@@ -82,6 +97,9 @@ class EnvSpec:
     agents: tuple[str, ...] = ()
     family: str = ""
     scripted_agent: str | None = None
+    official_suite_size: int | None = None
+    timing_sensitive: bool = False
+    time_limit_scale_kwarg: str | None = None
 
     def __post_init__(self) -> None:
         parse_env_id(self.id)
@@ -94,6 +112,29 @@ class EnvSpec:
             raise EnvArgumentError(f"{self.id}: kwargs must be JSON-serialisable ({err})") from None
         object.__setattr__(self, "kwargs", MappingProxyType(frozen))
         object.__setattr__(self, "agents", tuple(self.agents))
+        self._check_contract()
+
+    def _check_contract(self) -> None:
+        size = self.official_suite_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise EnvArgumentError(
+                f"{self.id}: official_suite_size must be a positive int or None, got {size!r}"
+            )
+        if not isinstance(self.timing_sensitive, bool):
+            raise EnvArgumentError(
+                f"{self.id}: timing_sensitive must be True or False, got {self.timing_sensitive!r}"
+            )
+        keyword = self.time_limit_scale_kwarg
+        if self.timing_sensitive and (not isinstance(keyword, str) or keyword not in self.kwargs):
+            raise EnvArgumentError(
+                f"{self.id}: a timing-sensitive env names the keyword argument that scales its "
+                f"time limits in time_limit_scale_kwarg, and registers it in kwargs "
+                f"(got time_limit_scale_kwarg={keyword!r}, kwargs {sorted(self.kwargs)})"
+            )
+        if not self.timing_sensitive and keyword is not None:
+            raise EnvArgumentError(
+                f"{self.id}: time_limit_scale_kwarg={keyword!r} is only for timing_sensitive envs"
+            )
 
     @property
     def name(self) -> str:
@@ -105,8 +146,13 @@ class EnvSpec:
         assert version is not None
         return version
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, *, contract: bool = False) -> dict[str, Any]:
+        """The spec as JSON-ready data.
+
+        By default the recorded form, written into every transcript: what builds the env
+        again. With ``contract``, the leaderboard contract fields too (the full spec).
+        """
+        data: dict[str, Any] = {
             "id": self.id,
             "entry_point": self.entry_point,
             "kwargs": dict(self.kwargs),
@@ -116,9 +162,14 @@ class EnvSpec:
             "family": self.family,
             "scripted_agent": self.scripted_agent,
         }
+        if contract:
+            data["official_suite_size"] = self.official_suite_size
+            data["timing_sensitive"] = self.timing_sensitive
+            data["time_limit_scale_kwarg"] = self.time_limit_scale_kwarg
+        return data
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+    def to_json(self, *, contract: bool = False) -> str:
+        return json.dumps(self.to_dict(contract=contract), sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EnvSpec:
@@ -133,10 +184,12 @@ class EnvSpec:
         return cls.from_dict(json.loads(text))
 
     def __hash__(self) -> int:
-        return hash(self.to_json())
+        return hash(self.to_json(contract=True))
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, EnvSpec) and self.to_dict() == other.to_dict()
+        return isinstance(other, EnvSpec) and self.to_dict(contract=True) == other.to_dict(
+            contract=True
+        )
 
 
 class Registry(Mapping[str, EnvSpec]):
@@ -174,6 +227,9 @@ def register(
     agents: tuple[str, ...] | list[str] = (),
     family: str = "",
     scripted_agent: str | None = None,
+    official_suite_size: int | None = None,
+    timing_sensitive: bool = False,
+    time_limit_scale_kwarg: str | None = None,
 ) -> EnvSpec:
     """Add an env id to the registry (see :class:`EnvSpec` for the fields)."""
     spec = EnvSpec(
@@ -185,6 +241,9 @@ def register(
         agents=tuple(agents),
         family=family,
         scripted_agent=scripted_agent,
+        official_suite_size=official_suite_size,
+        timing_sensitive=timing_sensitive,
+        time_limit_scale_kwarg=time_limit_scale_kwarg,
     )
     if id in registry._specs:
         raise DuplicateEnvError(f"{id!r} is already registered")

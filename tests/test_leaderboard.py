@@ -257,7 +257,13 @@ def timing_env(monkeypatch):
 
     module = sys.modules[__name__]
     monkeypatch.setattr(module, "_TimingEnv", TimingEnv, raising=False)
-    register("TimingToy-v0", entry_point=f"{__name__}:_TimingEnv", kwargs={"time_limit_scale": 1.0})
+    register(
+        "TimingToy-v0",
+        entry_point=f"{__name__}:_TimingEnv",
+        kwargs={"time_limit_scale": 1.0},
+        timing_sensitive=True,
+        time_limit_scale_kwarg="time_limit_scale",
+    )
     suite = generate_suite("TimingToy-v0", n_seeds=3)
     monkeypatch.setattr(verify_module, "load_suite", lambda env_id: suite)
     yield suite

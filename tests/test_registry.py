@@ -69,13 +69,74 @@ def test_bad_kwargs_say_which() -> None:
     assert issubclass(EnvArgumentError, MallmError)
 
 
+RECORDED_FIELDS = {
+    "id",
+    "entry_point",
+    "kwargs",
+    "parallel_entry_point",
+    "description",
+    "agents",
+    "family",
+    "scripted_agent",
+}
+
+
 def test_spec_round_trips_through_json() -> None:
     for spec in registry.values():
-        again = EnvSpec.from_json(spec.to_json())
+        again = EnvSpec.from_json(spec.to_json(contract=True))
         assert again == spec and hash(again) == hash(spec)
-        assert json.loads(again.to_json()) == spec.to_dict()
+        assert json.loads(again.to_json(contract=True)) == spec.to_dict(contract=True)
+        recorded = EnvSpec.from_json(spec.to_json())
+        assert recorded.to_dict() == spec.to_dict()
     built = mallm_envs.make("CommonWord-v0", max_turns=3).spec
     assert EnvSpec.from_dict(built.to_dict()) == built
+
+
+def test_recorded_spec_keeps_its_fields() -> None:
+    """Every transcript records ``to_dict()``; the leaderboard contract fields stay out of it,
+    so adding them changed no recorded transcript or submission."""
+    for spec in registry.values():
+        assert set(spec.to_dict()) == RECORDED_FIELDS
+        assert set(spec.to_dict(contract=True)) == RECORDED_FIELDS | {
+            "official_suite_size",
+            "timing_sensitive",
+            "time_limit_scale_kwarg",
+        }
+
+
+def test_leaderboard_contract_is_on_the_spec() -> None:
+    for env_id, spec in registry.items():
+        if spec.family == "code":
+            assert spec.timing_sensitive and spec.time_limit_scale_kwarg == "time_limit_scale"
+        else:
+            assert not spec.timing_sensitive and spec.time_limit_scale_kwarg is None, env_id
+        expected_size = 10 if spec.family == "kitchen" else None
+        assert spec.official_suite_size == expected_size, env_id
+    # The env builds with the lenient scale the verifier asks for.
+    env = mallm_envs.make("CoopCode-v0", time_limit_scale=4.0)
+    assert env.spec.timing_sensitive and env.unwrapped.time_limit_scale == 4.0
+
+
+def test_leaderboard_contract_is_checked_at_registration() -> None:
+    with pytest.raises(EnvArgumentError, match="time_limit_scale_kwarg"):
+        EnvSpec(id="Timed-v0", entry_point="x:y", timing_sensitive=True)
+    with pytest.raises(EnvArgumentError, match="registers it in kwargs"):
+        EnvSpec(id="Timed-v0", entry_point="x:y", timing_sensitive=True, time_limit_scale_kwarg="s")
+    with pytest.raises(EnvArgumentError, match="only for timing_sensitive"):
+        EnvSpec(id="Timed-v0", entry_point="x:y", kwargs={"s": 1}, time_limit_scale_kwarg="s")
+    for bad in (0, -3, True, 2.5, "10"):
+        with pytest.raises(EnvArgumentError, match="official_suite_size"):
+            EnvSpec(id="Seeded-v0", entry_point="x:y", official_suite_size=bad)  # type: ignore[arg-type]
+    with pytest.raises(EnvArgumentError, match="timing_sensitive must be"):
+        EnvSpec(id="Timed-v0", entry_point="x:y", timing_sensitive=1)  # type: ignore[arg-type]
+    ok = EnvSpec(
+        id="Timed-v0",
+        entry_point="x:y",
+        kwargs={"s": 1.0},
+        timing_sensitive=True,
+        time_limit_scale_kwarg="s",
+    )
+    assert ok != EnvSpec(id="Timed-v0", entry_point="x:y", kwargs={"s": 1.0})
 
 
 def test_spec_is_frozen() -> None:

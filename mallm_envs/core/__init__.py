@@ -1,5 +1,10 @@
-"""The family-agnostic core: text spaces, the cooperative text-env base, the episode loop."""
+"""The family-agnostic core: text spaces, the cooperative text-env base, the episode loop.
 
+The core knows no family and no registry (see ARCHITECTURE.md): :func:`replay` takes the
+factory of the env to replay on; :func:`mallm_envs.replay` looks the env up for you.
+"""
+
+from mallm_envs.core.contract import TaskEnv
 from mallm_envs.core.env import SCHEDULES, CoopTextEnv, TurnRecord, TurnResult
 from mallm_envs.core.episode import (
     ActionRequest,
@@ -25,6 +30,7 @@ __all__ = [
     "CoopTextEnv",
     "Episode",
     "Step",
+    "TaskEnv",
     "TextParallelEnv",
     "TurnRecord",
     "TurnResult",

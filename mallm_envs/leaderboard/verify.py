@@ -20,17 +20,18 @@ whose message says exactly where it is.
 Timing-dependent grades
 -----------------------
 Some outcomes depend on the machine's speed (a unit test close to its time limit). An env
-that has such outcomes declares ``timing_sensitive = True``, takes a ``time_limit_scale``
-keyword argument and lists each test's status in ``infos[agent]["test_statuses"]``. When an
-episode of such an env does not replay exactly, it is accepted only when timing explains
+that has such outcomes is registered with ``timing_sensitive=True``, names the keyword
+argument that scales its time limits (``time_limit_scale_kwarg``) and lists each test's
+status in ``infos[agent]["test_statuses"]``. When an episode of such an env does not replay
+exactly, it is accepted only when timing explains
 the difference: either a replay with every time limit multiplied by
 :data:`LENIENT_TIME_SCALE` reproduces the record exactly, or every test whose status
 differs between the record and the normal replay timed out on one side, and nothing else
 differs before that test's turn or in any turn without such a test. The report says which
 tests. Whatever was accepted, the figures the verifier reports (and the board shows) are
 those of its normal (strict) replay; the lenient replay only decides acceptance, so
-editing a record cannot buy more generous limits. Envs without ``timing_sensitive`` must
-replay exactly.
+editing a record cannot buy more generous limits. Envs not registered as timing-sensitive
+must replay exactly.
 
 What replay proves, and what it does not
 ----------------------------------------
@@ -575,7 +576,7 @@ def timing_explanation(recorded: Episode, replayed: Episode) -> str | None:
 def verify_submission(submission: Submission) -> VerifyReport:
     """Run every check; return the recomputed figures or raise :class:`VerificationError`."""
     env, official_spec = _official_env(submission.env_id)
-    timing_sensitive = bool(getattr(env.unwrapped, "timing_sensitive", False))
+    timing_sensitive = env.spec.timing_sensitive
     official_hash = getattr(env.unwrapped, "data_hash", None)
     measure = primary_measure_of(env)
     env.close()
@@ -646,7 +647,10 @@ def _check_timing_sensitive(
     difference = None if strict is None else first_difference(episode, strict)
     if strict is not None and difference is None:
         return strict, None
-    lenient = _replay(episode, env_id, {**kwargs, "time_limit_scale": LENIENT_TIME_SCALE}, index)
+    from mallm_envs.registration import spec as registered_spec
+
+    scale_kwarg = registered_spec(env_id).time_limit_scale_kwarg
+    lenient = _replay(episode, env_id, {**kwargs, scale_kwarg: LENIENT_TIME_SCALE}, index)
     lenient.env_spec = episode.env_spec  # it differs by the scale alone, which is the point
     if first_difference(episode, lenient) is None:
         if strict is None:

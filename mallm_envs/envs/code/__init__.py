@@ -22,6 +22,8 @@ register(
     agents=("helper", "main"),
     family="code",
     scripted_agent="mallm_envs.envs.code.agents:ReferenceCoder",
+    timing_sensitive=True,
+    time_limit_scale_kwarg="time_limit_scale",
 )
 
 register(
@@ -38,6 +40,8 @@ register(
     agents=("helper", "main"),
     family="code",
     scripted_agent="mallm_envs.envs.code.agents:ReferenceCoder",
+    timing_sensitive=True,
+    time_limit_scale_kwarg="time_limit_scale",
 )
 
 register(
@@ -48,6 +52,8 @@ register(
     agents=("coder",),
     family="code",
     scripted_agent="mallm_envs.envs.code.agents:ReferenceCoder",
+    timing_sensitive=True,
+    time_limit_scale_kwarg="time_limit_scale",
 )
 
 register(
@@ -58,6 +64,8 @@ register(
     agents=("coder",),
     family="code",
     scripted_agent="mallm_envs.envs.code.agents:ReferenceCoder",
+    timing_sensitive=True,
+    time_limit_scale_kwarg="time_limit_scale",
 )
 
 # v1: the return is the last program's score, cooperation credit scaled by the tests passed,
@@ -78,6 +86,8 @@ register(
     agents=("helper", "main"),
     family="code",
     scripted_agent="mallm_envs.envs.code.agents:ReferenceCoder",
+    timing_sensitive=True,
+    time_limit_scale_kwarg="time_limit_scale",
 )
 
 register(
@@ -94,6 +104,8 @@ register(
     agents=("helper", "main"),
     family="code",
     scripted_agent="mallm_envs.envs.code.agents:ReferenceCoder",
+    timing_sensitive=True,
+    time_limit_scale_kwarg="time_limit_scale",
 )
 
 register(
@@ -104,6 +116,8 @@ register(
     agents=("coder",),
     family="code",
     scripted_agent="mallm_envs.envs.code.agents:ReferenceCoder",
+    timing_sensitive=True,
+    time_limit_scale_kwarg="time_limit_scale",
 )
 
 register(
@@ -114,4 +128,6 @@ register(
     agents=("coder",),
     family="code",
     scripted_agent="mallm_envs.envs.code.agents:ReferenceCoder",
+    timing_sensitive=True,
+    time_limit_scale_kwarg="time_limit_scale",
 )

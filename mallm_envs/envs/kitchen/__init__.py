@@ -22,6 +22,7 @@ register(
     agents=("chef_0", "chef_1"),
     family="kitchen",
     scripted_agent="mallm_envs.envs.kitchen.agents:GreedyChef",
+    official_suite_size=10,  # 400-step episodes: fewer seeds
 )
 
 register(
@@ -33,4 +34,5 @@ register(
     agents=("chef_0", "chef_1"),
     family="kitchen",
     scripted_agent="mallm_envs.envs.kitchen.agents:GreedyChef",
+    official_suite_size=10,  # 400-step episodes: fewer seeds
 )
