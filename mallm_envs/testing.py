@@ -12,7 +12,12 @@ and ``parallel_seed_test`` on an env id, then this project's checks:
 - determinism: the same seed and actions give byte-identical transcripts, and replaying a
   transcript reproduces it;
 - misuse of the API (step or observe before reset, step after the end, a non-text action)
-  raises a typed :class:`~mallm_envs.core.errors.ApiUsageError`.
+  raises a typed :class:`~mallm_envs.core.errors.ApiUsageError`;
+- the hooks beyond the API are there: a :class:`~mallm_envs.core.CoopTextEnv` subclass
+  implements every family hook (:data:`TEXT_ENV_HOOKS`); an env that lists official test
+  tasks implements all of :class:`~mallm_envs.core.TaskEnv` (a data hash, task ids that
+  ``reset(options={"task_id": ...})`` accepts); a registered id's leaderboard contract
+  (``official_suite_size``, ``timing_sensitive``, ``time_limit_scale_kwarg``) holds.
 
 Every failure raises :class:`ConformanceError` naming the check and what went wrong.
 
@@ -26,9 +31,14 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from mallm_envs.core.contract import TaskEnv
+from mallm_envs.core.env import CoopTextEnv
 from mallm_envs.core.episode import Episode, first_difference, run_episode
 from mallm_envs.core.errors import ApiUsageError, MallmError
 from mallm_envs.core.spaces import UnicodeText
+
+TEXT_ENV_HOOKS = ("_reset_task", "_prompt", "_play_turn", "_state_text")
+"""The methods a :class:`~mallm_envs.core.CoopTextEnv` subclass must implement."""
 
 
 class ConformanceError(AssertionError):
@@ -122,6 +132,10 @@ def check_env(
     if parallel_env is not None:
         make_par = parallel_env
 
+    if isinstance(env, str):
+        _check_spec_contract(env)
+    _check_hooks(make_aec)
+    _check_task_env(make_aec)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         for name, run in (
@@ -147,6 +161,99 @@ def check_env(
     _check_determinism(make_aec, seeds)
     if isinstance(make_aec().action_space(make_aec().possible_agents[0]), UnicodeText):
         _check_hostile_actions(make_aec, make_par)
+
+
+def _check_spec_contract(env_id: str) -> None:
+    """The leaderboard contract on the spec holds for the env it builds."""
+    from mallm_envs.registration import make, spec
+
+    check = "spec-contract"
+    env_spec = spec(env_id)
+    if env_spec.timing_sensitive:
+        keyword = env_spec.time_limit_scale_kwarg
+        try:
+            make(env_id, **{keyword: 4.0}).close()  # type: ignore[arg-type]
+        except Exception as err:
+            raise _fail(
+                check,
+                f"{env_id} is timing-sensitive but does not build with {keyword}=4.0 (the "
+                f"verifier's lenient replay): {type(err).__name__}: {err}",
+            ) from err
+    built = make(env_id)
+    base_class = type(built.unwrapped)
+    built.close()
+    # Declarations left on the class (from before the spec carried them) must agree.
+    for name in ("timing_sensitive", "official_suite_size"):
+        declared = getattr(base_class, name, None)
+        if declared is not None and declared != getattr(env_spec, name):
+            raise _fail(
+                check,
+                f"{base_class.__qualname__}.{name} is {declared!r} but the spec of {env_id} "
+                f"says {getattr(env_spec, name)!r}; declare it in register() (the spec is what "
+                "the leaderboard reads)",
+            )
+
+
+def _check_hooks(make_aec: Callable[[], Any]) -> None:
+    check = "hooks"
+    base = make_aec().unwrapped
+    if not isinstance(base, CoopTextEnv):
+        return
+    for hook in TEXT_ENV_HOOKS:
+        inherited = getattr(CoopTextEnv, hook, None)
+        if inherited is not None and getattr(type(base), hook) is inherited:
+            raise _fail(
+                check,
+                f"{type(base).__qualname__} does not implement {hook}(), a hook every "
+                "CoopTextEnv subclass implements (see docs/adding-an-env.md)",
+            )
+
+
+def _check_task_env(make_aec: Callable[[], Any]) -> None:
+    """An env that lists official test tasks implements all of :class:`TaskEnv`."""
+    check = "task-env"
+    env = make_aec()
+    base = env.unwrapped
+    name = type(base).__qualname__
+    if not hasattr(base, "official_test_tasks"):
+        return  # a seeded env: its suite is seeds 0..n-1
+    if not callable(base.official_test_tasks):
+        raise _fail(check, f"{name}.official_test_tasks must be a method returning task ids")
+    data_hash = getattr(base, "data_hash", None)
+    if not isinstance(data_hash, str) or not data_hash:
+        raise _fail(
+            check,
+            f"{name} lists official test tasks but its data_hash is {data_hash!r}: implement "
+            "the data_hash property of mallm_envs.core.TaskEnv (a hash of every task, "
+            "recorded in each transcript so the leaderboard refuses other data)",
+        )
+    if not isinstance(base, TaskEnv):
+        raise _fail(check, f"{name} does not implement mallm_envs.core.TaskEnv")
+    tasks = base.official_test_tasks()
+    if not isinstance(tasks, list) or not tasks:
+        raise _fail(check, f"{name}.official_test_tasks() must return a non-empty list of ids")
+    bad = [t for t in tasks if not isinstance(t, str) or not t]
+    if bad:
+        raise _fail(check, f"{name}.official_test_tasks() holds non-text ids, e.g. {bad[0]!r}")
+    if len(set(tasks)) != len(tasks):
+        raise _fail(check, f"{name}.official_test_tasks() lists a task more than once")
+    env_spec = getattr(base, "spec", None)
+    if env_spec is not None and env_spec.official_suite_size is not None:
+        raise _fail(
+            check,
+            f"{env_spec.id} sets official_suite_size={env_spec.official_suite_size} but its "
+            "suite is one episode per official test task; leave official_suite_size None",
+        )
+    for task_id in dict.fromkeys((tasks[0], tasks[-1])):
+        try:
+            env.reset(seed=0, options={"task_id": task_id})
+        except Exception as err:
+            raise _fail(
+                check,
+                f"{name}.reset(options={{'task_id': {task_id!r}}}) raised "
+                f"{type(err).__name__}: {err}; every official test task must be playable",
+            ) from err
+    env.close()
 
 
 def _random_agents(env: Any, seed: int) -> dict[str, Any]:

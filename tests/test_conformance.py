@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 import mallm_envs
-from mallm_envs.core import TextParallelEnv
-from mallm_envs.testing import ConformanceError, check_env
+import mallm_envs.core.errors
+from mallm_envs.core import CoopTextEnv, TaskEnv, TextParallelEnv
+from mallm_envs.registration import register, registry
+from mallm_envs.testing import TEXT_ENV_HOOKS, ConformanceError, check_env
 
 from ._envs_for_tests import CrashOnNulEnv, GlobalRandomEnv, StaleStateEnv, TargetSumEnv
 
@@ -59,3 +61,110 @@ def test_assert_instead_of_typed_error_is_caught() -> None:
         ConformanceError, match=r"\[api-misuse\] step\(\) before reset\(\) raised AssertionError"
     ):
         check_env(AssertingEnv)
+
+
+# --------------------------------------------------------------------------- the hooks
+
+
+class _TaskTargetEnv(TargetSumEnv):
+    """A complete task env: the tasks are targets, ``reset(options={"task_id": ...})``."""
+
+    TASKS = {"t-three": 3, "t-seven": 7}
+
+    @property
+    def data_hash(self) -> str:
+        return "0123456789abcdef"
+
+    def official_test_tasks(self) -> list[str]:
+        return list(self.TASKS)
+
+    def _reset_task(self, rng, options) -> None:
+        task_id = options.get("task_id")
+        if task_id is None:
+            super()._reset_task(rng, options)
+        elif task_id in self.TASKS:
+            self.target = self.TASKS[task_id]
+        else:
+            raise mallm_envs.core.errors.EnvArgumentError(f"unknown task {task_id!r}")
+
+
+class _NoHashTaskEnv(_TaskTargetEnv):
+    data_hash = None  # type: ignore[assignment]  # the base class's "no task data"
+
+
+class _UnplayableTaskEnv(_TaskTargetEnv):
+    def official_test_tasks(self) -> list[str]:
+        return ["t-three", "t-missing"]
+
+
+class _RepeatedTaskEnv(_TaskTargetEnv):
+    def official_test_tasks(self) -> list[str]:
+        return ["t-three", "t-three"]
+
+
+class _NoTurnEnv(TargetSumEnv):
+    _play_turn = CoopTextEnv._play_turn  # the hook left unimplemented
+
+
+def test_text_env_hooks_name_the_core_hooks() -> None:
+    for hook in TEXT_ENV_HOOKS:
+        assert callable(getattr(CoopTextEnv, hook, None)), hook
+
+
+def test_a_complete_task_env_meets_the_contract() -> None:
+    assert isinstance(_TaskTargetEnv(), TaskEnv)
+    assert not isinstance(TargetSumEnv(), TaskEnv)
+    check_env(_TaskTargetEnv)
+
+
+@pytest.mark.parametrize(
+    "factory, check, message",
+    [
+        (_NoTurnEnv, "hooks", "does not implement _play_turn()"),
+        (_NoHashTaskEnv, "task-env", "implement the data_hash property"),
+        (_UnplayableTaskEnv, "task-env", "'t-missing'"),
+        (_RepeatedTaskEnv, "task-env", "more than once"),
+    ],
+)
+def test_a_missing_hook_is_named(factory, check: str, message: str) -> None:
+    with pytest.raises(ConformanceError) as caught:
+        check_env(factory)
+    text = str(caught.value)
+    assert text.startswith(f"[{check}]"), text
+    assert message in text, text
+
+
+class _StrictScaleEnv(TargetSumEnv):
+    """Takes a time-limit scale but refuses the verifier's lenient one."""
+
+    def __init__(self, *, scale: float = 1.0, **kwargs) -> None:
+        if scale > 2:
+            raise mallm_envs.core.errors.EnvArgumentError("scale must be at most 2")
+        super().__init__(**kwargs)
+
+
+class _ClassSaysTimingEnv(TargetSumEnv):
+    timing_sensitive = True
+
+
+@pytest.mark.parametrize(
+    "entry_point, fields, message",
+    [
+        (
+            "_StrictScaleEnv",
+            {"kwargs": {"scale": 1.0}, "timing_sensitive": True, "time_limit_scale_kwarg": "scale"},
+            "does not build with scale=4.0",
+        ),
+        ("_ClassSaysTimingEnv", {}, "_ClassSaysTimingEnv.timing_sensitive is True"),
+        ("_TaskTargetEnv", {"official_suite_size": 5}, "leave official_suite_size None"),
+    ],
+)
+def test_a_broken_spec_contract_is_named(entry_point: str, fields: dict, message: str) -> None:
+    env_id = "ContractProbe-v0"
+    register(env_id, entry_point=f"{__name__}:{entry_point}", **fields)
+    try:
+        with pytest.raises(ConformanceError, match=r"^\[(spec-contract|task-env)\]") as caught:
+            check_env(env_id)
+        assert message in str(caught.value), str(caught.value)
+    finally:
+        registry._specs.pop(env_id)
