@@ -11,12 +11,25 @@ An env with task data implements :class:`mallm_envs.core.TaskEnv`, whose
 once, with seed = its index. Envs without one are played on seeds ``0..n-1``, with n = the
 spec's ``official_suite_size`` when it gives one (long episodes, such as the kitchen's 400
 steps, use fewer seeds), else 50.
+
+Official variants
+-----------------
+Some envs take an argument that makes another task of the same env version, such as the
+kitchen's ``layout``: ``Kitchen-v0`` is registered on cramped room. Each such official
+variant has its own frozen suite and board, named ``<env_id>@<variant>``
+(``Kitchen-v0@coordination_ring``); its file records the env keyword arguments it is played
+with (``env_kwargs``), which a submission of that variant must hold and nothing else. The
+plain ``<env_id>`` suite is played with the registered arguments; its file and digest do
+not mention variants, so the suites frozen before variants existed keep their digests.
+Freeze a variant with ``python -m mallm_envs.leaderboard.suites Kitchen-v0@coordination_ring
+'{"layout": "coordination_ring"}'``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -34,23 +47,58 @@ class SuiteError(MallmError, LookupError):
     """No frozen suite for that env id, or a suite file that does not parse."""
 
 
+VARIANT_SEPARATOR = "@"
+_VARIANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
+
+
+def split_board_id(board_id: str) -> tuple[str, str | None]:
+    """``"Kitchen-v0@coordination_ring"`` -> ``("Kitchen-v0", "coordination_ring")``.
+
+    >>> split_board_id("Kitchen-v0")
+    ('Kitchen-v0', None)
+    """
+    env_id, separator, variant = board_id.partition(VARIANT_SEPARATOR)
+    if not separator:
+        return env_id, None
+    if not _VARIANT_NAME.match(variant):
+        raise SuiteError(
+            f"malformed variant {variant!r} in {board_id!r}: lower-case letters, digits and _"
+        )
+    return env_id, variant
+
+
 @dataclass(frozen=True)
 class Suite:
     env_id: str
     episodes: tuple[tuple[int, str], ...]  # (seed, options as canonical JSON)
+    variant: str | None = None
+    env_kwargs: str = "{}"  # the variant's env keyword arguments, as canonical JSON
 
     @property
     def digest(self) -> str:
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
 
+    @property
+    def board_id(self) -> str:
+        """The board (and frozen file) name: the env id, with ``@variant`` for a variant."""
+        return self.env_id if self.variant is None else f"{self.env_id}@{self.variant}"
+
+    def kwargs(self) -> dict[str, Any]:
+        """The env keyword arguments the suite is played with, over the registered ones."""
+        return json.loads(self.env_kwargs)
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "format": SUITE_FORMAT,
             "env_id": self.env_id,
             "episodes": [
                 {"seed": seed, "options": json.loads(opts)} for seed, opts in self.episodes
             ],
         }
+        if self.variant is not None:  # plain suites keep exactly their old form and digest
+            data["variant"] = self.variant
+            data["env_kwargs"] = self.kwargs()
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, indent=1) + "\n"
@@ -63,18 +111,44 @@ class Suite:
             (int(e["seed"]), json.dumps(e.get("options") or {}, sort_keys=True))
             for e in data["episodes"]
         )
-        return cls(env_id=str(data["env_id"]), episodes=episodes)
+        variant = data.get("variant")
+        kwargs = data.get("env_kwargs") or {}
+        if variant is not None and (not isinstance(variant, str) or not kwargs):
+            raise SuiteError(f"suite of {data['env_id']}: a variant needs a name and env_kwargs")
+        return cls(
+            env_id=str(data["env_id"]),
+            episodes=episodes,
+            variant=variant,
+            env_kwargs=json.dumps(kwargs, sort_keys=True),
+        )
 
     def items(self) -> list[tuple[int, dict[str, Any]]]:
         return [(seed, json.loads(opts)) for seed, opts in self.episodes]
 
 
-def generate_suite(env_id: str, n_seeds: int = DEFAULT_SEED_EPISODES) -> Suite:
-    """The suite an env id's current code and data define (see the module docstring)."""
+def generate_suite(
+    env_id: str,
+    n_seeds: int = DEFAULT_SEED_EPISODES,
+    *,
+    variant: str | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+) -> Suite:
+    """The suite an env id's current code and data define (see the module docstring).
+
+    ``env_id`` may be a board id (``Kitchen-v0@coordination_ring``) whose variant is played
+    with ``env_kwargs``.
+    """
     from mallm_envs.registration import make, spec
 
+    env_id, named = split_board_id(env_id)
+    variant = variant or named
+    kwargs = dict(env_kwargs or {})
+    if variant is not None and not kwargs:
+        raise SuiteError(f"the variant {variant!r} needs its env keyword arguments")
+    if variant is None and kwargs:
+        raise SuiteError("env keyword arguments make a variant: give it a name (ID@variant)")
     full_id = spec(env_id).id
-    env = make(full_id)
+    env = make(full_id, **kwargs)
     if isinstance(env.unwrapped, TaskEnv):
         tasks = list(env.unwrapped.official_test_tasks())
         episodes = tuple(
@@ -84,7 +158,12 @@ def generate_suite(env_id: str, n_seeds: int = DEFAULT_SEED_EPISODES) -> Suite:
         count = spec(full_id).official_suite_size or n_seeds
         episodes = tuple((seed, "{}") for seed in range(count))
     env.close()
-    return Suite(env_id=full_id, episodes=episodes)
+    return Suite(
+        env_id=full_id,
+        episodes=episodes,
+        variant=variant,
+        env_kwargs=json.dumps(kwargs, sort_keys=True),
+    )
 
 
 def suite_path(env_id: str) -> Path:
@@ -92,7 +171,9 @@ def suite_path(env_id: str) -> Path:
 
 
 def load_suite(env_id: str) -> Suite:
-    """The frozen official suite of ``env_id`` (a full versioned id)."""
+    """The frozen official suite of ``env_id`` (a full versioned id, or a board id
+    ``ID@variant`` for an official variant)."""
+    split_board_id(env_id)  # a malformed variant name never reaches the file system
     name = f"{env_id}.json"
     try:
         text = resources.files("mallm_envs.leaderboard").joinpath("suites", name).read_text()
@@ -100,20 +181,56 @@ def load_suite(env_id: str) -> Suite:
         raise SuiteError(
             f"no official suite for {env_id!r}; run `python -m mallm_envs.leaderboard.suites {env_id}` to freeze one"
         ) from None
-    return Suite.from_dict(json.loads(text))
+    suite = Suite.from_dict(json.loads(text))
+    if suite.board_id != env_id:
+        raise SuiteError(f"the suite file {name} holds the suite of {suite.board_id}")
+    return suite
 
 
-def freeze_suite(env_id: str) -> Path:
-    """Write the generated suite of ``env_id`` into the package (for maintainers)."""
-    suite = generate_suite(env_id)
-    path = suite_path(suite.env_id)
+def official_variants(env_id: str) -> list[Suite]:
+    """The frozen suites of ``env_id``'s official variants (``ID@variant``), by name."""
+    folder = resources.files("mallm_envs.leaderboard").joinpath("suites")
+    prefix = f"{env_id}{VARIANT_SEPARATOR}"
+    names = sorted(
+        entry.name[: -len(".json")]
+        for entry in folder.iterdir()
+        if entry.name.startswith(prefix)
+        and entry.name.endswith(".json")
+        and not entry.name.endswith(".partners.json")
+    )
+    return [load_suite(name) for name in names]
+
+
+def suite_for_kwargs(env_id: str, kwargs: dict[str, Any]) -> Suite | None:
+    """The official suite (plain or variant) played with exactly these env keyword arguments
+    over the registered ones, or ``None``."""
+    from mallm_envs.registration import spec
+
+    registered = dict(spec(env_id).kwargs)
+    if {**registered, **kwargs} == registered:
+        return load_suite(env_id)
+    for suite in official_variants(env_id):
+        if {**registered, **suite.kwargs()} == {**registered, **kwargs}:
+            return suite
+    return None
+
+
+def freeze_suite(env_id: str, env_kwargs: dict[str, Any] | None = None) -> Path:
+    """Write the generated suite of ``env_id`` (or board id ``ID@variant`` with its
+    ``env_kwargs``) into the package (for maintainers)."""
+    suite = generate_suite(env_id, env_kwargs=env_kwargs)
+    path = suite_path(suite.board_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(suite.to_json())
     return path
 
 
-if __name__ == "__main__":  # python -m mallm_envs.leaderboard.suites ID [ID ...]
+if __name__ == "__main__":  # python -m mallm_envs.leaderboard.suites ID [ID ...] | ID@V KWARGS
     import sys
 
-    for arg in sys.argv[1:]:
-        print(freeze_suite(arg))
+    args = sys.argv[1:]
+    if len(args) == 2 and VARIANT_SEPARATOR in args[0]:
+        print(freeze_suite(args[0], json.loads(args[1])))
+    else:
+        for arg in args:
+            print(freeze_suite(arg))
