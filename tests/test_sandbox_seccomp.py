@@ -1,20 +1,18 @@
 """Sandbox: the runs' seccomp program, read instruction by instruction for each machine.
 
-The worker installs it on x86_64 and aarch64 (``_zygote.py``); here a small classic-BPF
-interpreter runs it on made-up syscalls, so the aarch64 program is checked on any machine.
+The worker installs it on x86_64 and aarch64 (``mallm_envs/sandbox/zygote/seccomp.py``); here a
+small classic-BPF interpreter runs it on made-up syscalls, so the aarch64 program is checked on
+any machine.
 What runs actually get is in ``test_sandbox_adversarial.py``.
 """
 
 from __future__ import annotations
 
 import errno
-import importlib.util
 import struct
-from pathlib import Path
 
 import pytest
 
-ZYGOTE = Path(__file__).resolve().parent.parent / "mallm_envs" / "sandbox" / "_zygote.py"
 CLONE_THREAD_FLAGS = 0x003D0F00  # what glibc's pthread_create passes to clone()
 SIGCHLD = 17
 CLONE_NEWUSER = 0x10000000
@@ -24,10 +22,9 @@ ALLOW = "allow"
 
 @pytest.fixture(scope="module")
 def zygote():
-    spec = importlib.util.spec_from_file_location("mallm_sandbox_zygote_seccomp", ZYGOTE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from mallm_envs.sandbox.zygote import seccomp
+
+    return seccomp
 
 
 def run_filter(code: list, arch: int, nr: int, args: tuple = ()) -> str | int:

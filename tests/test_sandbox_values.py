@@ -1,16 +1,14 @@
 """Sandbox, plain data: the run's encoder and the judge's decoder agree, and nothing else passes.
 
-The encoder lives in the worker script (``_zygote.py``, run as its own interpreter); here it is
-loaded from its file so the round trip is tested in-process.
+The encoder lives in the worker program (``mallm_envs/sandbox/zygote/harness.py``, run as its
+own interpreter); its parts are importable modules too, so the round trip is tested in-process.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from collections import Counter, OrderedDict, namedtuple
 from enum import IntEnum
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -18,15 +16,12 @@ from hypothesis import strategies as st
 
 from mallm_envs.sandbox.values import NotPlainError, decode, loads, plain_copy, short_repr
 
-ZYGOTE = Path(__file__).resolve().parent.parent / "mallm_envs" / "sandbox" / "_zygote.py"
-
 
 @pytest.fixture(scope="module")
 def codec():
-    spec = importlib.util.spec_from_file_location("mallm_sandbox_zygote_under_test", ZYGOTE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make_harness()
+    from mallm_envs.sandbox.zygote.harness import make_harness
+
+    return make_harness()
 
 
 def roundtrip(codec, value):

@@ -16,8 +16,8 @@ the grader's own project.
 ``site`` module would add for ``.pth`` files are included, an editable install's project
 checkout is not (list it in ``readable_paths`` if it must be seen).
 
-The view is a list of operations that the native worker (``_zygote.py``, in its own mount
-namespace) and :func:`bwrap_arguments` apply in order, parents before children:
+The view is a list of operations that the worker (:mod:`mallm_envs.sandbox.zygote`, in its own
+mount namespace) and :func:`bwrap_arguments` apply in order, parents before children:
 
 * ``["bind", path]``: a read-only bind of the host path at the same place;
 * ``["link", path, target]``: a symbolic link (e.g. a virtualenv's ``bin/python``);
@@ -240,8 +240,8 @@ def file_system_view(
     return ops
 
 
-def bwrap_arguments(view: list[list[str]], worker_file: str | None, worker_path: str) -> list[str]:
-    """bubblewrap arguments for ``view``, plus the worker script (if given) at ``worker_path``."""
+def bwrap_arguments(view: list[list[str]]) -> list[str]:
+    """bubblewrap arguments that build ``view`` (the worker program arrives on stdin)."""
     args: list[str] = []
     made: set[str] = set()
     covering: list[str] = []  # binds and masks applied so far: their insides exist
@@ -259,10 +259,9 @@ def bwrap_arguments(view: list[list[str]], worker_file: str | None, worker_path:
             args.extend(["--perms", "0755", "--dir", folder])
             made.add(folder)
 
-    extra = [["worker", worker_path]] if worker_file is not None else []
     args += ["--perms", "0755", "--tmpfs", SCRATCH]  # first: the view may show paths below it
     made.add(SCRATCH)
-    for op in [*view, *extra]:
+    for op in view:
         kind, path = op[0], op[1]
         parents(path)
         if kind == "bind":
@@ -274,8 +273,6 @@ def bwrap_arguments(view: list[list[str]], worker_file: str | None, worker_path:
             masks.append(path)
         elif kind == "link":
             args += ["--symlink", op[2], path]
-        else:
-            args += ["--ro-bind", worker_file, path]
     for path in masks:
         args += ["--remount-ro", path]
     return [*args, "--dev", "/dev", "--proc", "/proc", "--chdir", SCRATCH]
