@@ -228,6 +228,7 @@ worker: never imported, runs as its own interpreter).
 """
 
 from mallm_envs.sandbox.cases import COMPARISONS, NO_EXPECTED, AssertCode, TestCase, TestSuite
+from mallm_envs.sandbox.config import JudgeConfig
 from mallm_envs.sandbox.errors import (
     JudgeClosedError,
     LimitsError,
@@ -248,6 +249,7 @@ __all__ = [
     "Grade",
     "Judge",
     "JudgeClosedError",
+    "JudgeConfig",
     "Limits",
     "LimitsError",
     "SandboxError",

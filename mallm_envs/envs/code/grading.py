@@ -32,13 +32,16 @@ from mallm_envs.sandbox import (
     Cause,
     Grade,
     Judge,
+    JudgeConfig,
     Limits,
+    LimitsError,
     SandboxError,
     Status,
     TestCase,
     TestResult,
     TestSuite,
 )
+from mallm_envs.sandbox.config import ISOLATION_MODES
 
 TIMEOUT_S = 2.0
 """Wall-clock seconds for loading the program, and again for each test (times the env's
@@ -116,19 +119,82 @@ def test_count(task_set: str, task_id: str) -> int:
 
 # --------------------------------------------------------------------------- the judge
 
+ISOLATION_ENV = "MALLM_JUDGE_ISOLATION"
+"""Environment variable: the shared judge's isolation mode (``auto``, ``bwrap`` or ``process``)."""
+WORKERS_ENV = "MALLM_JUDGE_WORKERS"
+"""Environment variable: the shared judge's worker count (1 to 256)."""
+
 _judge_lock = threading.Lock()
 _judge: Judge | None = None
 _judge_pid: int | None = None
+_judge_settings: dict[str, object] = {}  # what configure_judge chose (None: the default)
+
+
+def configure_judge(*, isolation: str | None = None, workers: int | None = None) -> None:
+    """Choose how the code envs' shared judge runs programs; call before the first grade.
+
+    ``isolation`` is a :class:`~mallm_envs.sandbox.Judge` isolation mode (``"auto"``,
+    ``"bwrap"`` or ``"process"``) and ``workers`` the number of programs graded at once.
+    ``None`` leaves a setting to the environment variables ``MALLM_JUDGE_ISOLATION`` and
+    ``MALLM_JUDGE_WORKERS`` (read when the judge starts), and then to the defaults (``auto``;
+    one worker per CPU, at most 4). These settings choose how runs are kept from the machine
+    and how many run at once, never what a test checks: they are not part of any env spec
+    and do not change scores. A forked child starts its own judge with the same settings.
+
+    Raises:
+        LimitsError: a value the judge would refuse (checked here, at once).
+        SandboxError: the shared judge has already started in this process with other
+            settings (configure it before the first grade).
+    """
+    settings = {"isolation": isolation, "workers": workers}
+    _judge_config(settings)  # validate now, not at the first grade
+    with _judge_lock:
+        started = _judge is not None and _judge_pid == os.getpid()
+        if started and _judge_config(settings) != _judge_config(_judge_settings):
+            raise SandboxError(
+                "the code envs' judge has already started; call configure_judge before "
+                "the first grade (or set MALLM_JUDGE_ISOLATION / MALLM_JUDGE_WORKERS)"
+            )
+        _judge_settings.clear()
+        _judge_settings.update(settings)
+
+
+def _judge_config(settings: dict[str, object]) -> JudgeConfig:
+    """The shared judge's configuration: chosen settings, else the environment, else defaults."""
+    isolation = settings.get("isolation")
+    if isolation is None:
+        isolation = os.environ.get(ISOLATION_ENV) or "auto"
+        if isolation not in ISOLATION_MODES:
+            raise LimitsError(
+                f"{ISOLATION_ENV} must be one of {ISOLATION_MODES}, got {isolation!r}"
+            )
+    workers = settings.get("workers")
+    if workers is None:
+        text = os.environ.get(WORKERS_ENV)
+        if text:
+            try:
+                workers = int(text)
+            except ValueError:
+                raise LimitsError(
+                    f"{WORKERS_ENV} must be an int in [1, 256], got {text!r}"
+                ) from None
+        else:
+            workers = max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+    return JudgeConfig(limits=Limits(), isolation=isolation, workers=workers)  # type: ignore[arg-type]
 
 
 def shared_judge() -> Judge:
-    """The process's judge, started on first use (and again in a forked child)."""
+    """The process's judge, started on first use (and again in a forked child).
+
+    Its isolation mode and worker count come from :func:`configure_judge` or the environment
+    variables ``MALLM_JUDGE_ISOLATION`` and ``MALLM_JUDGE_WORKERS`` (see ``docs/sandbox.md``).
+    """
     global _judge, _judge_pid
     with _judge_lock:
         if _judge is None or _judge_pid != os.getpid():
-            workers = max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+            config = _judge_config(_judge_settings)
             try:
-                _judge = Judge(Limits(), workers=workers)
+                _judge = Judge.from_config(config)
             except SandboxError as err:
                 raise SandboxUnavailableError(
                     f"the code envs grade programs in mallm_envs.sandbox, which cannot start here: {err}"
