@@ -2,7 +2,8 @@
 
 Every program runs in :mod:`mallm_envs.sandbox` (warm, isolated worker processes; the judge
 decides each test's status from plain values), never in this process. One judge is shared
-by every code env of a process and started on first use.
+by every code env of a process and started on first use (its isolation mode and worker count:
+:func:`configure_judge`, or ``MALLM_JUDGE_ISOLATION`` / ``MALLM_JUDGE_WORKERS``).
 
 The feedback an agent gets must not reveal hidden tests: no test code, no expected values,
 no inputs. The sandbox's per-test reasons may quote expected values ("expected 4, got 5")
