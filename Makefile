@@ -3,7 +3,8 @@
 #
 #   make demo   run the project's main job (baselines/demo.py: prompting baselines, MAGRPO
 #               training from scratch, evaluation, verified submission, boards)
-#   make test   run the test suite (fast tier; `make test-slow` for training runs)
+#   make test   type-check (mypy, strict, on the modules listed in pyproject.toml) and run
+#               the test suite (fast tier; `make test-slow` for training runs)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -12,7 +13,7 @@ PIP     = $(PY) -m pip
 # constraints/dev.txt pins torch to the CPU build these machines carry (see DEVELOPERS.md).
 INSTALL = $(PIP) install -c constraints/dev.txt
 
-.PHONY: install demo test test-slow lint format bench clean
+.PHONY: install demo test test-slow typecheck lint format bench clean
 
 $(VENV)/.installed: pyproject.toml constraints/dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +37,11 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) baselines/demo.py
 
-test: install
+test: install typecheck
 	$(PY) -m pytest -q
+
+typecheck: install
+	$(VENV)/bin/mypy
 
 test-slow: install
 	$(PY) -m pytest -q -m slow
@@ -54,4 +58,4 @@ bench: install
 	$(PY) -m pytest benchmarks -q
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache

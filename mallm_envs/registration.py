@@ -177,7 +177,8 @@ class EnvSpec:
         unknown = set(data) - known
         if unknown:
             raise EnvArgumentError(f"unknown EnvSpec fields {sorted(unknown)}")
-        return cls(**{k: (tuple(v) if k == "agents" else v) for k, v in data.items()})
+        fields: dict[str, Any] = {k: (tuple(v) if k == "agents" else v) for k, v in data.items()}
+        return cls(**fields)
 
     @classmethod
     def from_json(cls, text: str) -> EnvSpec:

@@ -64,5 +64,6 @@ def test_wheel_ships_only_the_library(tmp_path) -> None:
         "mallm_envs/data/writing/expansion_briefs.jsonl",
         "mallm_envs/data/coop_code/problems.jsonl",
         "mallm_envs/leaderboard/suites/CommonWord-v0.json",
+        "mallm_envs/py.typed",  # the package declares its type hints (PEP 561)
     ):
         assert data_file in names, f"{data_file} is not in the wheel"

@@ -160,7 +160,7 @@ class Episode:
             raise TranscriptError(f"not valid JSON: {err}") from None
         return cls.from_dict(data)
 
-    def actions(self) -> list[tuple[str, str | None]]:
+    def actions(self) -> list[tuple[str, str | int | None]]:
         """The (agent, action) sequence that reproduces this episode."""
         return [(s.agent, s.action) for s in self.steps]
 
