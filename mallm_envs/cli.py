@@ -3,6 +3,11 @@
 mallm list                                  ids, agents and one-line descriptions
 mallm play ID [--agents random] [--seed 0]  play one episode and print its transcript
 mallm demo                                  a scripted episode of every registered env
+mallm evaluate ID --agent SPEC --out F      play the official suite, write a submission
+mallm evaluate ID --agent SPEC --cross-play ... the same with each held-out partner
+mallm partners ID                           list an env's partner population
+mallm verify FILE ...                       re-check submissions by replay
+mallm board [ROOT]                          verify every submission, rebuild the boards
 """
 
 from __future__ import annotations
@@ -230,11 +235,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from mallm_envs.agents import spec as agent_spec
     from mallm_envs.agents.spec import build_agents
     from mallm_envs.leaderboard import evaluate
+    from mallm_envs.leaderboard.suites import split_board_id
     from mallm_envs.registration import spec as env_spec
 
     settings = _llm_settings(args)
     args.env_id = _env_id(args.env_id)
-    by_role = agent_spec.role_specs(_agent_specs(args.agent), env_spec(args.env_id).agents)
+    base_id, _variant = split_board_id(args.env_id)
+    by_role = agent_spec.role_specs(_agent_specs(args.agent), env_spec(base_id).agents)
     llm_spec = agent_spec.uses_model(by_role)
     if args.decoding and llm_spec:
         raise MallmError(
@@ -275,6 +282,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             run_config={"llm_settings": dataclasses.asdict(settings)},
             concurrency=args.concurrency,
             batch_episodes=args.batch_episodes,
+            cross_play=args.cross_play,
         )
     except KeyboardInterrupt:
         kept = len(list(episodes_dir.glob("episode-*.json")))
@@ -293,11 +301,37 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     s = submission.summary
     r, sr = s["team_return"], s["success_rate"]
     success = "" if sr is None else f", success {100 * sr['mean']:.1f}%"
+    kind = ""
+    if submission.cross_play is not None:
+        from mallm_envs.leaderboard.board import cross_play_stats
+
+        stats = cross_play_stats(submission.episodes, submission.cross_play["games"])
+        kind = " cross-play"
+        for name, value in stats["partners"].items():
+            print(f"  with {name}: team return {value['mean']:.3f} over {value['n']} episode(s)")
+        r = stats["team_return"]
     print(
-        f"{submission.env_id}: {s['episodes']} episodes, team return {r['mean']:.3f} "
+        f"{submission.board_id}{kind}: {s['episodes']} episodes, team return {r['mean']:.3f} "
         f"[{r['low']:.3f}, {r['high']:.3f}]{success}"
     )
     print(f"submission written to {args.out}")
+    return 0
+
+
+def cmd_partners(args: argparse.Namespace) -> int:
+    from mallm_envs.leaderboard.population import load_population
+    from mallm_envs.leaderboard.suites import load_suite
+
+    population = load_population(args.board_id)
+    suite = load_suite(args.board_id)
+    games = population.games(suite)
+    print(
+        f"{population.board_id}: {len(population.partners)} partners, {len(games)} cross-play "
+        f"episodes (population {population.digest}, suite {suite.digest})"
+    )
+    for partner in population.partners:
+        seats = ", ".join(partner.roles)
+        print(f"  {partner.name:<18} seats {seats:<22} {partner.description}")
     return 0
 
 
@@ -335,8 +369,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             status = 1
             continue
         r = report.summary["team_return"]
+        kind = " cross-play" if report.submission.cross_play is not None else ""
         print(
-            f"OK   {path}: {report.submission.env_id}, {report.summary['episodes']} episodes "
+            f"OK   {path}: {report.board_id or report.submission.env_id}{kind}, "
+            f"{report.summary['episodes']} episodes "
             f"{report.check}, team return {r['mean']:.3f} (actions {report.actions_hash})"
         )
         for note in report.timing_notes:
@@ -348,13 +384,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_board(args: argparse.Namespace) -> int:
     from mallm_envs.leaderboard import build
+    from mallm_envs.leaderboard.board import CROSS_PLAY_SUFFIX
 
     boards, failures, written = build(
         args.root, reproduce=not args.replay_only, reproduce_models=args.reproduce_models
     )
     for env_id, entries in sorted(boards.items()):
         reproduced = sum(e.report.check == "reproduced" for e in entries)
-        print(f"{env_id}: {len(entries)} verified submission(s), {reproduced} reproduced")
+        kind = " cross-play" if env_id.endswith(CROSS_PLAY_SUFFIX) else ""
+        print(
+            f"{env_id.removesuffix(CROSS_PLAY_SUFFIX)}:{kind} {len(entries)} verified "
+            f"submission(s), {reproduced} reproduced"
+        )
         for entry in entries:
             if entry.report.reproduce_note.startswith("reproduction failed"):
                 print(f"  NOT REPRODUCED {entry.file}: {entry.report.reproduce_note}")
@@ -480,8 +521,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="discard the episodes an interrupted run left in OUT.episodes/ (default: resume)",
     )
+    p.add_argument(
+        "--cross-play",
+        action="store_true",
+        help="play with each held-out partner of the env's population in each seat it takes "
+        "(your agent in the others) instead of self-play; see `mallm partners ID`",
+    )
     _add_llm_arguments(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("partners", help="list the held-out partners of an env (cross-play)")
+    p.add_argument("board_id", help="an env id, or ID@variant (Kitchen-v0@coordination_ring)")
+    p.set_defaults(func=cmd_partners)
 
     p = sub.add_parser("verify", help="re-check submissions by replaying every action")
     p.add_argument("files", nargs="+")

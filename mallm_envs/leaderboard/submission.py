@@ -19,6 +19,12 @@ A submission is one gzip-compressed JSON document (``*.json.gz``, format
     statistics with 95% confidence intervals. The replayable ones (team return, success
     rate, invalid-action rate, characters per action) are recomputed by ``mallm verify``;
     a summary that disagrees with its episodes is rejected.
+``cross_play`` (only in cross-play runs)
+    ``population_digest`` (the partner population's version, see
+    :mod:`mallm_envs.leaderboard.population`) and ``games``: for each episode, in order, the
+    ``partner`` that played it and the seat it took (``partner_role``); the evaluated agent
+    took the other seats. ``mallm verify`` re-runs each partner and rejects an episode where
+    its actions differ from the official partner's.
 ``unofficial`` (only in unofficial runs)
     why the run is not an official one: env keyword arguments other than the registered
     ones, a seed of its own, or only the first ``limit`` episodes of the suite. Such a file
@@ -55,7 +61,7 @@ from mallm_envs.core.episode import (
     run_episodes,
 )
 from mallm_envs.core.errors import MallmError, TranscriptError
-from mallm_envs.leaderboard.suites import Suite, load_suite
+from mallm_envs.leaderboard.suites import Suite, load_suite, split_board_id, suite_for_kwargs
 
 SUBMISSION_FORMAT = "mallm-submission/1"
 RUN_FORMAT = "mallm-evaluation-run/1"
@@ -177,6 +183,21 @@ class Submission:
     format: str = SUBMISSION_FORMAT
     unofficial: dict[str, Any] | None = None
     """Why this run is not official (``None`` for an official run; see the module doc)."""
+    cross_play: dict[str, Any] | None = None
+    """The partners of a cross-play run (``None`` for self-play; see the module doc)."""
+
+    @property
+    def board_id(self) -> str:
+        """The board this submission belongs to: the env id, or ``ID@variant`` when its env
+        keyword arguments are those of an official variant (see
+        :mod:`mallm_envs.leaderboard.suites`)."""
+        from mallm_envs.registration import registry
+
+        if self.env_id not in registry:
+            return self.env_id
+        kwargs = self.env_spec.get("kwargs") if isinstance(self.env_spec, dict) else None
+        suite = suite_for_kwargs(self.env_id, kwargs if isinstance(kwargs, dict) else {})
+        return self.env_id if suite is None else suite.board_id
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -193,6 +214,8 @@ class Submission:
         }
         if self.unofficial is not None:  # official files keep exactly their old fields
             data["unofficial"] = self.unofficial
+        if self.cross_play is not None:
+            data["cross_play"] = self.cross_play
         return data
 
     def to_bytes(self) -> bytes:
@@ -231,11 +254,13 @@ def evaluate(
     concurrency: int = 1,
     batch_episodes: int = 1,
     batch: bool = True,
+    cross_play: bool = False,
 ) -> Submission:
     """Play the official suite of ``env_id`` and build a submission.
 
     Args:
-        env_id: an env id (latest version when none is given).
+        env_id: an env id (latest version when none is given), or ``ID@variant`` for an
+            official variant (``Kitchen-v0@coordination_ring``).
         make_agents: env -> {role: agent}; called once per episode on a fresh env, always
             in the calling thread. It must build fresh agents for each episode (models may be
             shared: see ``concurrency``).
@@ -268,6 +293,10 @@ def evaluate(
             model, Kitchen, episode 2 of 4, step 58). Keep 1 for entries that must reproduce
             bit for bit (``mallm verify --reproduce`` plays one episode at a time).
         batch: batch the agents of a simultaneous turn (see :func:`~mallm_envs.core.run_episode`).
+        cross_play: play the cross-play games instead (see
+            :mod:`mallm_envs.leaderboard.population`): for each partner of the env's
+            population, each seat it takes and the suite's first episodes, the partner in
+            that seat and ``make_agents``'s agents in the others.
 
     Whatever ``concurrency`` and ``batch_episodes`` are, episodes are recorded in suite order
     with their own seeds, so the submission is the one a sequential run gives.
@@ -279,14 +308,31 @@ def evaluate(
             raise EvaluationError(f"{name} must be an int >= 1, got {value!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise EvaluationError(f"seed must be an int, got {seed!r}")
-    full_id = spec(env_id).id
-    suite = suite or load_suite(full_id)
-    all_items = suite.items()
-    items = all_items[: limit if limit is not None else None]
+    base_id, variant = split_board_id(env_id)
+    full_id = spec(base_id).id
     kwargs = dict(env_kwargs or {})
+    if suite is None and variant is None and kwargs:
+        official = suite_for_kwargs(full_id, kwargs)
+        if official is not None:  # the arguments of an official variant: an official run
+            suite, kwargs = official, {}
+    board_id = full_id if variant is None else f"{full_id}@{variant}"
+    suite = suite or load_suite(board_id)
+    games = None
+    population_digest = None
+    if cross_play:
+        from mallm_envs.leaderboard.population import load_population
+
+        population = load_population(suite.board_id)
+        games = population.games(suite)
+        population_digest = population.digest
+        all_items = [(game.seed, json.loads(game.options)) for game in games]
+    else:
+        all_items = suite.items()
+    items = all_items[: limit if limit is not None else None]
     if seed is not None:
         items = [(seed + index, options) for index, (_seed, options) in enumerate(items)]
     unofficial = _unofficial(kwargs, seed, limit, len(items), len(all_items))
+    kwargs = {**suite.kwargs(), **kwargs}  # a variant's official arguments, then the user's
     make(full_id, **kwargs).close()  # bad kwargs fail here, before anything is written
     identity = {
         "format": RUN_FORMAT,
@@ -297,6 +343,10 @@ def evaluate(
         "agent": dict(agent_info),
         "config": dict(run_config or {}),
     }
+    if suite.variant is not None:
+        identity["variant"] = suite.variant
+    if population_digest is not None:
+        identity["cross_play"] = population_digest
     folder = None if episodes_dir is None else Path(episodes_dir)
     done = _load_finished(folder, identity, items) if folder is not None else {}
     results: dict[int, tuple[Episode, dict[str, Any]]] = dict(done)
@@ -316,7 +366,12 @@ def evaluate(
         prepared = []
         for index in unit:
             env = make(full_id, **kwargs)
-            prepared.append((index, env, make_agents(env)))
+            agents = make_agents(env)
+            if games is not None:
+                game = games[index]
+                partner = population.partner(game.partner)
+                agents = {**agents, game.partner_role: partner.build(env, game.partner_role)}
+            prepared.append((index, env, agents))
             _refuse_shared_agents(prepared[-1:], [prepared[:-1]])
         return prepared
 
@@ -356,7 +411,15 @@ def evaluate(
     episodes = [episode for episode, _ in ordered]
     usage = [record for _, record in ordered]
     info = dict(agent_info)
-    info.setdefault("per_role", episodes[-1].agent_descriptions if episodes else {})
+    if games is None:
+        info.setdefault("per_role", episodes[-1].agent_descriptions if episodes else {})
+    else:  # each role as the evaluated agent played it (never a partner's description)
+        own: dict[str, Any] = {}
+        for game, episode in zip(games, episodes):
+            for role, description in episode.agent_descriptions.items():
+                if role != game.partner_role:
+                    own.setdefault(role, description)
+        info.setdefault("per_role", own)
     submission = Submission(
         env_id=full_id,
         env_spec=episodes[0].env_spec if episodes else {},
@@ -368,6 +431,11 @@ def evaluate(
         mallm_envs_version=episodes[0].mallm_envs_version if episodes else "",
         unofficial=unofficial,
     )
+    if games is not None:
+        submission.cross_play = {
+            "population_digest": population_digest,
+            "games": [game.to_dict() for game in games[: len(episodes)]],
+        }
     submission.summary = summarize(episodes, usage)
     return submission
 

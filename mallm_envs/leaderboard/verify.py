@@ -63,7 +63,7 @@ from typing import Any
 from mallm_envs.core.episode import Episode, first_difference, replay, run_episode
 from mallm_envs.core.errors import MallmError, TranscriptError
 from mallm_envs.leaderboard.submission import SUBMISSION_FORMAT, Submission, summarize
-from mallm_envs.leaderboard.suites import SuiteError, load_suite
+from mallm_envs.leaderboard.suites import Suite, SuiteError, load_suite, official_variants
 
 MAX_COMPRESSED_BYTES = 64 * 1024 * 1024
 MAX_JSON_BYTES = 64 * 1024 * 1024
@@ -93,6 +93,7 @@ TOP_LEVEL_FIELDS = frozenset(
         "summary",
         "usage",
         "episodes",
+        "cross_play",
     }
 )
 USAGE_FIELDS = frozenset({"wall_time_s", "tokens"})
@@ -135,6 +136,9 @@ class VerifyReport:
     actions_hash: str = ""
     check: str = "replayed"
     reproduce_note: str = ""
+    board_id: str = ""
+    """The board the submission belongs to: its env id, or ``ID@variant`` (an official
+    variant's arguments, such as a kitchen layout)."""
 
     @property
     def ok(self) -> bool:
@@ -372,6 +376,7 @@ def parse_submission(data: dict[str, Any]) -> Submission:
     raw_episodes = _require(data, "episodes", list)
     usage = check_usage(data.get("usage"), len(raw_episodes))
     summary = _require(data, "summary", dict)
+    cross_play = check_cross_play_field(data.get("cross_play"), len(raw_episodes))
     version = data.get("mallm_envs_version", "")
     if not isinstance(version, str) or len(version) > MAX_NAME_CHARS:
         raise VerificationError("field", "submission.mallm_envs_version must be a short string")
@@ -395,13 +400,52 @@ def parse_submission(data: dict[str, Any]) -> Submission:
         usage=usage,
         summary=summary,
         mallm_envs_version=version,
+        cross_play=cross_play,
     )
+
+
+def check_cross_play_field(value: Any, n_episodes: int) -> dict[str, Any] | None:
+    """``cross_play``: absent, or the population digest and one game per episode."""
+    if value is None:
+        return None
+    where = "submission.cross_play"
+    if not isinstance(value, dict):
+        raise VerificationError("cross-play", f"{where} must be an object")
+    unknown = sorted(set(value) - {"population_digest", "games"})
+    if unknown:
+        raise VerificationError("cross-play", f"{where} has unknown field(s) {unknown[:5]}")
+    digest = _require(value, "population_digest", str, where)
+    games = _require(value, "games", list, where)
+    if len(games) != n_episodes:
+        raise VerificationError(
+            "cross-play", f"{where}.games has {len(games)} entries for {n_episodes} episodes"
+        )
+    for index, game in enumerate(games):
+        if not isinstance(game, dict) or set(game) != {"partner", "partner_role"}:
+            raise VerificationError(
+                "cross-play", f"{where}.games[{index}] must be {{partner, partner_role}}"
+            )
+        for key in ("partner", "partner_role"):
+            if not isinstance(game[key], str) or len(game[key]) > MAX_NAME_CHARS:
+                raise VerificationError(
+                    "cross-play", f"{where}.games[{index}].{key} must be a short string"
+                )
+    return {"population_digest": digest, "games": games}
 
 
 # --------------------------------------------------------------------------- checking
 
 
-def _official_env(env_id: str) -> tuple[Any, dict[str, Any]]:
+def _variants_of(env_id: str) -> list[Suite]:
+    try:
+        return official_variants(env_id)
+    except SuiteError:
+        return []
+
+
+def _official_env(
+    env_id: str, variant_kwargs: dict[str, Any] | None = None
+) -> tuple[Any, dict[str, Any]]:
     from mallm_envs.core.errors import RegistryError
     from mallm_envs.registration import make, parse_env_id, registry
 
@@ -415,7 +459,7 @@ def _official_env(env_id: str) -> tuple[Any, dict[str, Any]]:
         raise VerificationError(
             "env-version", f"{env_id!r} is not a registered env version (registered: {known})"
         )
-    env = make(env_id)
+    env = make(env_id, **(variant_kwargs or {}))
     return env, env.spec.to_dict()
 
 
@@ -434,11 +478,35 @@ def primary_measure_of(env: Any) -> str:
     return measure
 
 
-def check_suite(submission: Submission) -> None:
+def _official_suite(submission: Submission, registered: dict[str, Any]) -> Suite | None:
+    """The official suite whose env arguments the submission records (the plain suite for
+    the registered ones, else a variant's), or ``None`` when none matches."""
+    recorded = submission.env_spec.get("kwargs")
+    if recorded == registered:
+        return None  # the plain suite, loaded by check_suite
+    if not isinstance(recorded, dict):
+        return None
     try:
-        suite = load_suite(submission.env_id)
-    except SuiteError as err:
-        raise VerificationError("suite", str(err)) from None
+        variants = official_variants(submission.env_id)
+    except SuiteError:
+        return None
+    for suite in variants:
+        if {**registered, **suite.kwargs()} == recorded:
+            return suite
+    return None
+
+
+def check_suite(submission: Submission, suite: Suite | None = None) -> Suite:
+    """The episodes are exactly the official suite's (``suite``: a variant's; default the
+    env id's plain suite). Returns the suite."""
+    if suite is None:
+        try:
+            suite = load_suite(submission.env_id)
+        except SuiteError as err:
+            raise VerificationError("suite", str(err)) from None
+    if submission.cross_play is not None:
+        check_cross_play_games(submission, suite)
+        return suite
     if submission.suite_digest != suite.digest:
         raise VerificationError(
             "suite",
@@ -465,6 +533,54 @@ def check_suite(submission: Submission) -> None:
         raise VerificationError(
             "suite", f"episode seed={seed} options={options} is not in the official suite"
         )
+    return suite
+
+
+def check_cross_play_games(submission: Submission, suite: Suite) -> None:
+    """A cross-play submission holds exactly the games of the official population."""
+    from mallm_envs.leaderboard.population import load_population
+
+    if submission.suite_digest != suite.digest:
+        raise VerificationError(
+            "suite",
+            f"suite digest {submission.suite_digest!r} is not the official {suite.digest!r} "
+            f"for {suite.board_id}",
+        )
+    try:
+        population = load_population(suite.board_id)
+    except SuiteError as err:
+        raise VerificationError("cross-play", str(err)) from None
+    cross_play = submission.cross_play or {}
+    if cross_play.get("population_digest") != population.digest:
+        raise VerificationError(
+            "population",
+            f"the submission was played with partner population "
+            f"{cross_play.get('population_digest')!r}; the official population of "
+            f"{suite.board_id} is {population.digest!r} (partners "
+            f"{', '.join(p.name for p in population.partners)}): evaluate again with "
+            "`mallm evaluate --cross-play`",
+        )
+    games = population.games(suite)
+    recorded = cross_play.get("games") or []
+    if len(recorded) != len(games):
+        raise VerificationError(
+            "cross-play",
+            f"{len(recorded)} cross-play episodes; the official population of "
+            f"{suite.board_id} plays {len(games)}",
+        )
+    for index, (game, record, episode) in enumerate(zip(games, recorded, submission.episodes)):
+        played = (record["partner"], record["partner_role"], episode.seed)
+        played_options = json.dumps(episode.options, sort_keys=True)
+        if played != (game.partner, game.partner_role, game.seed) or (
+            played_options != game.options
+        ):
+            raise VerificationError(
+                "cross-play",
+                f"episode {index} is partner {record['partner']!r} as {record['partner_role']!r} "
+                f"on seed {episode.seed} {episode.options}; the official game {index} is "
+                f"partner {game.partner!r} as {game.partner_role!r} on seed {game.seed} "
+                f"{json.loads(game.options)}",
+            )
 
 
 def _where(index: int, episode: Episode) -> str:
@@ -576,15 +692,21 @@ def timing_explanation(recorded: Episode, replayed: Episode) -> str | None:
 def verify_submission(submission: Submission) -> VerifyReport:
     """Run every check; return the recomputed figures or raise :class:`VerificationError`."""
     env, official_spec = _official_env(submission.env_id)
+    variant = _official_suite(submission, dict(official_spec["kwargs"]))
+    if variant is not None:  # an official variant: its arguments are the official ones
+        env.close()
+        env, official_spec = _official_env(submission.env_id, variant.kwargs())
     timing_sensitive = env.spec.timing_sensitive
     official_hash = getattr(env.unwrapped, "data_hash", None)
     measure = primary_measure_of(env)
     env.close()
     if submission.env_spec != official_spec:
+        variants = ", ".join(s.board_id for s in _variants_of(submission.env_id))
         raise VerificationError(
             "env-spec",
             f"the recorded env spec differs from the official {submission.env_id}: "
-            f"recorded kwargs {submission.env_spec.get('kwargs')}, official {official_spec['kwargs']}",
+            f"recorded kwargs {submission.env_spec.get('kwargs')}, official {official_spec['kwargs']}"
+            + (f" (or those of an official variant: {variants})" if variants else ""),
         )
     if submission.data_hash != official_hash:
         raise VerificationError(
@@ -592,7 +714,7 @@ def verify_submission(submission: Submission) -> VerifyReport:
             f"data hash {submission.data_hash!r} does not match the installed task data ({official_hash!r}); "
             "the submission was made with different data or a different release",
         )
-    check_suite(submission)
+    suite = check_suite(submission, variant)
     kwargs = dict(official_spec["kwargs"])
     replayed_episodes: list[Episode] = []
     adjusted: list[int] = []
@@ -624,6 +746,8 @@ def verify_submission(submission: Submission) -> VerifyReport:
     recomputed = summarize(replayed_episodes, submission.usage)
     if not adjusted:
         _compare_summary(submission.summary, recomputed)
+    if submission.cross_play is not None:
+        check_partners(submission, suite, kwargs)
     return VerifyReport(
         submission=submission,
         summary=recomputed,
@@ -631,7 +755,94 @@ def verify_submission(submission: Submission) -> VerifyReport:
         timing_notes=notes,
         primary_measure=measure,
         actions_hash=actions_hash(submission.episodes),
+        board_id=suite.board_id,
     )
+
+
+class _Playback:
+    """One seat's recorded actions, in order (the evaluated agent's, while partners re-run)."""
+
+    def __init__(self, actions: list[Any]) -> None:
+        self.actions = actions
+        self.position = 0
+
+    def act(self, observation: Any, info: Any) -> Any:
+        if self.position >= len(self.actions):
+            raise VerificationError("replay", "the env asks for more actions than recorded")
+        self.position += 1
+        return self.actions[self.position - 1]
+
+
+class _PartnerMismatch(Exception):
+    def __init__(self, position: int, produced: Any, recorded: Any) -> None:
+        self.position, self.produced, self.recorded = position, produced, recorded
+
+
+class _WatchedPartner:
+    """The official partner, re-run: each action it takes must be the recorded one."""
+
+    def __init__(self, partner: Any, recorded: list[Any]) -> None:
+        self.partner = partner
+        self.recorded = recorded
+        self.position = 0
+
+    def reset(self, seed: int | None = None) -> None:
+        reset = getattr(self.partner, "reset", None)
+        if callable(reset):
+            reset(seed=seed)
+
+    def act(self, observation: Any, info: Any) -> Any:
+        action = self.partner.act(observation, info)
+        action = action.item() if hasattr(action, "item") else action
+        expected = self.recorded[self.position] if self.position < len(self.recorded) else None
+        if action != expected:
+            raise _PartnerMismatch(self.position, action, expected)
+        self.position += 1
+        return action
+
+
+def check_partners(submission: Submission, suite: Suite, kwargs: dict[str, Any]) -> None:
+    """Re-run the official partner of every cross-play episode against the recorded actions
+    of the other seats; its actions and description must be the recorded ones."""
+    from mallm_envs.leaderboard.population import load_population
+    from mallm_envs.registration import make
+
+    population = load_population(suite.board_id)
+    games = (submission.cross_play or {}).get("games") or []
+    for index, (game, episode) in enumerate(zip(games, submission.episodes)):
+        role, name = game["partner_role"], game["partner"]
+        partner = population.partner(name)
+        queues: dict[str, list[Any]] = {}
+        for step in episode.steps:
+            if step.action is not None:
+                queues.setdefault(step.agent, []).append(step.action)
+        env = make(submission.env_id, **kwargs)
+        try:
+            official = partner.build(env, role)
+            described = json.loads(json.dumps(getattr(official, "describe", dict)()))
+            if episode.agent_descriptions.get(role) != described:
+                raise VerificationError(
+                    "partner",
+                    f"{_where(index, episode)}: the {role!r} seat records the partner "
+                    f"description {_short(episode.agent_descriptions.get(role), 120)}; the "
+                    f"official partner {name!r} describes itself as {_short(described, 120)}",
+                )
+            players: dict[str, Any] = {
+                agent: _Playback(queues.get(agent, [])) for agent in env.possible_agents
+            }
+            players[role] = _WatchedPartner(official, queues.get(role, []))
+            try:
+                run_episode(env, players, seed=episode.seed, options=episode.options)
+            except _PartnerMismatch as mismatch:
+                raise VerificationError(
+                    "partner",
+                    f"{_where(index, episode)}: the official partner {name!r} in the {role!r} "
+                    f"seat acts {_short(mismatch.produced, 80)} at its action "
+                    f"{mismatch.position + 1}, the record has {_short(mismatch.recorded, 80)}: "
+                    "this episode was not played with the official partner",
+                ) from None
+        finally:
+            env.close()
 
 
 def _check_timing_sensitive(
@@ -850,6 +1061,11 @@ def reproduce(report: VerifyReport) -> VerifyReport:
             report.reproduce_note = why
             return report
     kwargs = dict(submission.env_spec.get("kwargs") or {})
+    population = None
+    if submission.cross_play is not None:
+        from mallm_envs.leaderboard.population import load_population
+
+        population = load_population(report.board_id or submission.board_id)
     for index, episode in enumerate(submission.episodes):
         env = make(submission.env_id, **kwargs)
         try:
@@ -872,6 +1088,10 @@ def reproduce(report: VerifyReport) -> VerifyReport:
                         f"{getattr(sampling, 'temperature', '?')}); only greedy decoding reproduces"
                     )
                     return report
+            if population is not None:  # the official partner takes its recorded seat
+                game = (submission.cross_play or {})["games"][index]
+                partner = population.partner(game["partner"])
+                agents = {**agents, game["partner_role"]: partner.build(env, game["partner_role"])}
             try:
                 played = run_episode(env, agents, seed=episode.seed, options=episode.options)
             except Exception as err:  # the declared agent crashed while playing
