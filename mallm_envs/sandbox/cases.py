@@ -239,7 +239,7 @@ class Plan:
     """A suite compiled for the workers (sent) plus what only the judge keeps (sites)."""
 
     prelude: str
-    parts: tuple[dict, ...]
+    parts: tuple[dict[str, Any], ...]
     modules: tuple[str, ...]
     unit_names: tuple[str, ...]
     sites: tuple[Site, ...]
@@ -248,7 +248,7 @@ class Plan:
     entry_point: str | None
 
     @cached_property
-    def wire(self) -> dict:
+    def wire(self) -> dict[str, Any]:
         body = {"prelude": self.prelude, "parts": list(self.parts), "modules": list(self.modules)}
         key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
         return {**body, "key": key}
@@ -495,7 +495,7 @@ class _Builder:
         self.body.append(ast.Expr(ast.Yield(None)))
         self.units.append((name, sites))
 
-    def finish(self, fn_name: str) -> dict:
+    def finish(self, fn_name: str) -> dict[str, Any]:
         fn = ast.FunctionDef(
             name=fn_name,
             args=ast.arguments(
@@ -520,7 +520,7 @@ class _SuiteCompiler:
         self.unit_names: list[str] = []
         self.unit_sites: list[frozenset[int]] = []
         self.references: list[tuple[str, str]] = []
-        self.parts: list[dict] = []
+        self.parts: list[dict[str, Any]] = []
         prelude_nodes = _statements(suite.prelude, "prelude")
         self.prelude_names = _bound_names(prelude_nodes, "candidate")
         self.module_nodes: list[ast.stmt] = list(prelude_nodes)
@@ -574,6 +574,7 @@ class _SuiteCompiler:
         test = node.test
         text = _one_line(ast.Assert(test=test, msg=None))
         thunks: list[ast.expr] = []
+        sides: tuple[Side, ...]
         if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
             op, sides = "falsy", (self.side(test.operand, thunks, local_names),)
         elif (

@@ -46,7 +46,7 @@ def _unescape(path: str) -> str:
 
 def _mounts() -> list[tuple[str, str, str, set[str]]]:
     """(root, mount point, fstype, super options) of each mount, from /proc/self/mountinfo."""
-    out = []
+    out: list[tuple[str, str, str, set[str]]] = []
     try:
         with open("/proc/self/mountinfo") as f:
             lines = f.read().splitlines()

@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,10 +75,10 @@ class JudgeConfig:
     Landlock for what the namespaces do not cover), ``"bwrap"`` (workers inside bubblewrap;
     needs the ``bwrap`` program) or ``"process"`` (no namespaces: process group, rlimits,
     scratch folder, sandbox uid when root, Landlock where the kernel has it)."""
-    preload: tuple[str, ...] | None = None
+    preload: Sequence[str] | None = None
     """Modules each worker imports once, so that programs do not pay for them (``None``: a set
     of common standard-library modules)."""
-    readable_paths: tuple[str, ...] = ()
+    readable_paths: Sequence[str] = ()
     """Extra host paths a run may read (read-only) in the minimal root."""
     allow_site_packages: bool = False
     """Let runs import the packages installed for ``python`` (read-only). Off by default: a run
@@ -131,7 +131,7 @@ class JudgeConfig:
             raise LimitsError("readable_paths must be a sequence of paths, not one str")
         if self.python is not None and not isinstance(self.python, str):
             raise LimitsError(f"python must be a path to an interpreter, got {self.python!r}")
-        # Normalised copies: any sequence of str or os.PathLike in, tuples of str kept.
+        # Normalised copies: any sequence of str or os.PathLike in, a tuple of str kept.
         object.__setattr__(self, "readable_paths", tuple(str(p) for p in self.readable_paths))
         if self.preload is not None:
             if isinstance(self.preload, str):
@@ -164,7 +164,7 @@ def discover_host(config: JudgeConfig) -> Host:
     view = file_system_view(
         interpreter,
         allow_site_packages=config.allow_site_packages,
-        readable_paths=config.readable_paths,
+        readable_paths=tuple(config.readable_paths),
     )
     bwrap = None
     if config.isolation == "bwrap":

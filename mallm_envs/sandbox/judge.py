@@ -97,8 +97,8 @@ class Judge:
                 limits=limits if limits is not None else Limits(),
                 workers=workers,
                 isolation=isolation,
-                preload=preload,  # type: ignore[arg-type]  # any sequence; normalised there
-                readable_paths=readable_paths,  # type: ignore[arg-type]
+                preload=preload,
+                readable_paths=readable_paths,
                 allow_site_packages=allow_site_packages,
                 scratch_mb=scratch_mb,
                 uid_base=uid_base,
@@ -304,8 +304,8 @@ class Judge:
         with self._lock:
             for plan, resp in zip(ref_plans, responses):
                 key = plan.wire["key"]
-                for i, ref in enumerate(reference_values(plan, resp)):
-                    self._references[(key, i)] = ref
+                for i, value in enumerate(reference_values(plan, resp)):
+                    self._references[(key, i)] = value
                 if len(self._references) > 100_000:  # a bounded cache
                     self._references.clear()
 

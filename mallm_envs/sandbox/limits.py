@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from mallm_envs.sandbox.errors import LimitsError
 
@@ -69,7 +70,7 @@ class Limits:
             if value < low:
                 raise LimitsError(f"Limits.{name} must be at least {low}, got {value}")
 
-    def to_request(self) -> dict:
+    def to_request(self) -> dict[str, Any]:
         """The limits as the worker protocol sends them."""
         out = asdict(self)
         out["max_record_bytes"] = max(16 << 20, 4 * self.max_value_bytes)

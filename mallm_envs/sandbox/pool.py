@@ -22,11 +22,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from mallm_envs.sandbox import zygote
 from mallm_envs.sandbox.cgroups import CpuGroups
 from mallm_envs.sandbox.errors import JudgeClosedError, SandboxStartError
 from mallm_envs.sandbox.limits import Limits
+
+Job = tuple[str | None, str | None, dict[str, Any]]
+"""One request: the program (None for a reference run), its entry point, the suite's wire form."""
 
 STARTUP_TIMEOUT_S = 60.0
 """How long a worker may take to start (namespaces, preloads, the harness's warm-up)."""
@@ -100,7 +104,7 @@ class Worker:
                 pass  # the worker died: wait_ready reports it
         os.set_blocking(self.out_fd, False)
         self.buf = bytearray()
-        self.hello: dict = {}
+        self.hello: dict[str, Any] = {}
         self.dead = False
         self.slot = -1
         self.known_suites: set[str] = set()  # suites this worker has compiled (it caches 512)
@@ -143,13 +147,13 @@ class Worker:
                     f"no CPU quota: the worker could not enter {groups.folder(slot)}"
                 )
 
-    def send(self, obj: dict) -> None:
+    def send(self, obj: dict[str, Any]) -> None:
         body = json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode()
         data = memoryview(len(body).to_bytes(4, "big") + body)
         while data:
             data = data[os.write(self.in_fd, data) :]
 
-    def poll_frame(self) -> dict | None:
+    def poll_frame(self) -> dict[str, Any] | None:
         """Read what is available; return a complete frame, None if incomplete, EOFError if gone."""
         while True:
             try:
@@ -165,7 +169,8 @@ class Worker:
             if len(self.buf) >= 4 + size:
                 body = bytes(self.buf[4 : 4 + size])
                 del self.buf[: 4 + size]
-                return json.loads(body)
+                frame: dict[str, Any] = json.loads(body)
+                return frame
         if self.dead:
             raise EOFError("worker gone")
         return None
@@ -202,7 +207,7 @@ class WorkerPool:
         self.busy: set[Worker] = set()
         self.missing = 0
         self.closed = False
-        self.hello: dict = {}
+        self.hello: dict[str, Any] = {}
         workers = [spawn(slot) for slot in range(size)]
         try:
             for w in workers:
@@ -280,11 +285,11 @@ class WorkerPool:
             workers = list(self.idle) + list(self.busy)
         return sum(tree_cpu_seconds(w.proc.pid) for w in workers)
 
-    def run(self, jobs: list[tuple[str | None, str | None, dict]], limits: Limits) -> list[dict]:
+    def run(self, jobs: list[Job], limits: Limits) -> list[dict[str, Any]]:
         """Send each job to a worker (retrying once on a lost worker); collect the answers."""
         request_limits = limits.to_request()
         wait_s = limits.total_timeout_s + limits.timeout_s + SLACK_S
-        answers: list[dict | None] = [None] * len(jobs)
+        answers: list[dict[str, Any] | None] = [None] * len(jobs)
         pending = deque((i, 0) for i in range(len(jobs)))
         active: dict[Worker, tuple[int, int, float]] = {}
         sel = selectors.DefaultSelector()
@@ -349,7 +354,7 @@ class WorkerPool:
         return answers  # type: ignore[return-value]
 
     @staticmethod
-    def _send(w: Worker, i: int, job: tuple, limits: dict, with_suite: bool) -> None:
+    def _send(w: Worker, i: int, job: Job, limits: dict[str, Any], with_suite: bool) -> None:
         program, entry, wire = job
         key = wire["key"]
         request = {"id": i, "program": program, "entry": entry, "key": key, "limits": limits}
@@ -361,7 +366,13 @@ class WorkerPool:
         w.send(request)
 
     @staticmethod
-    def _retry_or_fail(pending, answers, i: int, attempt: int, why: str) -> None:
+    def _retry_or_fail(
+        pending: deque[tuple[int, int]],
+        answers: list[dict[str, Any] | None],
+        i: int,
+        attempt: int,
+        why: str,
+    ) -> None:
         if attempt == 0:
             pending.appendleft((i, 1))
         else:

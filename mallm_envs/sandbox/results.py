@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 
 class Status(str, Enum):
@@ -107,7 +108,7 @@ class TestResult:
     def passed(self) -> bool:
         return self.status is Status.PASSED
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "status": self.status.value,
@@ -167,7 +168,7 @@ class Grade:
         """How many tests ended in each status (statuses with zero tests are left out)."""
         return dict(Counter(r.status.value for r in self.results))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "parsed": self.parsed,
             "load_error": self.load_error,

@@ -58,6 +58,7 @@ def plain_copy(value: Any, _path: str = "value", _depth: int = 0) -> Any:
     if value is None or t in (bool, int, float, complex, str, bytes, range):
         return value
     d = _depth + 1
+    base: type[Any]
     for base in (bool, int, float, complex, str, bytes):
         if isinstance(value, base):
             return base(value)
@@ -130,7 +131,7 @@ def loads(text: str) -> Any:
     return decode(json.loads(text))
 
 
-def _array(body: Any) -> list:
+def _array(body: Any) -> list[Any]:
     if not isinstance(body, list):
         raise ValueError("expected a JSON array")
     return body

@@ -14,7 +14,7 @@ from __future__ import annotations
 import builtins
 import cmath
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +49,8 @@ def reject_program(program: Any, plan: Plan, limits: Limits) -> Grade | None:
     return Grade(results=outcome.results(plan.unit_names), parsed=False, load_error=why)
 
 
-def reference_values(plan: Plan, resp: dict) -> list[Reference]:
+def reference_values(plan: Plan, resp: dict[str, Any]) -> list[Reference]:
+    """The values of a reference run (the suite's reference plan run without a program)."""
     n = len(plan.unit_names)
     if resp.get("infra"):
         return [Reference(False, error=resp["infra"])] * n
@@ -159,7 +160,7 @@ class _Exception:
         return _Outcome(Status.ERROR, reason, Cause.EXCEPTION, self)
 
 
-_KIND_TEXT = {
+_KIND_TEXT: dict[Any, tuple[Status, str, Cause]] = {
     "timeout": (Status.TIMEOUT, "exceeded the time limit", Cause.TIMEOUT),
     "cpu": (Status.TIMEOUT, "exceeded the CPU-time limit", Cause.TIMEOUT),
     "budget": (Status.TIMEOUT, "not run: the grade's total time budget ran out", Cause.BUDGET),
@@ -173,7 +174,7 @@ _KIND_TEXT = {
 }
 
 
-def _kind_outcome(payload: dict, limits: Limits) -> _Outcome:
+def _kind_outcome(payload: dict[str, Any], limits: Limits) -> _Outcome:
     kind = payload.get("z")
     status, text, cause = _KIND_TEXT.get(
         kind, (Status.INFRA_ERROR, f"unknown run end {kind!r}", Cause.INFRA)
@@ -190,7 +191,7 @@ def _kind_outcome(payload: dict, limits: Limits) -> _Outcome:
     return _Outcome(status, text, cause)
 
 
-def _load_outcome(load: dict, timeout_s: float) -> _Outcome:
+def _load_outcome(load: dict[str, Any], timeout_s: float) -> _Outcome:
     """Why the program could not be loaded (every test gets this outcome)."""
     if "z" in load:
         kind = load.get("z")
@@ -221,7 +222,7 @@ def _load_outcome(load: dict, timeout_s: float) -> _Outcome:
     return exc.outcome("the program raised " + exc.text + " while loading")
 
 
-_OPS = {
+_OPS: dict[str, Callable[[Any, Any], Any]] = {
     "==": lambda a, b: a == b,
     "!=": lambda a, b: a != b,
     "<": lambda a, b: a < b,
@@ -278,15 +279,16 @@ def _unit_result(
     name = plan.unit_names[unit]
     if not isinstance(payload, dict):
         return _Outcome(Status.INFRA_ERROR, "no result for this test", Cause.INFRA).result(name)
-    duration = payload.get("d") if isinstance(payload.get("d"), float) else 0.0
+    d = payload.get("d")
+    duration = d if isinstance(d, float) else 0.0
     if "z" in payload:
         return _kind_outcome(payload, limits).result(name, duration_s=duration)
     reports = payload.get("r")
     if not isinstance(reports, list):
-        outcome = _Outcome(Status.INFRA_ERROR, "malformed result", Cause.INFRA)
-        return outcome.result(name, duration_s=duration)
+        malformed = _Outcome(Status.INFRA_ERROR, "malformed result", Cause.INFRA)
+        return malformed.result(name, duration_s=duration)
     allowed = plan.unit_sites[unit]
-    outcome = None
+    outcome: _Outcome | None = None
     for report in reports:
         checked = _report_outcome(plan, allowed, report, refs)
         if checked.status is not Status.PASSED:
@@ -348,7 +350,8 @@ def _report_outcome(
     return forged
 
 
-def verdict(plan: Plan, resp: dict, refs: list[Reference], limits: Limits) -> Grade:
+def verdict(plan: Plan, resp: dict[str, Any], refs: list[Reference], limits: Limits) -> Grade:
+    """The grade of a program from the worker's answer ``resp`` (see the module docstring)."""
     names = plan.unit_names
     if not isinstance(resp, dict) or resp.get("infra"):
         why = resp.get("infra") if isinstance(resp, dict) else "no answer"
@@ -359,7 +362,12 @@ def verdict(plan: Plan, resp: dict, refs: list[Reference], limits: Limits) -> Gr
     runs = int(resp.get("runs") or 0)
     elapsed = float(resp.get("elapsed") or 0.0)
     load = resp.get("load") or {"z": "crash"}
-    common = {"output": output, "output_truncated": truncated, "runs": runs, "elapsed_s": elapsed}
+    common: dict[str, Any] = {
+        "output": output,
+        "output_truncated": truncated,
+        "runs": runs,
+        "elapsed_s": elapsed,
+    }
     if not load.get("ok"):
         outcome = _load_outcome(load, limits.timeout_s)
         return Grade(
