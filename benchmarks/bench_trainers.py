@@ -50,8 +50,14 @@ SETUPS = {
     "smollm2": {"env": "SummaryPair-v0", "env_kwargs": {}, "tokens": 128, "threads": 2},
 }
 """Per model: the env whose prompts and reward both trainers use, new tokens, torch threads."""
-ADAPTERS = {"tiny": ("full",), "small": ("full",), "smollm2": ("lora", "full")}
-"""Our adapter modes timed per model (CoMLRL always fine-tunes full copies)."""
+ADAPTERS = {
+    "tiny": ("full",),
+    "small": ("full",),
+    "smollm2": ("lora", "lora+gc", "full", "full+gc"),
+}
+"""Our modes timed per model (CoMLRL always fine-tunes full copies): LoRA adapters on one
+frozen base or full copies, ``+gc`` with gradient checkpointing (activations recomputed in
+the backward pass: less memory, more time)."""
 
 
 def _status_kib(field: str) -> int:
@@ -87,6 +93,8 @@ def _model_path(size: str) -> str:
 
 
 def worker_ours(size: str, tasks: int, adapter: str = "full") -> dict:
+    """One run of our MAGRPO; ``adapter`` is ``lora`` or ``full``, ``+gc`` for gradient
+    checkpointing. Our per-update KL/entropy diagnostic is off: CoMLRL computes none."""
     import torch
 
     setup = SETUPS[size]
@@ -99,11 +107,14 @@ def worker_ours(size: str, tasks: int, adapter: str = "full") -> dict:
     path = _model_path(size)
     baseline = _status_kib("VmRSS")
     with tempfile.TemporaryDirectory() as folder:
+        mode, _, extra = adapter.partition("+")
         args = magrpo.Args(
             env_id=setup["env"],
             env_kwargs=json.dumps(setup["env_kwargs"]),
             model=path,
-            adapter=adapter,
+            adapter=mode,
+            gradient_checkpointing=extra == "gc",
+            log_kl=False,
             group_size=GROUP_SIZE,
             max_new_tokens=setup["tokens"],
             learning_rate=1e-5,
