@@ -10,6 +10,11 @@ from __future__ import annotations
 import json
 import os
 
+from mallm_envs.sandbox.zygote.linux import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
+
 EXIT_SETUP_FAILED = 72  # the run could not apply its limits: an infrastructure error
 EXIT_CHANNEL_LOST = 71  # the run could not write to its result channel
 
@@ -28,7 +33,7 @@ def read_exact(fd: int, n: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def read_frame(fd: int):
+def read_frame(fd: int) -> Any:
     head = read_exact(fd, 4)
     if head is None:
         return None
@@ -38,7 +43,7 @@ def read_frame(fd: int):
     return json.loads(body)
 
 
-def write_frame(fd: int, obj) -> None:
+def write_frame(fd: int, obj: Any) -> None:
     body = json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode()
     data = len(body).to_bytes(4, "big") + body
     view = memoryview(data)

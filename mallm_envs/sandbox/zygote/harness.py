@@ -18,11 +18,16 @@ import sys
 import time
 
 from mallm_envs.sandbox.zygote.framing import EXIT_CHANNEL_LOST
+from mallm_envs.sandbox.zygote.linux import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 # --- the run's harness ------------------------------------------------------------------------
 
 
-def make_harness():
+def make_harness() -> Harness:
     """Build the code a run executes, capturing every reference before any candidate runs.
 
     The candidate shares the run's process, so it can rebind module attributes (``json.dumps``,
@@ -72,7 +77,7 @@ def make_harness():
     _str_copy = str.__str__
     _int_copy = int.__int__
     _float_copy = float.__float__
-    _bytes_copy = bytes.__bytes__ if hasattr(bytes, "__bytes__") else bytes
+    _bytes_copy = bytes.__bytes__ if hasattr(bytes, "__bytes__") else bytes  # type: ignore[attr-defined]
     _bytearray_copy = bytearray.copy
     _complex_real = complex.real.__get__
     _complex_imag = complex.imag.__get__
@@ -100,6 +105,16 @@ def make_harness():
         """A value is not plain data (raised with the offending type's name)."""
 
     class State:
+        budget: int
+        dry: bool
+        exc: str | None
+        failed: bool
+        max_checks: int
+        max_unit_bytes: int
+        max_value_bytes: int
+        nodes: int
+        reports: list[str]
+        unit_bytes: int
         __slots__ = (
             "budget",
             "dry",
@@ -125,7 +140,7 @@ def make_harness():
     state.unit_bytes = 0
     state.max_unit_bytes = 8 << 20
 
-    def type_name(obj) -> str:
+    def type_name(obj: object) -> str:
         try:
             return _str_copy(_type_name(_type(obj)))[:80]
         except _BaseException:
@@ -137,7 +152,7 @@ def make_harness():
         if state.budget < 0:
             raise NotPlain("value too large")
 
-    def plain(v, depth: int = 0):
+    def plain(v: Any, depth: int = 0) -> Any:
         """An exact-typed deep copy of plain data, or NotPlain; never runs candidate methods."""
         t = _type(v)
         if v is None or t is _bool:
@@ -216,7 +231,7 @@ def make_harness():
             return plain(_bytearray_copy(v), depth)
         raise NotPlain(type_name(v))
 
-    def dump(v) -> str:
+    def dump(v: Any) -> str:
         """JSON text of an exact-typed plain value (the output of `plain`); tags in sandbox/values.py."""
         t = _type(v)
         if v is None:
@@ -262,12 +277,12 @@ def make_harness():
             return '{"r":[' + _join(_map(_int_repr, parts)) + "]}"
         raise NotPlain(type_name(v))
 
-    def encode(v, max_bytes: int) -> str:
+    def encode(v: Any, max_bytes: int) -> str:
         state.budget = max_bytes
         state.nodes = 0
         return dump(plain(v))
 
-    def exc_info(e) -> str:
+    def exc_info(e: BaseException) -> str:
         """JSON text describing an exception: type name, plain args, memory and builtin flags."""
         name = type_name(e)
         try:
@@ -278,17 +293,17 @@ def make_harness():
         builtin = "true" if _dict_get(_builtin_classes, name) is _type(e) else "false"
         return '{"t":' + _enc_str(name) + ',"a":' + args + ',"m":' + mem + ',"b":' + builtin + "}"
 
-    def make_wrapper(fn, max_bytes: int):
+    def make_wrapper(fn: Callable[..., Any], max_bytes: int) -> Callable[..., Any]:
         """What test code calls instead of the candidate: the result comes back as plain data."""
 
-        def candidate(*args, **kwargs):
+        def candidate(*args: Any, **kwargs: Any) -> Any:
             result = fn(*args, **kwargs)
             state.budget = max_bytes
             return plain(result)
 
         return candidate
 
-    def check(site, *thunks):
+    def check(site: int, *thunks: Callable[[], Any]) -> None:
         """Called where the test had an assert: evaluate each side, record plain values."""
         if state.dry or state.failed:
             return
@@ -329,16 +344,17 @@ def make_harness():
             text = "[" + _int_repr(site) + ",null,null,null,2]"
         state.reports.append(text)
 
-    def raised(e) -> None:
+    def raised(e: BaseException) -> None:
         """Called when a test unit's own statements raised (outside any checked expression)."""
         if state.dry:
             return
         if state.exc is None:
             state.exc = exc_info(e)
 
-    def tampered(snap):
+    def tampered(snap: Any) -> str | None:
         """Name of the first watched dict that changed since the snapshot, or None."""
         names, tags = snap
+        label: str
         for name, mod in names:
             if _dict_get(_modules, name) is not mod:
                 return f"sys.modules[{name!r}]"
@@ -347,7 +363,14 @@ def make_harness():
                 return label
         return None
 
-    def run(job, chan: int, nonce: str, pristine_builtins: dict, compiled, snap) -> None:
+    def run(
+        job: dict[str, Any],
+        chan: int,
+        nonce: str,
+        pristine_builtins: dict[str, Any],
+        compiled: Any,
+        snap: Any,
+    ) -> None:
         """Load the program, replay earlier units dry, run the rest; report on `chan`."""
         seq = [0]
         me = _getpid()
@@ -369,7 +392,7 @@ def make_harness():
         state.max_checks = limits["max_checks_per_test"]
         state.max_unit_bytes = limits["max_record_bytes"] // 2
         start = job["start"]
-        test_ns = {"__builtins__": pristine_builtins, "__name__": "__mallm_tests__"}
+        test_ns: dict[str, Any] = {"__builtins__": pristine_builtins, "__name__": "__mallm_tests__"}
         test_ns["__mallm_check__"] = check
         test_ns["__mallm_raised__"] = raised
         try:
@@ -392,7 +415,7 @@ def make_harness():
                 code = _compile(program, "<program>", "exec", dont_inherit=True)
             except _BaseException as e:
                 line = (
-                    e.lineno
+                    e.lineno  # type: ignore[attr-defined]  # a SyntaxError
                     if _type(e) is SyntaxError or _issubclass(_type(e), SyntaxError)
                     else None
                 )
@@ -478,7 +501,13 @@ class Harness:
 
     __slots__ = ("encode", "not_plain", "plain", "run")
 
-    def __init__(self, run, encode, plain, not_plain) -> None:
+    def __init__(
+        self,
+        run: Callable[..., None],
+        encode: Callable[[Any, int], str],
+        plain: Callable[..., Any],
+        not_plain: type[Exception],
+    ) -> None:
         self.run = run
         self.encode = encode
         self.plain = plain
@@ -488,7 +517,7 @@ class Harness:
 # --- monkeypatch detection ----------------------------------------------------------------------
 
 
-def _dict_version_reader():
+def _dict_version_reader() -> Callable[[dict[str, Any]], Any] | None:
     """A function giving a ctypes view of a dict's PEP 509 version tag, or None if unusable.
 
     CPython bumps ``ma_version_tag`` on every change of a dict. Reading it touches no object in
@@ -502,7 +531,7 @@ def _dict_version_reader():
             return None
         offset = 24  # PyObject_HEAD (16) + ma_used (8)
 
-        def view(d):
+        def view(d: dict[str, Any]) -> Any:
             return ctypes.c_uint64.from_address(id(d) + offset)
 
         read = ctypes._SimpleCData.__dict__["value"].__get__
@@ -524,16 +553,16 @@ def _dict_version_reader():
 class _IdentityTag:
     """Fallback watcher: identity of every value in a dict (costs page faults in a run)."""
 
-    def __init__(self, d) -> None:
+    def __init__(self, d: dict[str, Any]) -> None:
         self.d = d
         self.keys = tuple(d)
 
     @staticmethod
-    def read(tag) -> tuple:
+    def read(tag: _IdentityTag) -> tuple[int, ...]:
         return tuple(map(id, map(tag.d.get, tag.keys)))
 
 
-def _simple_value_getter():
+def _simple_value_getter() -> Any:
     """ctypes' C getter of ``.value`` (the Python-level class attribute could be patched)."""
     try:
         import ctypes
@@ -546,7 +575,7 @@ def _simple_value_getter():
 _SIMPLE_VALUE = _simple_value_getter()
 
 
-def take_snapshot(module_names, view):
+def take_snapshot(module_names: Any, view: Any) -> Any:
     """What a run checks at the end: builtins, the tests' modules and their classes."""
     names = []
     tags = []
@@ -566,6 +595,8 @@ def take_snapshot(module_names, view):
                     inner = gc.get_referents(v.__dict__)
                     if len(inner) == 1 and type(inner[0]) is dict:
                         watched.append((f"{name}.{key}", inner[0]))
+        tag: Any
+        read: Callable[[Any], Any]
         for label, d in watched:
             if view is not None:
                 tag, read = view(d), _SIMPLE_VALUE

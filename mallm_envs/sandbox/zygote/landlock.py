@@ -46,7 +46,7 @@ def landlock_fs_rights(abi: int) -> int:
     return rights
 
 
-def landlock_read_paths(view: list) -> list[str]:
+def landlock_read_paths(view: list[list[str]]) -> list[str]:
     """The real paths a run may read: the view's binds without what its masks hide.
 
     Landlock only allows (there is no "deny below"), so a bind that holds a masked folder
@@ -97,7 +97,7 @@ def landlock_ruleset(
     handled = landlock_fs_rights(abi) if fs else 0
     attr = RulesetAttr(handled, LL_TCP if tcp else 0, LL_SCOPES if scopes else 0)
     size = 8 if abi < 4 else 16 if abi < 6 else 24
-    fd = LIBC.syscall(ctypes.c_long(LANDLOCK_CREATE_RULESET), ctypes.byref(attr), size, 0)
+    fd: int = LIBC.syscall(ctypes.c_long(LANDLOCK_CREATE_RULESET), ctypes.byref(attr), size, 0)
     if fd < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"landlock_create_ruleset: {os.strerror(err)}")

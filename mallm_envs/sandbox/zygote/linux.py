@@ -8,8 +8,15 @@ from __future__ import annotations
 import errno
 import os
 
+TYPE_CHECKING = False
+"""True for type checkers only: the worker imports nothing for its annotations (which stay
+strings), so the parts import their typing names under ``if TYPE_CHECKING:``."""
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
 try:  # resource is Linux/Unix-only; without it the server refuses to start (see main.py)
-    import resource
+    import resource as resource  # (re-exported to the other parts)
 except ImportError:  # pragma: no cover - not a Linux host
     resource = None  # type: ignore[assignment]
 
@@ -32,8 +39,10 @@ F_SETPIPE_SZ = 1031  # fcntl: pipe capacity (Linux)
 _pidfd_open = os.pidfd_open if hasattr(os, "pidfd_open") else None  # Linux 5.3+, Python 3.9+
 
 
-def _libc():
-    """The C library through ctypes, or None where ctypes or the library is missing."""
+def _libc() -> Any:
+    """The C library through ctypes, or None where ctypes or the library is missing.
+
+    Typed ``Any``: its functions are untyped, and every caller checks for None first."""
     try:
         import ctypes
 
@@ -45,7 +54,7 @@ def _libc():
 LIBC = _libc()
 
 
-def _raw_fork():
+def _raw_fork() -> Callable[[], int] | None:
     """``fork()`` without Python's at-fork hooks, or None where ctypes is missing.
 
     ``os.fork`` runs the hooks that modules registered (``random`` reseeds itself from
@@ -73,7 +82,7 @@ def fork_run() -> int:
     """Fork a run (see :func:`_raw_fork`); raises OSError like ``os.fork``."""
     if _FORK is None:  # pragma: no cover
         return os.fork()
-    pid = _FORK()
+    pid: int = _FORK()
     if pid < 0:
         import ctypes
 
@@ -82,7 +91,7 @@ def fork_run() -> int:
     return pid
 
 
-def _call(name: str, *args) -> None:
+def _call(name: str, *args: Any) -> None:
     """Call a libc function that returns -1 on failure; raise OSError with errno."""
     import ctypes
 
@@ -92,7 +101,7 @@ def _call(name: str, *args) -> None:
         raise OSError(err, f"{name}: {os.strerror(err)}")
 
 
-def _syscall(name: str, *args) -> None:
+def _syscall(name: str, *args: Any) -> None:
     import ctypes
 
     number = SYSCALLS.get(os.uname().machine, {}).get(name)

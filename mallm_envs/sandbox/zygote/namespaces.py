@@ -34,7 +34,9 @@ MS_RELATIME = 1 << 21
 MNT_DETACH = 2
 
 
-def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None):
+def _mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None
+) -> None:
     enc = [None if x is None else x.encode() for x in (source, target, fstype, data)]
     _call("mount", enc[0], enc[1], enc[2], flags, enc[3])
 
@@ -48,7 +50,7 @@ def _write_id_maps(uid: int, gid: int) -> None:
         f.write(f"0 {gid} 1")
 
 
-def unshare_namespaces(layers: list, notes: list) -> None:
+def unshare_namespaces(layers: list[str], notes: list[str]) -> None:
     """Enter new namespaces where the kernel lets us (root, or an unprivileged user namespace)."""
     if LIBC is None:
         notes.append("ctypes unavailable: no namespaces")
@@ -79,7 +81,7 @@ def unshare_namespaces(layers: list, notes: list) -> None:
             _call("sethostname", b"sandbox", 7)
 
 
-def minimal_root(view: list, scratch_mb: int, proc: bool) -> None:
+def minimal_root(view: list[list[str]], scratch_mb: int, proc: bool) -> None:
     """pivot_root into a tmpfs holding the read-only view the judge computed (view.py).
 
     ``view`` is the judge's list of operations (bind, mask, link), ``scratch_mb`` the size of
@@ -102,7 +104,7 @@ def minimal_root(view: list, scratch_mb: int, proc: bool) -> None:
         raise
 
 
-def _populate_root(base: str, view: list, scratch_mb: int, proc: bool) -> None:
+def _populate_root(base: str, view: list[list[str]], scratch_mb: int, proc: bool) -> None:
     os.makedirs(base + "/tmp", exist_ok=True)  # first: the view may show paths below it
     size = int(scratch_mb)
     _mount("tmpfs", base + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0755,size={size}m")

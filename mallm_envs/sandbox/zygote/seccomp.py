@@ -260,6 +260,6 @@ def install_syscall_filter(sockets: bool) -> None:
     class Program(ctypes.Structure):
         _fields_ = (("len", ctypes.c_uint16), ("filter", ctypes.POINTER(Instr)))
 
-    instrs = (Instr * len(code))(*code)
+    instrs = (Instr * len(code))(*code)  # type: ignore[misc]  # ctypes makes each from its tuple
     prog = Program(len(code), instrs)
     _call("prctl", PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0)

@@ -27,7 +27,12 @@ from mallm_envs.sandbox.zygote.framing import (
     read_frame,
     write_frame,
 )
-from mallm_envs.sandbox.zygote.harness import _dict_version_reader, make_harness, take_snapshot
+from mallm_envs.sandbox.zygote.harness import (
+    Harness,
+    _dict_version_reader,
+    make_harness,
+    take_snapshot,
+)
 from mallm_envs.sandbox.zygote.landlock import (
     landlock_abi,
     landlock_read_paths,
@@ -37,12 +42,17 @@ from mallm_envs.sandbox.zygote.landlock import (
 from mallm_envs.sandbox.zygote.linux import (
     F_SETPIPE_SZ,
     PR_SET_PDEATHSIG,
+    TYPE_CHECKING,
     _pidfd_open,
     _prctl,
     fork_run,
     resource,
 )
 from mallm_envs.sandbox.zygote.namespaces import minimal_root
+
+if TYPE_CHECKING:
+    from typing import Any
+
 
 KEPT_FD_BASE, KEPT_FD_COUNT = 900, 8  # descriptors a run keeps (above its channel's 100-899)
 RANDOM_SEED = 0  # every run starts the `random` module from this seed: deterministic runs
@@ -74,35 +84,43 @@ PRELOAD = [
 
 
 class Compiled:
+    modules: tuple[str, ...]
+    part_names: tuple[str, ...]
+    part_units: tuple[int, ...]
+    parts: Any  # a code object
+    prelude: Any  # a code object
+    snapshot: Any  # see take_snapshot
     __slots__ = ("modules", "part_names", "part_units", "parts", "prelude", "snapshot")
 
 
 class Server:
-    def __init__(self, cfg: dict, req_fd: int, resp_fd: int, layers: list, notes: list) -> None:
+    def __init__(
+        self, cfg: dict[str, Any], req_fd: int, resp_fd: int, layers: list[str], notes: list[str]
+    ) -> None:
         self.cfg = cfg
         self.req_fd = req_fd
         self.resp_fd = resp_fd
         self.layers = layers
         self.notes = notes
         self.pidns = "pidns" in layers
-        self.uid = cfg.get("uid")
-        self.gid = cfg.get("gid")
+        self.uid: int | None = cfg.get("uid")
+        self.gid: int | None = cfg.get("gid")  # set together with uid
         self.userns = "userns" in layers
-        self.scratch_root = cfg.get("scratch_root")
+        self.scratch_root: str = cfg.get("scratch_root")  # type: ignore[assignment]  # checked in setup_filesystem
         self.owner_gone = False  # the judge's end of the request pipe closed: stop at once
         self.wipe_scratch_root = bool(cfg.get("scratch_private"))
         self.cache: dict[str, Compiled] = {}
-        self.snapshots: dict[tuple, tuple] = {}
+        self.snapshots: dict[tuple[str, ...], Any] = {}
         self.dict_view = _dict_version_reader()
         self.devnull = os.open("/dev/null", os.O_RDWR)
         self.pristine_builtins = dict(builtins.__dict__)
-        self.harness = None
+        self.harness: Harness = None  # type: ignore[assignment]  # made by preload()
         self.landlock_fd: int | None = None
         self.landlock_files = False  # runs can write in their scratch folder only
         self.path_aliases: dict[str, str] = {}  # sys.path folder -> /proc/self/fd/N
         self.run_path: list[str] | None = None  # the runs' sys.path, when it differs
         self.scratch_cap: int | None = None  # set once the scratch folder's place is known
-        self.rlimit_cache: dict[tuple, list] = {}
+        self.rlimit_cache: dict[tuple[Any, ...], list[tuple[int, tuple[int, int]]]] = {}
         self.view_holders = {  # mount points of the view directly in /tmp (see view.py)
             op[1]
             for op in cfg.get("view", [])
@@ -292,7 +310,12 @@ class Server:
             job["limits"] = warm["limits"]
             for _ in range(20):
                 self.harness.run(
-                    job, write, "0" * 16, self.pristine_builtins, compiled, compiled.snapshot
+                    job,
+                    write,
+                    "0" * 16,
+                    self.pristine_builtins,
+                    compiled,
+                    compiled.snapshot,  # type: ignore[union-attr]
                 )
                 while _read_some(read):
                     pass
@@ -329,7 +352,7 @@ class Server:
                 return
             write_frame(self.resp_fd, resp)
 
-    def compiled(self, key: str, suite: dict | None) -> Compiled | None:
+    def compiled(self, key: str, suite: dict[str, Any] | None) -> Compiled | None:
         found = self.cache.get(key)
         if found is not None:
             return found
@@ -360,19 +383,19 @@ class Server:
         gc.freeze()
         return c
 
-    def snapshot_of(self, modules: tuple) -> tuple:
+    def snapshot_of(self, modules: tuple[str, ...]) -> Any:
         found = self.snapshots.get(modules)
         if found is None:
             found = self.snapshots[modules] = take_snapshot(modules, self.dict_view)
         return found
 
-    def handle(self, req: dict) -> dict:
+    def handle(self, req: dict[str, Any]) -> dict[str, Any]:
         compiled = self.compiled(req["key"], req.get("suite"))
         if compiled is None:  # the judge sends each suite once; ask again if it was evicted
             return {"id": req["id"], "need_suite": req["key"]}
         limits = req["limits"]
         n = sum(compiled.part_units)
-        units: list = [None] * n
+        units: list[Any] = [None] * n
         t0 = time.monotonic()
         total_deadline = t0 + limits["total_timeout_s"]
         out = Output(limits["max_output_bytes"])
@@ -429,7 +452,7 @@ class Server:
             _remove_tree(path)
         os.mkdir(path, 0o700)
         if self.uid is not None:
-            os.chown(path, self.uid, self.gid)
+            os.chown(path, self.uid, self.gid)  # type: ignore[arg-type]  # set with uid
         return path
 
     def wipe_scratch(self, path: str) -> None:
@@ -454,7 +477,15 @@ class Server:
                 for entry in left:
                     _remove_tree(entry)
 
-    def run_once(self, req, compiled, start, limits, total_deadline, out) -> Run:
+    def run_once(
+        self,
+        req: dict[str, Any],
+        compiled: Compiled,
+        start: int,
+        limits: dict[str, Any],
+        total_deadline: float,
+        out: Output,
+    ) -> Run:
         """Fork one run from unit `start`; watch it until it reports "done", exits or is killed.
 
         The server sleeps on the run's pidfd and output pipe only: test records pile up in the
@@ -492,9 +523,9 @@ class Server:
         tick = min(0.1, max(0.005, timeout / 10))
         exited = False
         out_open = True
-        killed_by_us = None
-        status = None
-        pidfd = None
+        killed_by_us: str | None = None
+        status: int | None = None
+        pidfd: int | None = None
         pid = fork_run()
         if pid == 0:  # --- the run child ---------------------------------------------------
             status = EXIT_SETUP_FAILED
@@ -513,12 +544,12 @@ class Server:
         # Until the server sleeps, every page it writes is copied (the run still shares it):
         # write as little as possible here, and close the run's pipe ends after the first wake.
         try:
-            pidfd = _pidfd_open(pid)
+            pidfd = _pidfd_open(pid)  # type: ignore[misc]  # None only before Python 3.9
             poller.register(pidfd, select.POLLIN)
         except (AttributeError, OSError):
             pass
         started = time.monotonic()  # when the current phase/unit was first seen running
-        write_ends = (chan_w, out_w)
+        write_ends: tuple[int, ...] = (chan_w, out_w)
         try:
             while True:
                 now = time.monotonic()
@@ -598,9 +629,9 @@ class Server:
             if status is None:
                 status = os.waitpid(pid, 0)[1]
             self.sweep(result)
-            for fd in (chan_r, out_r, pidfd, *write_ends):
-                if fd is not None:
-                    os.close(fd)
+            for left_open in (chan_r, out_r, pidfd, *write_ends):
+                if left_open is not None:
+                    os.close(left_open)
             self.wipe_scratch(scratch)
         result.phase = phase
         if phase == "done" or (result.load is not None and not result.load.get("ok")):
@@ -611,7 +642,15 @@ class Server:
             result.end, result.info = _classify_exit(status)
         return result
 
-    def enter_run(self, scratch, rlimits, chan_r, chan_w, out_r, out_w) -> int:
+    def enter_run(
+        self,
+        scratch: str,
+        rlimits: list[tuple[int, tuple[int, int]]],
+        chan_r: int,
+        chan_w: int,
+        out_r: int,
+        out_w: int,
+    ) -> int:
         """In the forked child: new session, fds, limits, privileges. Returns the channel fd."""
         os.close(chan_r)
         os.close(out_r)
@@ -638,13 +677,13 @@ class Server:
             setrlimit(which, value)
         if self.uid is not None:  # leaving root also clears every capability
             os.setgroups([])
-            os.setresgid(self.gid, self.gid, self.gid)
+            os.setresgid(self.gid, self.gid, self.gid)  # type: ignore[arg-type]  # with uid
             os.setresuid(self.uid, self.uid, self.uid)
         if self.run_path is not None:
             sys.path[:] = self.run_path
         return chan
 
-    def rlimits(self, limits: dict) -> list:
+    def rlimits(self, limits: dict[str, Any]) -> list[tuple[int, tuple[int, int]]]:
         """The (resource, (soft, hard)) pairs a run gets, within the server's own hard limits."""
         key = tuple(limits[k] for k in RLIMIT_FIELDS)
         found = self.rlimit_cache.get(key)
@@ -705,12 +744,12 @@ class Run:
     """What one forked run produced."""
 
     def __init__(self) -> None:
-        self.load = None
-        self.units: list = []
+        self.load: dict[str, Any] | None = None
+        self.units: list[tuple[int, Any]] = []
         self.end = "done"
-        self.info = None
+        self.info: object = None
         self.phase = "load"
-        self.tampered = None
+        self.tampered: str | None = None
         self.notes: list[str] = []
 
 
@@ -750,8 +789,8 @@ class Records:
         self.max_bytes = max_bytes
         self.buf = bytearray()
         self.seq = 0
-        self.ready: list = []
-        self.error = None
+        self.ready: list[tuple[str, Any]] = []
+        self.error: str | None = None
 
     def feed(self, data: bytes) -> None:
         if self.error is not None:
@@ -783,7 +822,7 @@ class Records:
             self.seq += 1
             self.ready.append((rec[2], rec[3]))
 
-    def take(self) -> list:
+    def take(self) -> list[tuple[str, Any]]:
         out, self.ready = self.ready, []
         return out
 
@@ -797,7 +836,7 @@ def _read_some(fd: int) -> bytes:
         return b""
 
 
-def _classify_exit(status) -> tuple[str, object]:
+def _classify_exit(status: int | None) -> tuple[str, object]:
     if status is None:
         return "crash", None
     if os.WIFSIGNALED(status):
@@ -816,7 +855,7 @@ def _classify_exit(status) -> tuple[str, object]:
 
 
 def _children_of(ppid: int) -> list[int]:
-    kids = []
+    kids: list[int] = []
     try:
         names = os.listdir("/proc")
     except OSError:
