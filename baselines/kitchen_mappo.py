@@ -8,6 +8,14 @@ The team reward is the delivery points plus the shaped terms, whose weight decay
 to zero over ``shaping_horizon`` steps (as in Carroll et al. 2019), so the policy ends up
 optimising the real score. The score reported is the delivery points per episode.
 
+What it trains is kept: the actor is saved as a small JSON file
+(``mallm_envs/envs/kitchen/policies/mappo_<layout>_seed<seed>.json``, about 100 KB), played
+through the PettingZoo env (``KitchenNumeric-v0``, or its ``@layout`` variant) on the
+official suite, in self-play and with the held-out partners (cross-play), and with
+``--submit leaderboards`` written as board entries. The saved seed-1 policy is the agent
+spec ``mallm_envs.envs.kitchen.partners:MappoChef`` (sampled with a seeded generator:
+deterministic on CPU, so the verifier reproduces it).
+
 Run:  python baselines/kitchen_mappo.py --layout cramped_room --seed 1
 """
 
@@ -17,6 +25,7 @@ import csv
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,6 +72,12 @@ class Args:
     """steps over which the shaped-reward weight decays from 1 to 0"""
     csv_path: str = ""
     """where to write the learning curve (empty: do not write)"""
+    policy_dir: str = "mallm_envs/envs/kitchen/policies"
+    """where to save the trained actor, as mappo_<layout>_seed<seed>.json (empty: do not save)"""
+    evaluate: bool = True
+    """after training, play the saved policy on the official suite and with the partners"""
+    submit: str = ""
+    """a boards folder (leaderboards) to write the self-play and cross-play entries into"""
 
 
 def layer(n_in: int, n_out: int, std: float = np.sqrt(2)) -> nn.Linear:
@@ -125,7 +140,98 @@ def policy_loss(
     return torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip, 1 + clip)).mean()
 
 
-def train(args: Args) -> list[dict[str, float]]:
+def actor_layers(actor: Actor) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The actor's linear layers as (weight, bias) arrays, input first (tanh between)."""
+    linears = [m for m in actor.net if isinstance(m, nn.Linear)]
+    return [(m.weight.detach().numpy(), m.bias.detach().numpy()) for m in linears]
+
+
+def save_actor(args: Args, actor: Actor, curve: list[dict[str, float]]) -> Path | None:
+    from mallm_envs.envs.kitchen.partners import save_policy
+
+    if not args.policy_dir:
+        return None
+    path = Path(args.policy_dir) / f"mappo_{args.layout}_seed{args.seed}.json"
+    training = {
+        "script": "baselines/kitchen_mappo.py",
+        "joint_steps": curve[-1]["global_step"] if curve else 0,
+        "last_episode_points": curve[-1]["episode_points"] if curve else 0.0,
+        "hidden": args.hidden,
+        "shaping_horizon": args.shaping_horizon,
+    }
+    return save_policy(
+        path,
+        actor_layers(actor),
+        algorithm="mappo",
+        layout=args.layout,
+        seed=args.seed,
+        training=training,
+    )
+
+
+def play_policy(
+    path: Path, *, name: str, spec: str | None, description: str, submit: str = ""
+) -> dict[str, Any]:
+    """Play a saved policy through the PettingZoo env on the official suite of its layout, in
+    self-play and with the held-out partners; with ``submit``, write both board entries."""
+    from mallm_envs.envs.kitchen.partners import FrozenPolicy, PolicyChef
+    from mallm_envs.leaderboard import evaluate
+    from mallm_envs.leaderboard.board import cross_play_stats
+
+    policy = FrozenPolicy(path)
+    board = "KitchenNumeric-v0"
+    if policy.layout != "cramped_room":
+        board += f"@{policy.layout}"
+
+    def make_agents(env: Any) -> dict[str, Any]:
+        return {a: PolicyChef(env, a, policy=policy) for a in env.possible_agents}
+
+    info = {"name": name, "spec": spec, "description": description}
+    self_play = evaluate(board, make_agents, agent_info=info, progress=False)
+    cross = evaluate(board, make_agents, agent_info=info, progress=False, cross_play=True)
+    stats = cross_play_stats(cross.episodes, cross.cross_play["games"])
+    result = {
+        "board": board,
+        "self_play": self_play.summary["team_return"]["mean"],
+        "cross_play": stats["team_return"]["mean"],
+        "partners": {k: v["mean"] for k, v in stats["partners"].items()},
+    }
+    print(
+        f"{board}: self-play {result['self_play']:.1f}, cross-play {result['cross_play']:.1f} "
+        f"({', '.join(f'{k} {v:.0f}' for k, v in result['partners'].items())})",
+        flush=True,
+    )
+    if submit:
+        file = name.lower().replace(" ", "-").replace("(", "").replace(")", "") + ".json.gz"
+        self_play.save(Path(submit) / board / file)
+        cross.save(Path(submit) / board / "cross-play" / file)
+    return result
+
+
+def main(args: Args) -> dict[str, Any]:
+    curve, actor = train(args, return_actor=True)
+    path = save_actor(args, actor, curve)
+    result: dict[str, Any] = {"curve": curve, "policy": path}
+    if path is not None and args.evaluate:
+        shipped = (
+            args.seed == 1
+            and Path(args.policy_dir).resolve()
+            == Path("mallm_envs/envs/kitchen/policies").resolve()
+        )
+        result.update(
+            play_policy(
+                path,
+                name=f"MAPPO (seed {args.seed})",
+                spec="mallm_envs.envs.kitchen.partners:MappoChef" if shipped else None,
+                description=f"baselines/kitchen_mappo.py, {args.layout}, seed {args.seed}, "
+                f"{curve[-1]['global_step'] if curve else 0} joint steps; actions sampled",
+                submit=args.submit if shipped else "",
+            )
+        )
+    return result
+
+
+def train(args: Args, return_actor: bool = False) -> Any:
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -220,7 +326,7 @@ def train(args: Args) -> list[dict[str, float]]:
         )
         if args.csv_path:
             write_csv(args.csv_path, curve)
-    return curve
+    return (curve, actor) if return_actor else curve
 
 
 def write_csv(path: str, rows: list[dict[str, float]]) -> None:
@@ -234,4 +340,4 @@ def write_csv(path: str, rows: list[dict[str, float]]) -> None:
 
 
 if __name__ == "__main__":
-    train(tyro.cli(Args))
+    main(tyro.cli(Args))

@@ -7,12 +7,26 @@ and receives the team reward: delivery points plus the shaped terms, whose weigh
 linearly to zero over ``shaping_horizon`` joint steps. The curve logs the delivery points
 per 400-step episode.
 
+``--vec-env supersuit`` trains through the PettingZoo env instead: SuperSuit's
+``pettingzoo_env_to_vec_env_v1`` turns ``KitchenNumeric-v0``'s Parallel env (feature
+observations, ``shaped_reward=True``) into a vector env with one slot per chef, and
+``concat_vec_envs_v1`` stacks ``num_envs`` of them for stable-baselines3. That path is slower
+(one Python env per kitchen) and its shaped terms stay on for the whole run (the env's reward
+has no decay); the default, ``batched``, steps the numpy core directly.
+
+What it trains is kept: the policy network is saved as a small JSON file
+(``mallm_envs/envs/kitchen/policies/sb3ppo_<layout>_seed<seed>.json``), played through the
+PettingZoo env on the official suite in self-play and with the held-out partners, and with
+``--submit leaderboards`` written as board entries (agent spec
+``mallm_envs.envs.kitchen.partners:PpoChef`` for the seed-1 policy).
+
 Run:  python baselines/kitchen_ppo_sb3.py --layout cramped_room --seed 1
 """
 
 from __future__ import annotations
 
 import csv
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +70,19 @@ class Args:
     """entropy bonus weight"""
     csv_path: str = ""
     """where to write the learning curve (empty: do not write)"""
+    vec_env: str = "batched"
+    """'batched' (the numpy core as a VecEnv) or 'supersuit' (the PettingZoo Parallel env
+    through SuperSuit's pettingzoo_env_to_vec_env_v1)"""
+    policy_dir: str = "mallm_envs/envs/kitchen/policies"
+    """where to save the trained policy, as sb3ppo_<layout>_seed<seed>.json (empty: do not save)"""
+    evaluate: bool = True
+    """after training, play the saved policy on the official suite and with the partners"""
+    submit: str = ""
+    """a boards folder (leaderboards) to write the self-play and cross-play entries into"""
+
+    def __post_init__(self) -> None:
+        if self.vec_env not in ("batched", "supersuit"):
+            raise ValueError(f"vec_env must be 'batched' or 'supersuit', got {self.vec_env!r}")
 
 
 class KitchenVecEnv(VecEnv):
@@ -176,10 +203,133 @@ def write_csv(path: str, rows: list[dict[str, float]]) -> None:
     tmp.replace(path)
 
 
-def train(args: Args) -> list[dict[str, float]]:
+class SuperSuitCurve(BaseCallback):
+    """Logs mean delivery points per finished episode from the PettingZoo env's reward
+    components (the ``supersuit`` path); stops at the time limit."""
+
+    def __init__(self, args: Args, chefs: int) -> None:
+        super().__init__()
+        self.args = args
+        self.chefs = chefs
+        self.start = time.time()
+        self.rows: list[dict[str, float]] = []
+        self.points: np.ndarray | None = None
+        self.finished: list[float] = []
+
+    def _on_step(self) -> bool:
+        infos = self.locals["infos"]
+        dones = self.locals["dones"]
+        if self.points is None:
+            self.points = np.zeros(len(infos))
+        for slot, info in enumerate(infos):
+            self.points[slot] += info.get("reward_components", {}).get("delivery", 0.0)
+            if dones[slot]:
+                if slot % self.chefs == 0:  # one slot per kitchen counts its points
+                    self.finished.append(float(self.points[slot]))
+                self.points[slot] = 0.0
+        return time.time() - self.start < self.args.time_limit_minutes * 60
+
+    def _on_rollout_end(self) -> None:
+        if not self.finished:
+            return
+        row = {
+            "global_step": self.num_timesteps // self.chefs,
+            "wall_seconds": round(time.time() - self.start, 1),
+            "episode_points": float(np.mean(self.finished)),
+            "shaping_weight": 1.0,
+        }
+        self.finished.clear()
+        self.rows.append(row)
+        print(
+            f"step {row['global_step']:>9}  {row['wall_seconds']:>7.1f}s  "
+            f"points {row['episode_points']:6.1f}  (supersuit, shaping on)",
+            flush=True,
+        )
+        if self.args.csv_path:
+            write_csv(self.args.csv_path, self.rows)
+
+
+def supersuit_env(args: Args) -> Any:
+    """The PettingZoo Parallel env as a stable-baselines3 VecEnv, through SuperSuit."""
+    import supersuit
+
+    import mallm_envs
+
+    parallel = mallm_envs.make_parallel(
+        "KitchenNumeric-v0", layout=args.layout, observation="features", shaped_reward=True
+    )
+    vec = supersuit.pettingzoo_env_to_vec_env_v1(parallel)
+    env = supersuit.concat_vec_envs_v1(
+        vec, args.num_envs, num_cpus=0, base_class="stable_baselines3"
+    )
+    # SuperSuit 3.x's ConcatVecEnv predates stable-baselines3 2.x's VecEnv.seed(), which
+    # PPO calls when given a seed: seeding means resetting it with that seed.
+    concat = env.venv
+    concat.seed = lambda seed=None: (concat.reset(seed=seed), [seed] * concat.num_envs)[1]
+    return env
+
+
+def policy_layers(model: PPO) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The policy network's linear layers (the MLP extractor's policy branch, then the
+    action head) as (weight, bias) arrays, tanh between them."""
+    linears = [m for m in model.policy.mlp_extractor.policy_net if isinstance(m, torch.nn.Linear)]
+    linears.append(model.policy.action_net)
+    return [(m.weight.detach().numpy(), m.bias.detach().numpy()) for m in linears]
+
+
+def main(args: Args) -> dict[str, Any]:
+    if str(Path(__file__).parent) not in sys.path:
+        sys.path.insert(0, str(Path(__file__).parent))
+    from kitchen_mappo import play_policy  # the same evaluation and submission as MAPPO
+
+    from mallm_envs.envs.kitchen.partners import save_policy
+
+    rows, model = train(args, return_model=True)
+    result: dict[str, Any] = {"curve": rows, "policy": None}
+    if not args.policy_dir:
+        return result
+    path = save_policy(
+        Path(args.policy_dir) / f"sb3ppo_{args.layout}_seed{args.seed}.json",
+        policy_layers(model),
+        algorithm="sb3ppo",
+        layout=args.layout,
+        seed=args.seed,
+        training={
+            "script": "baselines/kitchen_ppo_sb3.py",
+            "vec_env": args.vec_env,
+            "joint_steps": rows[-1]["global_step"] if rows else 0,
+            "last_episode_points": rows[-1]["episode_points"] if rows else 0.0,
+        },
+    )
+    result["policy"] = path
+    if args.evaluate:
+        shipped = (
+            args.seed == 1
+            and Path(args.policy_dir).resolve()
+            == Path("mallm_envs/envs/kitchen/policies").resolve()
+        )
+        result.update(
+            play_policy(
+                path,
+                name=f"SB3 PPO (seed {args.seed})",
+                spec="mallm_envs.envs.kitchen.partners:PpoChef" if shipped else None,
+                description=f"baselines/kitchen_ppo_sb3.py ({args.vec_env}), {args.layout}, "
+                f"seed {args.seed}; actions sampled",
+                submit=args.submit if shipped else "",
+            )
+        )
+    return result
+
+
+def train(args: Args, return_model: bool = False) -> Any:
     torch.set_num_threads(1)
     kitchen = Kitchen(load_layout(args.layout), KitchenRules())
-    env = KitchenVecEnv(kitchen, args.num_envs, args.shaping_horizon)
+    if args.vec_env == "supersuit":
+        env = supersuit_env(args)
+        logger: BaseCallback = SuperSuitCurve(args, kitchen.layout.num_chefs)
+    else:
+        env = KitchenVecEnv(kitchen, args.num_envs, args.shaping_horizon)
+        logger = CurveLogger(env, args)
     model = PPO(
         "MlpPolicy",
         env,
@@ -195,10 +345,9 @@ def train(args: Args) -> list[dict[str, float]]:
         device="cpu",
         verbose=0,
     )
-    logger = CurveLogger(env, args)
     model.learn(total_timesteps=args.total_timesteps, callback=logger)
-    return logger.rows
+    return (logger.rows, model) if return_model else logger.rows
 
 
 if __name__ == "__main__":
-    train(tyro.cli(Args))
+    main(tyro.cli(Args))

@@ -68,3 +68,88 @@ def test_sb3_reaches_100_points_on_cramped_room() -> None:
     ppo = load("kitchen_ppo_sb3")
     rows = ppo.train(ppo.Args(time_limit_minutes=30))
     assert max(row["episode_points"] for row in rows[-5:]) >= 100
+
+
+# ------------------------------------------------------------------ kept policies
+
+
+def test_mappo_saves_plays_and_reloads_its_policy(tmp_path: Path) -> None:
+    from mallm_envs.core import run_episode
+    from mallm_envs.envs.kitchen.partners import FrozenPolicy, PolicyChef
+    from mallm_envs.registration import make
+
+    mappo = load("kitchen_mappo")
+    args = mappo.Args(num_envs=2, total_timesteps=1600, num_minibatches=2, policy_dir=str(tmp_path))
+    result = mappo.main(args)
+    path = result["policy"]
+    assert path == tmp_path / "mappo_cramped_room_seed1.json" and path.stat().st_size < 300_000
+    assert result["board"] == "KitchenNumeric-v0"
+    assert set(result["partners"]) >= {"onion-fetcher", "plate-server"}
+    assert math.isfinite(result["self_play"]) and math.isfinite(result["cross_play"])
+    # The saved actor is the trained one: same probabilities as the torch network.
+    policy = FrozenPolicy(path)
+    actor = mappo.Actor(len(policy.layers[0][0][0]), args.hidden, 6)
+    for linear, (weight, bias) in zip(
+        [m for m in actor.net if hasattr(m, "weight")], policy.layers
+    ):
+        linear.weight.data = torch_tensor(weight)
+        linear.bias.data = torch_tensor(bias)
+    import numpy as np
+
+    features = np.linspace(0, 1, len(policy.layers[0][0][0]))
+    expected = actor(torch_tensor(features)).probs.detach().numpy()
+    assert np.allclose(policy.probabilities(features), expected, atol=1e-5)
+    # Played through the PettingZoo env it is deterministic given the seed.
+    runs = []
+    for _ in range(2):
+        env = make("Kitchen-v0")  # the text env too: it reads the state, not the text
+        agents = {a: PolicyChef(env, a, policy=policy) for a in env.possible_agents}
+        runs.append(run_episode(env, agents, seed=4).to_json())
+    assert runs[0] == runs[1]
+
+
+def torch_tensor(array):
+    import torch
+
+    return torch.tensor(array, dtype=torch.float32)
+
+
+def test_sb3_trains_through_supersuit_and_saves(tmp_path: Path) -> None:
+    pytest.importorskip("supersuit")
+    from mallm_envs.envs.kitchen.partners import FrozenPolicy
+
+    ppo = load("kitchen_ppo_sb3")
+    args = ppo.Args(
+        vec_env="supersuit",
+        num_envs=2,
+        total_timesteps=1600,
+        batch_size=800,
+        n_epochs=1,
+        policy_dir=str(tmp_path),
+        evaluate=False,
+    )
+    result = ppo.main(args)
+    policy = FrozenPolicy(result["policy"])
+    assert policy.record["training"]["vec_env"] == "supersuit"
+    assert policy.probabilities([0.5] * len(policy.layers[0][0][0])).sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="vec_env"):
+        ppo.Args(vec_env="gym")
+
+
+def test_shipped_policies_load_for_their_layout() -> None:
+    from mallm_envs.envs.kitchen.partners import (
+        POLICIES_DIR,
+        FrozenPolicy,
+        PolicyChef,
+        load_policy,
+    )
+    from mallm_envs.registration import make
+
+    for path in sorted(POLICIES_DIR.glob("*.json")):
+        policy = FrozenPolicy(path)
+        assert path.stem.split("_seed")[0].endswith(policy.layout), path
+        other = "counter_circuit" if policy.layout != "counter_circuit" else "cramped_room"
+        with pytest.raises(ValueError, match="was trained on"):
+            PolicyChef(make("KitchenNumeric-v0", layout=other), "chef_0", policy=policy)
+    with pytest.raises(ValueError, match="no kitchen policy"):
+        load_policy("mappo_no_such_layout_seed1")

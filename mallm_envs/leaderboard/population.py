@@ -8,7 +8,7 @@ as the Overcooked-AI literature does with held-out partners (FCP, MEP, HSP, ZSC-
 Where the partners come from
 ----------------------------
 Each env family lists its partners in ``mallm_envs/envs/<family>/partners.py``, a module
-with a function ``population(env_id)`` that returns ``None`` (no population for that id)
+with a function ``population(env_id, env_kwargs)`` that returns ``None`` (no population for that id)
 or ``{"episodes_per_seat": n or None, "partners": [{"name", "factory", "roles",
 "description"}, ...]}``. ``factory`` is ``"module:Class"``, built as ``Class(env, role)``
 like a scripted agent; ``roles`` are the seats the partner can take. The leaderboard reaches
@@ -165,8 +165,11 @@ class Population:
         )
 
 
-def declared_population(env_id: str) -> Mapping[str, Any] | None:
-    """What the env's family declares for ``env_id`` (see the module docstring), or ``None``."""
+def declared_population(
+    env_id: str, env_kwargs: Mapping[str, Any] | None = None
+) -> Mapping[str, Any] | None:
+    """What the env's family declares for ``env_id`` played with ``env_kwargs`` over the
+    registered arguments (see the module docstring), or ``None``."""
     from mallm_envs.registration import spec
 
     env_spec = spec(env_id)
@@ -176,7 +179,7 @@ def declared_population(env_id: str) -> Mapping[str, Any] | None:
         module = importlib.import_module(f"mallm_envs.envs.{env_spec.family}.partners")
     except ModuleNotFoundError:
         return None
-    return module.population(env_spec.id)
+    return module.population(env_spec.id, {**env_spec.kwargs, **(env_kwargs or {})})
 
 
 def _fingerprint(suite: Suite, partner: Partner) -> str:
@@ -204,10 +207,10 @@ def _fingerprint(suite: Suite, partner: Partner) -> str:
 def generate_population(board_id: str) -> Population | None:
     """The population the family's code defines for a board, with fresh fingerprints."""
     env_id, _variant = split_board_id(board_id)
-    declared = declared_population(env_id)
+    suite = load_suite(board_id)
+    declared = declared_population(env_id, suite.kwargs())
     if declared is None:
         return None
-    suite = load_suite(board_id)
     partners = []
     for item in declared["partners"]:
         partner = Partner(

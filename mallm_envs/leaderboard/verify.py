@@ -956,11 +956,32 @@ def _reproducible_kind(spec: Any) -> tuple[bool, str]:
     for part in parts:
         if part in _DETERMINISTIC_SPECS or part.startswith("fixed:"):
             continue
+        if _listed_agent_factory(part.split("=", 1)[-1].strip()):
+            continue
         return False, (
             f"the agent spec {part[:80]!r} is user code (package.module:factory), which the "
             "verifier does not run"
         )
     return True, ""
+
+
+_FAMILY_PARTNERS = re.compile(r"^mallm_envs\.envs\.([a-z_]+)\.partners:([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+def _listed_agent_factory(spec: str) -> bool:
+    """Whether ``spec`` names a class a family's partners module lists in its
+    ``AGENT_FACTORIES`` (the kitchen's frozen policies): package code, deterministic, so the
+    verifier may rebuild it (other ``module:factory`` specs are user code, never run)."""
+    import importlib
+
+    match = _FAMILY_PARTNERS.match(spec)
+    if match is None:
+        return False
+    try:
+        module = importlib.import_module(f"mallm_envs.envs.{match.group(1)}.partners")
+    except ImportError:
+        return False
+    return match.group(2) in getattr(module, "AGENT_FACTORIES", ())
 
 
 def _declares_greedy(decoding: dict[str, Any]) -> bool:

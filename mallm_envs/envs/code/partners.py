@@ -31,6 +31,7 @@ population's fingerprints and so the cross-play suite's digest (see ``docs/cross
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 from typing import Any
 
 from mallm_envs.envs.code.agents import IDENTITY_AUX
@@ -177,7 +178,7 @@ class DelegatingMain(_CodePartner):
 PARTNER_CLASSES = (WholeJobHelper, MinimalHelper, SoloMain, DelegatingMain)
 
 
-def population(env_id: str) -> dict[str, Any] | None:
+def population(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
     """The held-out partners of ``env_id`` (``None`` for an id without a population).
 
     Each partner plays every episode of the suite in its one seat.

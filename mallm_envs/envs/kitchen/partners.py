@@ -30,7 +30,11 @@ fingerprints, hence the cross-play suite's digest: a new suite version (see
 
 from __future__ import annotations
 
+import base64
+import json
 from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -288,12 +292,15 @@ PARTNERS: dict[str, tuple[str, str]] = {
 }
 
 
-def population(env_id: str) -> dict[str, Any] | None:
-    """The held-out partners of ``env_id`` (``None`` for an id this family does not cover).
+def population(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The held-out partners of ``env_id`` played with ``env_kwargs`` (``None`` for an id this
+    family does not cover).
 
     ``{"episodes_per_seat": n, "partners": [{"name", "factory", "roles", "description"}]}``:
     ``factory`` is ``"module:Class"``, built as ``Class(env, role)``; ``roles`` are the seats
-    it can take; each (partner, seat) pair plays the first ``n`` episodes of the suite.
+    it can take; each (partner, seat) pair plays the first ``n`` episodes of the suite. The
+    scripted chefs play every layout; a frozen MAPPO policy of seed 2 joins where one was
+    trained for the layout (:class:`MappoPartner`).
     """
     if env_id not in KITCHEN_IDS:
         return None
@@ -301,4 +308,180 @@ def population(env_id: str) -> dict[str, Any] | None:
         {"name": name, "factory": factory, "roles": list(ROLES), "description": style}
         for name, (factory, style) in PARTNERS.items()
     ]
+    layout = (env_kwargs or {}).get("layout", "cramped_room")
+    if (POLICIES_DIR / f"{MappoPartner.algorithm}_{layout}_seed{MappoPartner.seed}.json").exists():
+        partners.append(
+            {
+                "name": MappoPartner.name,
+                "factory": f"{__name__}:MappoPartner",
+                "roles": list(ROLES),
+                "description": "the MAPPO baseline's policy of seed 2 (sampled actions)",
+            }
+        )
     return {"episodes_per_seat": CROSS_PLAY_EPISODES[env_id], "partners": partners}
+
+
+# ---------------------------------------------------------------------- frozen policies
+
+POLICY_FORMAT = "mallm-kitchen-policy/1"
+POLICIES_DIR = Path(__file__).with_name("policies")
+
+
+def encode_array(array: np.ndarray) -> dict[str, Any]:
+    """A float32 array as JSON: its shape and its little-endian bytes in base64."""
+    data = np.ascontiguousarray(array, dtype="<f4")
+    return {"shape": list(data.shape), "float32_base64": base64.b64encode(data.tobytes()).decode()}
+
+
+def decode_array(item: Mapping[str, Any]) -> np.ndarray:
+    raw = base64.b64decode(item["float32_base64"])
+    return np.frombuffer(raw, dtype="<f4").reshape(item["shape"]).astype(np.float64)
+
+
+def save_policy(
+    path: str | Path,
+    layers: list[tuple[np.ndarray, np.ndarray]],
+    *,
+    algorithm: str,
+    layout: str,
+    seed: int,
+    training: Mapping[str, Any],
+) -> Path:
+    """Write an MLP policy (``tanh`` between the layers, logits out) as a small JSON file."""
+    record = {
+        "format": POLICY_FORMAT,
+        "algorithm": algorithm,
+        "layout": layout,
+        "seed": seed,
+        "observation": "features",
+        "activation": "tanh",
+        "layers": [
+            {"weight": encode_array(weight), "bias": encode_array(bias)} for weight, bias in layers
+        ],
+        "training": dict(training),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, sort_keys=True, indent=1) + "\n")
+    tmp.replace(path)
+    return path
+
+
+class FrozenPolicy:
+    """A trained kitchen policy from its JSON file: features in, action probabilities out.
+
+    Computed with numpy in float64, so the same features give the same probabilities on
+    any CPU (up to the last bit of a float64 sum, far below a float32 policy's precision).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        record = json.loads(Path(path).read_text())
+        if record.get("format") != POLICY_FORMAT:
+            raise ValueError(f"{path}: not a kitchen policy ({record.get('format')!r})")
+        self.path = Path(path)
+        self.record = record
+        self.layout = str(record["layout"])
+        self.layers = [
+            (decode_array(x["weight"]), decode_array(x["bias"])) for x in record["layers"]
+        ]
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        hidden = np.asarray(features, dtype=np.float64)
+        for index, (weight, bias) in enumerate(self.layers):
+            hidden = hidden @ weight.T + bias
+            if index < len(self.layers) - 1:
+                hidden = np.tanh(hidden)
+        shifted = np.exp(hidden - hidden.max())
+        return shifted / shifted.sum()
+
+
+_POLICY_CACHE: dict[Path, FrozenPolicy] = {}
+
+
+def load_policy(name: str) -> FrozenPolicy:
+    """A policy shipped in ``mallm_envs/envs/kitchen/policies/<name>.json`` (cached)."""
+    path = POLICIES_DIR / f"{name}.json"
+    if path not in _POLICY_CACHE:
+        if not path.is_file():
+            shipped = sorted(p.stem for p in POLICIES_DIR.glob("*.json"))
+            raise ValueError(f"no kitchen policy {name!r}; shipped: {', '.join(shipped) or 'none'}")
+        _POLICY_CACHE[path] = FrozenPolicy(path)
+    return _POLICY_CACHE[path]
+
+
+class PolicyChef:
+    """A chef played by a frozen policy trained on this layout (either kitchen env).
+
+    It encodes the env's state as the trainers' feature vector (its own chef first) and
+    samples its action from the policy's probabilities with a generator seeded by
+    ``reset``: deterministic given the seed, as the policy played in training.
+    """
+
+    algorithm = ""
+    seed = 1
+
+    def __init__(self, env: Any, agent: str, policy: FrozenPolicy | None = None) -> None:
+        from mallm_envs.envs.kitchen.batched import FeatureEncoder
+
+        base = env.unwrapped
+        self.env = base
+        self.agent = agent
+        self.chef = list(base.possible_agents).index(agent)
+        layout = base.kitchen.layout.name
+        if policy is None:
+            policy = load_policy(f"{self.algorithm}_{layout}_seed{self.seed}")
+        if policy.layout != layout:
+            raise ValueError(f"{policy.path.name} was trained on {policy.layout}, not {layout}")
+        self.policy = policy
+        self.encoder = FeatureEncoder(base.kitchen)
+        self.text = not hasattr(base, "observation_mode")
+        self.rng = np.random.default_rng(0)
+
+    def reset(self, seed: int | None = None) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, observation: Any = None, info: Any = None) -> Any:
+        features = self.encoder.encode_state(self.env.game_state)[self.chef]
+        probabilities = self.policy.probabilities(features)
+        action = int(
+            np.searchsorted(np.cumsum(probabilities), self.rng.random() * probabilities.sum())
+        )
+        action = min(action, len(probabilities) - 1)
+        return ACTION_NAMES[action] if self.text else action
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "class": "frozen-policy",
+            "policy": self.policy.path.name,
+            "algorithm": self.policy.record["algorithm"],
+            "chef": self.chef,
+        }
+
+
+class MappoChef(PolicyChef):
+    """The MAPPO baseline's policy (seed 1) for this layout (``baselines/kitchen_mappo.py``)."""
+
+    algorithm = "mappo"
+
+
+class PpoChef(PolicyChef):
+    """The SB3 PPO baseline's policy (seed 1) for this layout (``baselines/kitchen_ppo_sb3.py``)."""
+
+    algorithm = "sb3ppo"
+
+
+class MappoPartner(PolicyChef):
+    """The MAPPO baseline trained with another seed (2): a held-out partner."""
+
+    algorithm = "mappo"
+    seed = 2
+    name = "mappo-seed2"
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "class": "partner", "partner": self.name}
+
+
+AGENT_FACTORIES = ("MappoChef", "PpoChef")
+"""Classes of this module that submissions may name as their agent spec
+(``mallm_envs.envs.kitchen.partners:MappoChef``); the verifier rebuilds them to reproduce."""

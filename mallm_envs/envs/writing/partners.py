@@ -165,7 +165,7 @@ class ExpansiveWriter(_WritingPartner):
 PARTNER_CLASSES = (TerseWriter, ExpansiveWriter)
 
 
-def population(env_id: str) -> dict[str, Any] | None:
+def population(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
     """The held-out partners of ``env_id`` (``None`` for an id without a population).
 
     Each partner plays every episode of the suite in each seat.

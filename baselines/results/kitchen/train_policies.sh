@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The frozen kitchen policies shipped in mallm_envs/envs/kitchen/policies/ (short runs on the
+# shared 2-core machine, one at a time, one thread each), then their board entries.
+# Run from the repository root: bash baselines/results/kitchen/train_policies.sh [mappo|sb3|submit]
+set -euo pipefail
+export OMP_NUM_THREADS=1 PYTHONPATH=.
+PY=${PY:-.venv/bin/python}
+LOGS=baselines/results/kitchen/logs
+LAYOUTS="cramped_room asymmetric_advantages coordination_ring forced_coordination counter_circuit"
+COMMON="--total-timesteps 2000000 --shaping-horizon 1000000 --time-limit-minutes 4 --no-evaluate"
+what=${1:-all}
+if [[ $what == mappo || $what == all ]]; then
+  for layout in $LAYOUTS; do
+    $PY baselines/kitchen_mappo.py --layout $layout --seed 1 $COMMON \
+      --csv-path baselines/results/kitchen/mappo_${layout}_seed1_short.csv > $LOGS/mappo_${layout}_seed1.log
+  done
+  # The held-out MAPPO partner of the cramped-room population: another seed.
+  $PY baselines/kitchen_mappo.py --layout cramped_room --seed 2 $COMMON \
+    --csv-path baselines/results/kitchen/mappo_cramped_room_seed2_short.csv > $LOGS/mappo_cramped_room_seed2.log
+fi
+if [[ $what == sb3 || $what == all ]]; then
+  for layout in $LAYOUTS; do
+    $PY baselines/kitchen_ppo_sb3.py --layout $layout --seed 1 $COMMON \
+      --csv-path baselines/results/kitchen/sb3_ppo_${layout}_seed1_short.csv > $LOGS/sb3_${layout}_seed1.log
+  done
+fi
