@@ -180,3 +180,42 @@ def test_rendering() -> None:
     par = make_parallel("KitchenNumeric-v0", render_mode="rgb_array")
     par.reset(seed=0)
     assert par.render().shape == image.shape
+
+
+@pytest.mark.parametrize(
+    "action",
+    [np.int64(2), np.int32(2), np.uint8(2), np.array(2), np.array(2, dtype=np.int32)],
+    ids=["int64", "int32", "uint8", "0d-int64", "0d-int32"],
+)
+def test_numeric_kitchen_takes_the_actions_stable_baselines3_returns(action) -> None:
+    """SB3's ``predict`` on one observation gives a 0-d integer array; Discrete takes it."""
+    assert KitchenNumericEnv().action_space("chef_0").contains(action)
+    aec, reference = KitchenNumericEnv(horizon=5), KitchenNumericEnv(horizon=5)
+    aec.reset(seed=0)
+    reference.reset(seed=0)
+    aec.step(action)
+    aec.step(action)
+    reference.step(2)
+    reference.step(2)
+    assert np.array_equal(aec.observe("chef_0"), reference.observe("chef_0"))
+    par = KitchenNumericParallelEnv(horizon=5)
+    par.reset(seed=0)
+    observations, *_ = par.step({"chef_0": action, "chef_1": action})
+    assert np.array_equal(observations["chef_0"], reference.observe("chef_0"))
+
+
+@pytest.mark.parametrize(
+    "action",
+    [True, np.bool_(True), 2.0, np.float32(2), np.array(2.0), np.array([2]), np.array(7), "2"],
+    ids=["bool", "np-bool", "float", "np-float", "0d-float", "1d-int", "0d-out-of-range", "str"],
+)
+def test_numeric_kitchen_still_refuses_what_is_not_an_action(action) -> None:
+    aec = KitchenNumericEnv(horizon=5)
+    aec.reset(seed=0)
+    with pytest.raises(ActionTypeError):
+        aec.step(action)
+    assert aec.agent_selection == "chef_0"  # nothing was taken
+    par = KitchenNumericParallelEnv(horizon=5)
+    par.reset(seed=0)
+    with pytest.raises(ActionTypeError):
+        par.step({"chef_0": 0, "chef_1": action})

@@ -1,7 +1,8 @@
-"""The Parallel API over a :class:`~mallm_envs.core.env.CoopTextEnv`.
+"""The Parallel API over any :class:`~mallm_envs.core.coop.CoopEnv`, text or numeric.
 
-``mallm_envs.make_parallel(id)`` returns a :class:`TextParallelEnv` unless the env's spec
-names its own parallel class. One ``step(actions)`` plays:
+``mallm_envs.make_parallel(id)`` returns a :class:`CoopParallelEnv` around the id's AEC env
+unless the spec names its own parallel class (the numeric kitchen's is this adapter around
+its AEC env). One ``step(actions)`` plays:
 
 * in the simultaneous schedule, one whole turn: every live agent's action;
 * in the sequential schedule, one stage of a turn: only the agents whose stage it is act
@@ -9,8 +10,10 @@ names its own parallel class. One ``step(actions)`` plays:
   given for waiting agents are ignored, so a loop that always sends every agent's action
   works, and a loop that sends only the acting agents' actions works too.
 
+Every action of a step is checked before any is taken: a step that raises changes nothing.
 The observation each agent gets is the one the AEC env would show it at that moment, so the
-two APIs give the same transcripts for the same actions.
+two APIs give the same transcripts for the same actions. Public attributes the adapter does
+not have itself (``kitchen``, ``game_state`` ...) are read from the AEC env.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from mallm_envs.core.env import CoopTextEnv
+from mallm_envs.core.coop import CoopEnv
 from mallm_envs.core.errors import (
     EpisodeOverError,
     NotYourTurnError,
@@ -30,10 +33,10 @@ from mallm_envs.core.errors import (
 )
 
 
-class TextParallelEnv(ParallelEnv):
-    """Parallel API for a cooperative text env (see the module docstring)."""
+class CoopParallelEnv(ParallelEnv):
+    """Parallel API for a cooperative env (see the module docstring)."""
 
-    def __init__(self, env: CoopTextEnv) -> None:
+    def __init__(self, env: CoopEnv) -> None:
         self.aec_env = env
         self.metadata = dict(env.metadata)
         self.possible_agents = list(env.possible_agents)
@@ -43,6 +46,13 @@ class TextParallelEnv(ParallelEnv):
         self.render_mode = env.render_mode
         self.agents: list[str] = []
         self._has_reset = False
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes the adapter lacks; never for private ones (so copy
+        # and pickle, which probe dunder names before __init__ has run, are not forwarded).
+        if name.startswith("_") or "aec_env" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self.aec_env, name)
 
     @property
     def spec(self) -> Any:
@@ -68,29 +78,24 @@ class TextParallelEnv(ParallelEnv):
 
     def acting_agents(self) -> list[str]:
         """The agents whose actions the next ``step`` uses."""
-        env = self.aec_env
-        if not env.agents:
-            return []
-        if env.schedule == "simultaneous":
-            return list(env.agents)
-        return [env.agent_selection]
+        return self.aec_env.acting_agents()
 
     def reset(
         self, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        self.aec_env.reset(seed=seed, options=options)
-        self.agents = list(self.aec_env.agents)
+        env = self.aec_env
+        env.reset(seed=seed, options=options)
+        self.agents = list(env.agents)
         self._has_reset = True
-        return self._observations(), self._infos()
+        acting = set(env.acting_agents())
+        infos = {a: {**env.infos[a], "acting": a in acting} for a in env.agents}
+        return self._observations(), infos
 
-    def _infos(self) -> dict[str, dict[str, Any]]:
-        acting = set(self.acting_agents())
-        return {a: {**self.aec_env.infos[a], "acting": a in acting} for a in self.aec_env.agents}
+    def _observations(self) -> dict[str, Any]:
+        env = self.aec_env
+        return {a: env._observe(a) for a in env.agents}
 
-    def _observations(self) -> dict[str, dict[str, Any]]:
-        return {a: self.aec_env.observe(a) for a in self.aec_env.agents}
-
-    def step(self, actions: Mapping[str, str]) -> tuple[dict, dict, dict, dict, dict]:
+    def step(self, actions: Mapping[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         if not self._has_reset:
             raise ResetNeededError("call reset() before step()")
         env = self.aec_env
@@ -101,47 +106,46 @@ class TextParallelEnv(ParallelEnv):
                 raise UnknownAgentError(
                     f"unknown agent {agent!r} in actions; this environment's agents are {env.possible_agents}"
                 )
-        acting = self.acting_agents()
+        acting = env.acting_agents()
         missing = [a for a in acting if a not in actions]
         if missing:
             raise NotYourTurnError(
                 f"step() needs an action for {missing} (the agents acting now: {acting})"
             )
-        rewards = dict.fromkeys(env.agents, 0.0)
-        for agent in acting:
-            assert env.agent_selection == agent
-            env.step(actions[agent])
-            for a, r in env.rewards.items():
-                rewards[a] += r
-        terminations = {a: env.terminations[a] for a in env.agents}
-        truncations = {a: env.truncations[a] for a in env.agents}
+        env._submit(acting, actions)
         observations = self._observations()
-        finished = [a for a in env.agents if terminations[a] or truncations[a]]
-        infos = {a: {**env.infos[a], "acting": False} for a in env.agents}
-        if finished:
+        rewards = dict(env.rewards)
+        terminations = dict(env.terminations)
+        truncations = dict(env.truncations)
+        infos = {a: {**info, "acting": False} for a, info in env.infos.items()}
+        if any(terminations.values()) or any(truncations.values()):
             # Remove the finished agents from the AEC env, as the AEC loop would.
             while env.agents and (
                 env.terminations[env.agent_selection] or env.truncations[env.agent_selection]
             ):
                 env.step(None)
         else:
-            for a in self.acting_agents():
+            for a in env.acting_agents():
                 infos[a]["acting"] = True
         self.agents = list(env.agents)
         return observations, rewards, terminations, truncations, infos
 
-    def state(self) -> str:
+    def state(self) -> Any:
         return self.aec_env.state()
 
-    def render(self) -> str | None:
+    def render(self) -> Any:
         return self.aec_env.render()
 
     def close(self) -> None:
         self.aec_env.close()
 
     @property
-    def unwrapped(self) -> TextParallelEnv:
+    def unwrapped(self) -> CoopParallelEnv:
         return self
 
     def __str__(self) -> str:
         return str(self.aec_env)
+
+
+TextParallelEnv = CoopParallelEnv
+"""The adapter's earlier name (text envs were its only users); kept for old imports."""

@@ -87,37 +87,19 @@ from typing import Any, ClassVar
 
 import numpy as np
 from gymnasium import spaces
-from pettingzoo import AECEnv, ParallelEnv
 
-from mallm_envs.core import CoopTextEnv, TurnResult
-from mallm_envs.core.errors import (
-    ActionTypeError,
-    EnvArgumentError,
-    EpisodeOverError,
-    NotYourTurnError,
-    ResetNeededError,
-    UnknownAgentError,
-)
+from mallm_envs.core.coop import CoopEnv, TurnResult
+from mallm_envs.core.env import CoopTextEnv
+from mallm_envs.core.errors import ActionTypeError, EnvArgumentError
+from mallm_envs.core.parallel import CoopParallelEnv
 from mallm_envs.envs.kitchen import render as kitchen_render
-from mallm_envs.envs.kitchen.batched import FeatureEncoder
+from mallm_envs.envs.kitchen.encoders import FeatureEncoder, GridEncoder, describe_state
 from mallm_envs.envs.kitchen.planner import MACRO_HELP, Macro, Planner, parse_macro
 from mallm_envs.envs.kitchen.rules import (
     ACTION_NAMES,
     CLASSIC_LAYOUTS,
-    DIRECTION_NAMES,
-    DISH,
-    DISH_DISPENSER,
-    IDLE,
     INTERACT,
-    ITEM_NAMES,
-    NOTHING,
     NUM_ACTIONS,
-    ONION,
-    ONION_DISPENSER,
-    POT,
-    SERVING,
-    SOUP_1,
-    SOUP_ITEMS,
     STAY,
     Kitchen,
     KitchenRules,
@@ -127,6 +109,18 @@ from mallm_envs.envs.kitchen.rules import (
     load_layout,
     shaped_components,
 )
+
+__all__ = [
+    "COMPONENTS",
+    "GridEncoder",
+    "IntDiscrete",
+    "KitchenEnv",
+    "KitchenNumericEnv",
+    "KitchenNumericParallelEnv",
+    "build_kitchen",
+    "describe_state",
+    "normalise_action",
+]
 
 COMPONENTS = ("delivery", "onion_in_pot", "dish_pickup", "soup_pickup")
 
@@ -154,54 +148,21 @@ def build_kitchen(layout: str, horizon: int, cook_start: str) -> Kitchen:
         raise EnvArgumentError(str(err)) from None
 
 
-def _item_phrase(item: int) -> str:
-    return {NOTHING: "nothing", ONION: "an onion", DISH: "a dish"}.get(
-        item, f"a {ITEM_NAMES[item]}"
-    )
+def kitchen_reward(
+    kitchen: Kitchen, points: int, events: Any, shaped_reward: bool
+) -> tuple[float, dict[str, float]]:
+    """``(team reward, components)`` of one transition: delivery points, plus the shaped
+    terms when ``shaped_reward``; every component is reported either way."""
+    shaped = shaped_components(events, kitchen.rules)
+    reward = float(points) + (sum(shaped.values()) if shaped_reward else 0.0)
+    return reward, {"delivery": float(points), **shaped}
 
 
-def describe_state(kitchen: Kitchen, state: KitchenState, agents: list[str]) -> list[str]:
-    """Readable lines on the whole state: grid, chefs, pots, counters, time."""
-    lay = kitchen.layout
-    lines = [
-        f"Step {state.timestep} of {kitchen.rules.horizon}; "
-        f"{kitchen.rules.horizon - state.timestep} steps left.",
-        "Grid (x grows to the right, y downwards; X counter, P pot, O onion dispenser, "
-        "D dish dispenser, S serving window; o/d/s an onion/dish/soup on a counter; "
-        "digits are chefs: 1 = chef_0, 2 = chef_1):",
-        "    " + "".join(str(x % 10) for x in range(lay.width)),
-    ]
-    for y, row in enumerate(kitchen_render.grid_lines(kitchen, state)):
-        lines.append(f"  {y % 10} {row}")
-    for chef, name in enumerate(agents):
-        x, y = lay.xy(state.positions[chef])
-        lines.append(
-            f"{name}: at ({x},{y}) facing {DIRECTION_NAMES[state.orientations[chef]]}, "
-            f"holding {_item_phrase(state.held[chef])}."
-        )
-    cook_time = kitchen.rules.cook_time
-    for pot, cell in enumerate(lay.pots):
-        x, y = lay.xy(cell)
-        onions, ticks = state.pot_onions[pot], state.pot_ticks[pot]
-        status = kitchen.pot_status(state, pot)
-        if status == "empty":
-            text = "empty"
-        elif status == "filling":
-            text = f"{onions} onion{'s' if onions != 1 else ''}, not cooking"
-            if kitchen.rules.cook_start == "auto":
-                text += f" (needs {3 - onions} more)"
-        elif status == "cooking":
-            text = f"{onions} onions cooking, ready in {cook_time - ticks} steps"
-        else:
-            text = f"soup of {onions} onions ready (bring a dish)"
-        lines.append(f"Pot {pot + 1} at ({x},{y}): {text}.")
-    items = [
-        f"{ITEM_NAMES[item]} at ({lay.xy(cell)[0]},{lay.xy(cell)[1]})"
-        for cell, item in zip(lay.counters, state.counters)
-        if item != NOTHING
-    ]
-    lines.append("Items on counters: " + ("; ".join(items) if items else "none") + ".")
-    return lines
+def render_kitchen(env: Any) -> Any:
+    """The frame of either kitchen env: an RGB image, or the grid in ANSI colours."""
+    if env.render_mode == "rgb_array":
+        return kitchen_render.rgb(env.kitchen, env.game_state)
+    return kitchen_render.ansi(env.kitchen, env.game_state)
 
 
 _PRIMITIVES = {
@@ -324,9 +285,7 @@ class KitchenEnv(CoopTextEnv):
             self.last_notes[agent] = note
         state, points, events = self.kitchen.transition(self.game_state, tuple(joint))
         self.game_state = state
-        shaped = shaped_components(events, self.kitchen.rules)
-        components = {"delivery": float(points), **shaped}
-        reward = float(points) + (sum(shaped.values()) if self.shaped_reward else 0.0)
+        reward, components = kitchen_reward(self.kitchen, points, events, self.shaped_reward)
         self.score += points
         self.soups += sum(1 for _, name in events if name == "soup_delivery")
         event_text = tuple(
@@ -386,17 +345,8 @@ class KitchenEnv(CoopTextEnv):
 
     # ------------------------------------------------------------------ rendering
 
-    def render(self) -> Any:
-        if self.render_mode is None:
-            return None
-        self._require_reset()
-        if self.render_mode == "rgb_array":
-            return kitchen_render.rgb(self.kitchen, self.game_state)
-        text = kitchen_render.ansi(self.kitchen, self.game_state)
-        if self.render_mode == "human":
-            print(text)
-            return None
-        return text
+    def _render(self) -> Any:
+        return render_kitchen(self)
 
 
 def _plan_name(macro: Macro | None) -> str | None:
@@ -413,193 +363,120 @@ class IntDiscrete(spaces.Discrete):
         return int(super().sample(mask=mask, probability=probability))
 
 
-class GridEncoder:
-    """Lossless grid planes of one state, per chef (see the module docstring)."""
-
-    def __init__(self, kitchen: Kitchen) -> None:
-        lay = kitchen.layout
-        self.kitchen = kitchen
-        n = self.num_chefs = lay.num_chefs
-        self.channels = 5 * n + 13
-        self.shape = (self.channels, lay.height, lay.width)
-        self.plane = lay.height * lay.width
-        base = np.zeros(self.shape, dtype=np.float32)
-        flat = base.reshape(self.channels, -1)
-        for offset, kind in enumerate((POT, 1, ONION_DISPENSER, DISH_DISPENSER, SERVING)):
-            for cell, tile in enumerate(lay.tiles):
-                if tile == kind:
-                    flat[5 * n + offset, cell] = 1.0
-        self.base = base
-        self.high = np.ones(self.shape, dtype=np.float32)
-        self.high[5 * n + 5] = 3
-        self.high[5 * n + 6] = 3
-        self.high[5 * n + 7] = kitchen.rules.cook_time
-        self.orders = [[i] + [j for j in range(n) if j != i] for i in range(n)]
-        self.ch_objects = 5 * n + 5
-
-    def encode(self, state: KitchenState) -> list[np.ndarray]:
-        kitchen = self.kitchen
-        lay = kitchen.layout
-        plane = self.plane
-        n = self.num_chefs
-        c0 = self.ch_objects
-        cook_time = kitchen.rules.cook_time
-        index: list[int] = []
-        value: list[float] = []
-
-        def put(channel: int, cell: int, v: float) -> None:
-            index.append(channel * plane + cell)
-            value.append(v)
-
-        def item_at(cell: int, item: int) -> None:
-            if item == ONION:
-                put(c0 + 5, cell, 1.0)
-            elif item == DISH:
-                put(c0 + 4, cell, 1.0)
-            elif item in SOUP_ITEMS:
-                put(c0 + 1, cell, float(item - SOUP_1 + 1))
-                put(c0 + 3, cell, 1.0)
-
-        for cell, item in zip(lay.counters, state.counters):
-            if item != NOTHING:
-                item_at(cell, item)
-        for cell, item in zip(state.positions, state.held):
-            if item != NOTHING:
-                item_at(cell, item)
-        for pot, cell in enumerate(lay.pots):
-            onions, ticks = state.pot_onions[pot], state.pot_ticks[pot]
-            if ticks == IDLE:
-                if onions:
-                    put(c0, cell, float(onions))
-            else:
-                put(c0 + 1, cell, float(onions))
-                put(c0 + 2, cell, float(cook_time - ticks))
-                if ticks >= cook_time:
-                    put(c0 + 3, cell, 1.0)
-        left = kitchen.rules.horizon - state.timestep
-        out = []
-        for order in self.orders:
-            obs = self.base.copy()
-            flat = obs.reshape(-1)
-            idx = list(index)
-            for rank, chef in enumerate(order):
-                cell = state.positions[chef]
-                idx.append(rank * plane + cell)
-                idx.append((n + 4 * rank + state.orientations[chef]) * plane + cell)
-            flat[idx] = value + [1.0] * (2 * n)
-            if left < 40:
-                obs[c0 + 6] = 1.0
-            obs[c0 + 7] = left / kitchen.rules.horizon
-            out.append(obs)
-        return out
+def action_index(agent: str, action: Any) -> int:
+    """The action as a Python int 0-5, from an int, a numpy integer or a 0-d integer array
+    (what stable-baselines3's ``predict`` gives for one observation; ``Discrete.contains``
+    takes all three). Anything else, bools included, raises ActionTypeError."""
+    if type(action) is int:
+        value = action
+    elif isinstance(action, np.integer) or (
+        isinstance(action, np.ndarray)
+        and action.shape == ()
+        and np.issubdtype(action.dtype, np.integer)
+    ):
+        value = int(action)
+    else:
+        kind = type(action).__name__
+        if isinstance(action, np.ndarray):
+            kind += f" of shape {action.shape} and dtype {action.dtype}"
+        raise ActionTypeError(
+            f"numeric kitchen actions are ints 0-5 ({', '.join(ACTION_NAMES)}); "
+            f"{agent!r} gave {kind}"
+        )
+    if not 0 <= value < NUM_ACTIONS:
+        raise ActionTypeError(f"action of {agent!r} must be in 0-5, got {action}")
+    return value
 
 
-class _NumericCore:
-    """What the numeric AEC and Parallel classes share: the game, the spaces, encoding."""
+class KitchenNumericEnv(CoopEnv):
+    """Native AEC API of the numeric kitchen: chefs act in turn, the kitchen steps once the
+    last chef has acted (simultaneous moves). The turn machine is the core's; this class
+    only encodes states and checks action indices."""
 
+    official_suite_size: ClassVar[int] = 10  # leaderboard episodes (400 steps each)
+    keep_history: ClassVar[bool] = False  # nothing reads it; 400 records per episode cost
     metadata: ClassVar[dict[str, Any]] = {
         "name": "kitchen_numeric_v0",
         "render_modes": ["ansi", "rgb_array"],
         "is_parallelizable": True,
     }
 
-    def _setup(
+    def __init__(
         self,
-        layout: str,
-        horizon: int,
-        cook_start: str,
-        observation: str,
-        shaped_reward: bool,
-        render_mode: str | None,
+        *,
+        layout: str = "cramped_room",
+        horizon: int = 400,
+        cook_start: str = "auto",
+        observation: str = "grid",
+        shaped_reward: bool = False,
+        render_mode: str | None = None,
     ) -> None:
         self.kitchen = build_kitchen(layout, horizon, cook_start)
         if observation not in ("grid", "features"):
             raise EnvArgumentError(f"observation must be 'grid' or 'features', got {observation!r}")
         if not isinstance(shaped_reward, bool):
             raise EnvArgumentError(f"shaped_reward must be a bool, got {shaped_reward!r}")
-        if render_mode is not None and render_mode not in ("ansi", "rgb_array"):
-            raise EnvArgumentError(
-                f"render_mode must be 'ansi', 'rgb_array' or None, got {render_mode!r}"
-            )
+        agents = [f"chef_{i}" for i in range(self.kitchen.layout.num_chefs)]
+        super().__init__(agents=agents, max_turns=horizon, render_mode=render_mode)
         self.observation_mode = observation
         self.shaped_reward = shaped_reward
-        self.render_mode = render_mode
-        self.possible_agents = [f"chef_{i}" for i in range(self.kitchen.layout.num_chefs)]
+        self.encoder: GridEncoder | FeatureEncoder
         if observation == "grid":
-            self.encoder: Any = GridEncoder(self.kitchen)
+            self.encoder = GridEncoder(self.kitchen)
             space = spaces.Box(0.0, self.encoder.high, dtype=np.float32)
         else:
             self.encoder = FeatureEncoder(self.kitchen)
             space = spaces.Box(0.0, 1.0, shape=(self.encoder.size,), dtype=np.float32)
-        self.observation_spaces = {a: space for a in self.possible_agents}
-        self.action_spaces = {a: IntDiscrete(NUM_ACTIONS) for a in self.possible_agents}
+        self.observation_spaces = {a: space for a in agents}
+        self.action_spaces = {a: IntDiscrete(NUM_ACTIONS) for a in agents}
         self.state_space = space
+        self._chef = {agent: chef for chef, agent in enumerate(agents)}
         self.game_state = self.kitchen.initial_state()
         self._observations: list[np.ndarray] = []
-        self._has_reset = False
-
-    def observation_space(self, agent: str) -> spaces.Space:
-        try:
-            return self.observation_spaces[agent]
-        except KeyError:
-            raise UnknownAgentError(
-                f"unknown agent {agent!r}; agents: {self.possible_agents}"
-            ) from None
-
-    def action_space(self, agent: str) -> spaces.Space:
-        try:
-            return self.action_spaces[agent]
-        except KeyError:
-            raise UnknownAgentError(
-                f"unknown agent {agent!r}; agents: {self.possible_agents}"
-            ) from None
 
     def _encode(self) -> None:
-        if self.observation_mode == "grid":
+        if isinstance(self.encoder, GridEncoder):
             self._observations = self.encoder.encode(self.game_state)
         else:
             self._observations = list(self.encoder.encode_state(self.game_state))
 
-    def _check_action(self, agent: str, action: Any) -> int:
-        if isinstance(action, (bool, np.bool_)) or not isinstance(action, (int, np.integer)):
-            raise ActionTypeError(
-                f"numeric kitchen actions are ints 0-5 ({', '.join(ACTION_NAMES)}); "
-                f"{agent!r} gave {type(action).__name__}"
-            )
-        if not 0 <= int(action) < NUM_ACTIONS:
-            raise ActionTypeError(f"action of {agent!r} must be in 0-5, got {action}")
-        return int(action)
-
-    def _advance(self, joint: tuple[int, ...]) -> tuple[float, dict[str, float], list[str]]:
-        state, points, events = self.kitchen.transition(self.game_state, joint)
-        self.game_state = state
-        shaped = shaped_components(events, self.kitchen.rules)
-        reward = float(points) + (sum(shaped.values()) if self.shaped_reward else 0.0)
-        components = {"delivery": float(points), **shaped}
-        names = [f"{self.possible_agents[chef]} {name}" for chef, name in events]
+    def _reset_task(self, rng: np.random.Generator, options: dict[str, Any]) -> None:
+        self.game_state = self.kitchen.initial_state()
         self._encode()
-        return reward, components, names
 
-    def state(self) -> np.ndarray:
-        if not self._has_reset:
-            raise ResetNeededError("call reset() before state()")
+    def _take_action(self, agent: str, action: Any) -> tuple[int, None]:
+        if type(action) is int and 0 <= action < NUM_ACTIONS:
+            return action, None
+        return action_index(agent, action), None
+
+    def _play_turn(self, actions: dict[str, Any]) -> TurnResult:
+        agents = self.possible_agents
+        state, points, events = self.kitchen.transition(
+            self.game_state, tuple([actions[agent] for agent in agents])
+        )
+        self.game_state = state
+        self._encode()
+        reward, components = kitchen_reward(self.kitchen, points, events, self.shaped_reward)
+        return TurnResult(
+            reward=reward,
+            components=components,
+            events=tuple([f"{agents[chef]} {name}" for chef, name in events]) if events else (),
+            truncated=self.kitchen.is_done(state),
+        )
+
+    def _observe(self, agent: str) -> np.ndarray:
+        return self._observations[self._chef[agent]]
+
+    def _state(self) -> np.ndarray:
         return self._observations[0]
 
-    def render(self) -> Any:
-        if self.render_mode is None:
-            return None
-        if not self._has_reset:
-            raise ResetNeededError("call reset() before render()")
-        if self.render_mode == "rgb_array":
-            return kitchen_render.rgb(self.kitchen, self.game_state)
-        return kitchen_render.ansi(self.kitchen, self.game_state)
-
-    def close(self) -> None:
-        pass
+    def _render(self) -> Any:
+        return render_kitchen(self)
 
 
-class KitchenNumericParallelEnv(_NumericCore, ParallelEnv):
-    """Native Parallel API of the numeric kitchen (see the module docstring)."""
+class KitchenNumericParallelEnv(CoopParallelEnv):
+    """Parallel API of the numeric kitchen: the core's adapter around
+    :class:`KitchenNumericEnv` (one ``step`` is one joint step of the kitchen)."""
 
     def __init__(
         self,
@@ -611,112 +488,13 @@ class KitchenNumericParallelEnv(_NumericCore, ParallelEnv):
         shaped_reward: bool = False,
         render_mode: str | None = None,
     ) -> None:
-        self._setup(layout, horizon, cook_start, observation, shaped_reward, render_mode)
-        self.agents: list[str] = []
-        self.spec = None
-
-    def reset(
-        self, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
-        self.game_state = self.kitchen.initial_state()
-        self.agents = list(self.possible_agents)
-        self._has_reset = True
-        self._encode()
-        return dict(zip(self.agents, self._observations)), {a: {} for a in self.agents}
-
-    def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
-        if not self._has_reset:
-            raise ResetNeededError("call reset() before step()")
-        if not self.agents:
-            raise EpisodeOverError("the episode is over; call reset() to start a new one")
-        agents = self.agents
-        try:
-            joint = tuple(self._check_action(a, actions[a]) for a in agents)
-        except KeyError:
-            missing = [a for a in agents if a not in actions]
-            raise NotYourTurnError(
-                f"step() needs an action for every live agent; missing {missing}"
-            ) from None
-        for agent in actions:
-            if agent not in self.possible_agents:
-                raise UnknownAgentError(f"unknown agent {agent!r}; agents: {self.possible_agents}")
-        reward, components, events = self._advance(joint)
-        done = self.kitchen.is_done(self.game_state)
-        observations = dict(zip(agents, self._observations))
-        rewards = dict.fromkeys(agents, reward)
-        terminations = dict.fromkeys(agents, False)
-        truncations = dict.fromkeys(agents, done)
-        infos = {a: {"reward_components": dict(components), "events": list(events)} for a in agents}
-        if done:
-            self.agents = []
-        return observations, rewards, terminations, truncations, infos
-
-
-class KitchenNumericEnv(_NumericCore, AECEnv):
-    """Native AEC API of the numeric kitchen: chefs act in turn, the kitchen steps once the
-    last chef has acted (simultaneous moves)."""
-
-    official_suite_size: ClassVar[int] = 10  # leaderboard episodes (400 steps each)
-
-    def __init__(
-        self,
-        *,
-        layout: str = "cramped_room",
-        horizon: int = 400,
-        cook_start: str = "auto",
-        observation: str = "grid",
-        shaped_reward: bool = False,
-        render_mode: str | None = None,
-    ) -> None:
-        AECEnv.__init__(self)
-        self._setup(layout, horizon, cook_start, observation, shaped_reward, render_mode)
-        self.agents = []
-        self.spec = None
-
-    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
-        self.game_state = self.kitchen.initial_state()
-        self.agents = list(self.possible_agents)
-        self.rewards = dict.fromkeys(self.agents, 0.0)
-        self._cumulative_rewards = dict.fromkeys(self.agents, 0.0)
-        self.terminations = dict.fromkeys(self.agents, False)
-        self.truncations = dict.fromkeys(self.agents, False)
-        self.infos = {a: {"reward_components": {}, "events": []} for a in self.agents}
-        self._pending: list[int] = []
-        self.agent_selection = self.agents[0]
-        self._has_reset = True
-        self._encode()
-
-    def observe(self, agent: str) -> np.ndarray:
-        if not self._has_reset:
-            raise ResetNeededError("call reset() before observe()")
-        if agent not in self.possible_agents:
-            raise UnknownAgentError(f"unknown agent {agent!r}; agents: {self.possible_agents}")
-        return self._observations[self.possible_agents.index(agent)]
-
-    def step(self, action: Any) -> None:
-        if not self._has_reset:
-            raise ResetNeededError("call reset() before step()")
-        if not self.agents:
-            raise EpisodeOverError("the episode is over; call reset() to start a new one")
-        agent = self.agent_selection
-        if self.terminations[agent] or self.truncations[agent]:
-            if action is not None:
-                raise ActionTypeError(f"agent {agent!r} is done; step(None) removes it")
-            self._was_dead_step(action)
-            return
-        self._pending.append(self._check_action(agent, action))
-        self._cumulative_rewards[agent] = 0.0
-        index = self.possible_agents.index(agent)
-        if index + 1 < len(self.possible_agents):
-            self.rewards = dict.fromkeys(self.agents, 0.0)
-            self.agent_selection = self.possible_agents[index + 1]
-            return
-        reward, components, events = self._advance(tuple(self._pending))
-        self._pending = []
-        done = self.kitchen.is_done(self.game_state)
-        for a in self.agents:
-            self.rewards[a] = reward
-            self.truncations[a] = done
-            self.infos[a] = {"reward_components": dict(components), "events": list(events)}
-        self._accumulate_rewards()
-        self.agent_selection = self.possible_agents[0]
+        super().__init__(
+            KitchenNumericEnv(
+                layout=layout,
+                horizon=horizon,
+                cook_start=cook_start,
+                observation=observation,
+                shaped_reward=shaped_reward,
+                render_mode=render_mode,
+            )
+        )
