@@ -290,3 +290,12 @@ def test_kitchen_layout_variant_round_trip(tmp_path, capsys) -> None:
     assert main([*args, "--env-kwargs", '{"horizon": 40}']) == 0
     with pytest.raises(VerificationError, match="unofficial"):
         verify_file(other)
+
+
+def test_a_tampered_cross_play_reward_fails_replay(boards: Path, tmp_path) -> None:
+    data = _load(boards / WRITING / "cross-play" / "scripted.json.gz")
+    step = next(s for s in data["episodes"][3]["steps"] if s["reward"])
+    step["reward"] += 1.0
+    with pytest.raises(VerificationError) as caught:
+        verify_file(_write(tmp_path / "t.json.gz", data))
+    assert caught.value.code == "replay" and "episode 3" in str(caught.value)

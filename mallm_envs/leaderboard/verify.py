@@ -730,7 +730,10 @@ def verify_submission(submission: Submission) -> VerifyReport:
                 "data-hash", f"episode {index} records data hash {episode.data_hash!r}"
             )
         if not timing_sensitive:
-            replayed = _replay(episode, submission.env_id, kwargs, index)
+            if submission.cross_play is not None:  # one pass: the official partner re-run
+                replayed = check_partners(submission, suite, kwargs, {index})[index]
+            else:
+                replayed = _replay(episode, submission.env_id, kwargs, index)
             where = first_difference(episode, replayed)
             if where is not None:
                 raise VerificationError(
@@ -746,7 +749,7 @@ def verify_submission(submission: Submission) -> VerifyReport:
     recomputed = summarize(replayed_episodes, submission.usage)
     if not adjusted:
         _compare_summary(submission.summary, recomputed)
-    if submission.cross_play is not None:
+    if submission.cross_play is not None and timing_sensitive:
         check_partners(submission, suite, kwargs)
     return VerifyReport(
         submission=submission,
@@ -769,8 +772,13 @@ class _Playback:
     def act(self, observation: Any, info: Any) -> Any:
         if self.position >= len(self.actions):
             raise VerificationError("replay", "the env asks for more actions than recorded")
+        action = self.actions[self.position]
+        if isinstance(action, bool) or not isinstance(action, (str, int)):
+            raise VerificationError(
+                "replay", f"a recorded action is neither text nor an int: {type(action).__name__}"
+            )
         self.position += 1
-        return self.actions[self.position - 1]
+        return action
 
 
 class _PartnerMismatch(Exception):
@@ -801,15 +809,22 @@ class _WatchedPartner:
         return action
 
 
-def check_partners(submission: Submission, suite: Suite, kwargs: dict[str, Any]) -> None:
-    """Re-run the official partner of every cross-play episode against the recorded actions
-    of the other seats; its actions and description must be the recorded ones."""
+def check_partners(
+    submission: Submission, suite: Suite, kwargs: dict[str, Any], indices: Any = None
+) -> dict[int, Episode]:
+    """Re-run the official partner of every cross-play episode (those in ``indices``; all by
+    default) against the recorded actions of the other seats; its actions and description
+    must be the recorded ones. Returns each episode as played (a replay of the record when
+    the partner matches)."""
     from mallm_envs.leaderboard.population import load_population
     from mallm_envs.registration import make
 
     population = load_population(suite.board_id)
     games = (submission.cross_play or {}).get("games") or []
+    played: dict[int, Episode] = {}
     for index, (game, episode) in enumerate(zip(games, submission.episodes)):
+        if indices is not None and index not in indices:
+            continue
         role, name = game["partner_role"], game["partner"]
         partner = population.partner(name)
         queues: dict[str, list[Any]] = {}
@@ -832,7 +847,7 @@ def check_partners(submission: Submission, suite: Suite, kwargs: dict[str, Any])
             }
             players[role] = _WatchedPartner(official, queues.get(role, []))
             try:
-                run_episode(env, players, seed=episode.seed, options=episode.options)
+                result = run_episode(env, players, seed=episode.seed, options=episode.options)
             except _PartnerMismatch as mismatch:
                 raise VerificationError(
                     "partner",
@@ -841,8 +856,19 @@ def check_partners(submission: Submission, suite: Suite, kwargs: dict[str, Any])
                     f"{mismatch.position + 1}, the record has {_short(mismatch.recorded, 80)}: "
                     "this episode was not played with the official partner",
                 ) from None
+            except TranscriptError as err:
+                raise VerificationError("replay", f"{_where(index, episode)}: {err}") from None
+            except MallmError as err:
+                raise VerificationError(
+                    "replay",
+                    f"{_where(index, episode)}: the env refused the recorded episode: {err}",
+                ) from None
         finally:
             env.close()
+        result.agent_descriptions = episode.agent_descriptions
+        result.mallm_envs_version = episode.mallm_envs_version
+        played[index] = result
+    return played
 
 
 def _check_timing_sensitive(
