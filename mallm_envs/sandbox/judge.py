@@ -275,7 +275,7 @@ class Judge:
     # -- internals ---------------------------------------------------------------------------------
 
     def _cleanup_tmp(self) -> None:
-        tmp, self._tmp = self._tmp, None
+        tmp, self._tmp = getattr(self, "_tmp", None), None
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
 
