@@ -78,6 +78,10 @@ class Args:
     """after training, play the saved policy on the official suite and with the partners"""
     submit: str = ""
     """a boards folder (leaderboards) to write the self-play and cross-play entries into"""
+    eval_env: str = "Kitchen-v0"
+    """the PettingZoo env the saved policy is played in: Kitchen-v0 (text; the chefs read the
+    state, so the episodes are those of KitchenNumeric-v0 with transcripts a third the size)
+    or KitchenNumeric-v0"""
 
 
 def layer(n_in: int, n_out: int, std: float = np.sqrt(2)) -> nn.Linear:
@@ -170,7 +174,13 @@ def save_actor(args: Args, actor: Actor, curve: list[dict[str, float]]) -> Path 
 
 
 def play_policy(
-    path: Path, *, name: str, spec: str | None, description: str, submit: str = ""
+    path: Path,
+    *,
+    name: str,
+    spec: str | None,
+    description: str,
+    submit: str = "",
+    env_id: str = "Kitchen-v0",
 ) -> dict[str, Any]:
     """Play a saved policy through the PettingZoo env on the official suite of its layout, in
     self-play and with the held-out partners; with ``submit``, write both board entries."""
@@ -179,7 +189,7 @@ def play_policy(
     from mallm_envs.leaderboard.board import cross_play_stats
 
     policy = FrozenPolicy(path)
-    board = "KitchenNumeric-v0"
+    board = env_id
     if policy.layout != "cramped_room":
         board += f"@{policy.layout}"
 
@@ -226,6 +236,7 @@ def main(args: Args) -> dict[str, Any]:
                 description=f"baselines/kitchen_mappo.py, {args.layout}, seed {args.seed}, "
                 f"{curve[-1]['global_step'] if curve else 0} joint steps; actions sampled",
                 submit=args.submit if shipped else "",
+                env_id=args.eval_env,
             )
         )
     return result

@@ -79,6 +79,10 @@ class Args:
     """after training, play the saved policy on the official suite and with the partners"""
     submit: str = ""
     """a boards folder (leaderboards) to write the self-play and cross-play entries into"""
+    eval_env: str = "Kitchen-v0"
+    """the PettingZoo env the saved policy is played in: Kitchen-v0 (text; the chefs read the
+    state, so the episodes are those of KitchenNumeric-v0 with transcripts a third the size)
+    or KitchenNumeric-v0"""
 
     def __post_init__(self) -> None:
         if self.vec_env not in ("batched", "supersuit"):
@@ -316,6 +320,7 @@ def main(args: Args) -> dict[str, Any]:
                 description=f"baselines/kitchen_ppo_sb3.py ({args.vec_env}), {args.layout}, "
                 f"seed {args.seed}; actions sampled",
                 submit=args.submit if shipped else "",
+                env_id=args.eval_env,
             )
         )
     return result

@@ -24,3 +24,27 @@ if [[ $what == sb3 || $what == all ]]; then
       --csv-path baselines/results/kitchen/sb3_ppo_${layout}_seed1_short.csv > $LOGS/sb3_${layout}_seed1.log
   done
 fi
+if [[ $what == submit || $what == all ]]; then
+  # Self-play and cross-play board entries of every shipped seed-1 policy (Kitchen-v0 boards).
+  $PY - <<'PY'
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, "baselines")
+from kitchen_mappo import play_policy  # noqa: E402
+
+for algo, label, spec in (("mappo", "MAPPO", "MappoChef"), ("sb3ppo", "SB3 PPO", "PpoChef")):
+    for path in sorted(Path("mallm_envs/envs/kitchen/policies").glob(f"{algo}_*_seed1.json")):
+        record = json.loads(path.read_text())
+        training = record["training"]
+        play_policy(
+            path,
+            name=f"{label} (seed 1)",
+            spec=f"mallm_envs.envs.kitchen.partners:{spec}",
+            description=f"{training['script']}, {record['layout']}, seed 1, "
+            f"{training['joint_steps']} joint steps (a short run); actions sampled",
+            submit="leaderboards",
+        )
+PY
+fi
