@@ -299,3 +299,14 @@ def test_a_tampered_cross_play_reward_fails_replay(boards: Path, tmp_path) -> No
     with pytest.raises(VerificationError) as caught:
         verify_file(_write(tmp_path / "t.json.gz", data))
     assert caught.value.code == "replay" and "episode 3" in str(caught.value)
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    from mallm_envs.envs.code import partners as code_partners
+    from mallm_envs.leaderboard import board, suites
+
+    for module in (board, suites, code_partners):
+        result = doctest.testmod(module)
+        assert result.failed == 0 and result.attempted > 0, module.__name__
