@@ -168,3 +168,34 @@ def test_a_broken_spec_contract_is_named(entry_point: str, fields: dict, message
         assert message in str(caught.value), str(caught.value)
     finally:
         registry._specs.pop(env_id)
+
+
+# --------------------------------------------------------------------------- the doc page
+
+PAGE_SECTIONS = [
+    "Description",
+    "Observation",
+    "Actions and invalid actions",
+    "Rewards",
+    "Episode end",
+    "Arguments",
+    "Version history",
+]
+
+
+@pytest.mark.parametrize(
+    "module", sorted({spec.entry_point.partition(":")[0] for spec in mallm_envs.registry.values()})
+)
+def test_env_page_has_the_sections_in_one_heading_style(module: str) -> None:
+    """The docstring is the env's doc page: its sections, in order, each a heading
+    underlined with dashes (as the numpydoc style writes them; Markdown renders it as a
+    second-level heading)."""
+    import importlib
+    import re
+
+    doc = importlib.import_module(module).__doc__ or ""
+    underlined = re.findall(r"^([^|\s].*)\n(-{3,})[ \t]*$", doc, flags=re.M)
+    assert [title for title, _ in underlined] == PAGE_SECTIONS, underlined
+    assert all(len(line) == len(title) for title, line in underlined), underlined
+    other = re.findall(r"^#+ .*$|^[^|\s].*\n[=~^]{3,}[ \t]*$", doc, flags=re.M)
+    assert not other, f"{module}: headings in another style {other}"

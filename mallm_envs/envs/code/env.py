@@ -10,8 +10,8 @@
 | reward | team, gated levels: structure 1.0, syntax 0.5, tests 1.0, cooperation 1.5 (max 4.0) |
 | max turns | 1 (argument ``max_turns``); ends early when every test passes |
 
-## Description
-
+Description
+-----------
 The coding task of Liu et al., "LLM Collaboration With Multi-Agent Reinforcement Learning"
 (arXiv 2508.04652). The ``helper`` writes a function named ``aux``; the ``main`` agent
 writes the problem's entry-point function, which should call ``aux``. The env builds one
@@ -41,8 +41,8 @@ its own code and its partner's code, and answers again. The single-agent ids hav
 agent, ``coder``, which writes both functions in one answer (the paper's single-model
 baseline), with the same reward.
 
-## Observation
-
+Observation
+-----------
 ``text`` holds the agent's role, the problem (the prompt, with its signature and
 docstring), the helper's signature and description (CoopCode), the answer format and a
 one-line summary of the reward; in the sequential schedule the main agent also sees the
@@ -54,8 +54,8 @@ code, inputs or expected values; a reason is built from fixed phrases (the statu
 built-in exception's name, messages such as ``name 'x' is not defined``; see
 :func:`mallm_envs.envs.code.grading.safe_reason`). ``turn`` is the 0-based turn.
 
-## Actions and invalid actions
-
+Actions and invalid actions
+---------------------------
 An action is any text. Its code is the first fenced block tagged ``python`` (or ``py``,
 ``python3``) or untagged; the whole text when there is none; an unclosed fence runs to the
 end of the text. From each agent's code only top-level imports, ``def``/``class``
@@ -67,8 +67,8 @@ feedback says what was dropped. Text the core refuses (NUL bytes, lone surrogate
 ``infos[agent]["invalid_reason"]`` says why. Code that does not parse is not invalid: it
 scores what its levels earn.
 
-## Rewards
-
+Rewards
+-------
 One team reward per turn, the paper's gated levels; a failed gate stops the sum. Every
 component is in ``infos[agent]["reward_components"]`` (unpaid ones as 0):
 
@@ -96,12 +96,12 @@ program 20 s together, with 1 GiB of memory; a slow program's grade can therefor
 between machines. The env declares ``timing_sensitive = True`` and multiplies every time
 limit by ``time_limit_scale``, which ``mallm verify`` uses to re-check such episodes.
 
-## Episode end
-
+Episode end
+-----------
 Terminated when every test passes; truncated after ``max_turns`` turns.
 
-## Arguments
-
+Arguments
+---------
 ``task_set`` (``"humaneval"`` or ``"coop"``), ``split`` (``"train"``, default; ``"test"``,
 ``"all"``; HumanEval also ``"extra"``), ``schedule`` (``"simultaneous"`` or
 ``"sequential"``; pair ids only), ``max_turns`` (int >= 1, default 1),
@@ -118,8 +118,8 @@ The scripted agent (:class:`mallm_envs.envs.code.agents.ReferenceCoder`) submits
 reference solution; on HumanEval that is the canonical solution (calling an identity
 ``aux``), so it is an oracle, not a baseline.
 
-## Version history
-
+Version history
+---------------
 * v0: first version (the paper's reward).
 * v1 (``CodePair-v1``, ``CoopCode-v1``, ``CodeSolo-v1``, ``CoopCodeSolo-v1``; documented
   in :mod:`mallm_envs.envs.code.env_v1`): the return is the last program's score, cooperation

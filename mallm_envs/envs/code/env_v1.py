@@ -10,8 +10,8 @@
 | reward | team; a program's score: structure 1.0, syntax 0.5, tests 1.0, cooperation 1.5 x tests passed (max 4.0); per turn the change in score, so the return is the last program's score |
 | max turns | 1 (argument ``max_turns``); ends early when every test passes |
 
-## Description
-
+Description
+-----------
 The same task, roles, schedules, data, prompts' layout and arguments as v0 (see
 :mod:`mallm_envs.envs.code.env`, whose docstring describes the task sets, the
 observation, the actions and the time limits); three things differ, and each changes what
@@ -34,8 +34,8 @@ a score can feel, hence the new ids. The v0 reward is the paper's and stays regi
    could carry hidden test inputs out, a few dozen bytes per failing test, to the next
    turn's prompt.
 
-## Observation
-
+Observation
+-----------
 As v0, except: the reward summary says how the episode is paid, the result of a turn
 gives its score and its reward (``Result of turn 1: score 2.13 of 4.00 (reward +2.13)``),
 and a test that raised shows ``raised TypeError`` (the built-in class's name) or ``raised
@@ -44,15 +44,15 @@ appear. What a program can still signal to the next turn is each test's status a
 an exception, which of Python's built-in exception classes it was (about 6 bits per
 failing test; the pass/fail bit is the task itself).
 
-## Actions and invalid actions
-
+Actions and invalid actions
+---------------------------
 As v0: any text; the code is the first fenced ``python`` (or untagged) block, else the
 whole text; top-level statements other than imports, definitions and assignments are
 dropped with a note; text the core refuses or with no code is invalid (empty code, reason
 in ``infos[agent]["invalid_reason"]``).
 
-## Rewards
-
+Rewards
+-------
 The *score* of a program is the paper's gated levels, with the cooperation credit scaled
 by the fraction of tests passed (``f = passed / total``):
 
@@ -93,18 +93,18 @@ discounted returns with gamma 1 telescope to the last score. Guarantees:
 A program that solves the task without using ``aux`` scores 2.5 (cooperation is the
 paper's point and stays worth 1.5); it still ends the episode.
 
-## Episode end
-
+Episode end
+-----------
 Terminated when every test passes; truncated after ``max_turns`` turns.
 
-## Arguments
-
+Arguments
+---------
 As v0: ``task_set``, ``split``, ``schedule`` (pair ids), ``max_turns``,
 ``time_limit_scale``, ``render_mode``; ``reset(options={"task_id": ...})``.
 ``env.unwrapped.data_hash`` covers the task data and the frozen tests.
 
-## Version history
-
+Version history
+---------------
 * v1: the return is the last program's score (per-turn reward: the change in score);
   cooperation credit scaled by the fraction of tests passed; HumanEval tests with
   run-time expected values frozen to literal checks (15 tasks; HumanEval/32 keeps the 74

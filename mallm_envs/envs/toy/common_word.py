@@ -10,8 +10,8 @@
 | Reward | team: +1.0 agreement, -0.25 per unusable answer, -0.1 per turn without agreement |
 | Max turns | v0: 2, v1: 1 (argument `max_turns`) |
 
-## Description
-
+Description
+-----------
 A coordination game in the spirit of Schelling's focal points. Each agent sees a list of
 `list_size` words drawn from a bundled vocabulary. Both lists hold the same words; with
 `shuffle=True` each agent sees them in its own order. The team scores when both agents
@@ -22,21 +22,21 @@ first word, the alphabetically first word, ...) or by copying the partner's last
 It is small on purpose: a model trained from scratch can learn it in minutes on a CPU, so it
 serves as the smoke test of multi-agent trainers, and as the first example of the core API.
 
-## Observation
-
+Observation
+-----------
 The prompt states the rules, the agent's word list, the turn, and the answers of the
 previous turn. In the sequential schedule `agent_1` also sees `agent_0`'s answer of the
 current turn.
 
-## Actions and invalid actions
-
+Actions and invalid actions
+---------------------------
 An answer is read by stripping whitespace, surrounding quotes and a final full stop, and
 lower-casing. It must then be exactly one word of the agent's own list. Anything else
 (empty text, several words, a word not in the list, text the core refuses) is unusable: it
 costs -0.25 and `infos[agent]["invalid_reason"]` says why.
 
-## Rewards
-
+Rewards
+-------
 Per turn, the same for both agents, with components in `infos[agent]["reward_components"]`:
 
 - `agreement`: 1.0 when both answers are usable and equal, else 0;
@@ -46,12 +46,12 @@ Per turn, the same for both agents, with components in `infos[agent]["reward_com
 A team that agrees in the first turn earns 1.0; one that never agrees and always answers
 validly earns -0.1 per turn.
 
-## Episode end
-
+Episode end
+-----------
 Terminated when the agents agree; truncated after `max_turns` turns.
 
-## Arguments
-
+Arguments
+---------
 - `list_size` (int, 2-16; registered 4 in v0, 16 in v1): words per list.
 - `shuffle` (bool, default False): each agent sees the list in its own order.
 - `max_turns` (int >= 1; registered 2 in v0, 1 in v1).
@@ -60,8 +60,8 @@ Terminated when the agents agree; truncated after `max_turns` turns.
 
 `reset(options={"words": [...]})` fixes the word list (for tests and evaluation).
 
-## Version history
-
+Version history
+---------------
 - v1: the same rules registered with `list_size=16` and `max_turns=1`. With 16 of the 64
   vocabulary words in the list, a language model trained from scratch stumbles on valid
   answers often enough to learn from them; this is the task of `make demo`.

@@ -10,8 +10,8 @@
 | Reward | team, 0-4: the paper's gated levels (max 3) + coverage (max 1), times integrity (0-1) |
 | Max turns | 1 (argument `max_turns`; the paper used 1) |
 
-## Description
-
+Description
+-----------
 The two writing tasks of Liu et al. (arXiv 2508.04652) with a reward that text without
 meaning cannot win. `SummaryPair-v1`: `concise` writes a short summary of a document's main
 point and `detailed` a longer one covering the main points and how they connect.
@@ -22,8 +22,8 @@ model for both parts (the paper's single-model baseline) under `CONCISE:`/`DETAI
 (`mallm_envs.envs.writing.presets`, argument `task`); tasks, prompts and splits are those of
 the v0 ids (`SummaryPair-v0` has the full description of the data and prompt layout).
 
-## Observation
-
+Observation
+-----------
 As in v0: the role and the partner's role, the word limits, the source between
 `=== SOURCE ===` and `=== END SOURCE ===` lines, the turn, and from the second turn on the
 team reward with one explained line per component and both parts of the last turn. In the
@@ -31,8 +31,8 @@ sequential schedule the second writer also sees the first writer's text of the s
 Quoted texts lose bidi overrides, zero-width and other format characters and C0/C1 control
 characters (v0 passed bidi overrides and C1 controls through to the partner).
 
-## Actions and invalid actions
-
+Actions and invalid actions
+---------------------------
 Pair ids: the whole action, stripped, is the agent's part. Single-writer ids: two sections,
 each started by a label line (`CONCISE:` or `## Concise` or `**Detailed summary:**`, the
 rule of `mallm_envs.envs.writing.sections`), parsed in linear time
@@ -41,8 +41,8 @@ empty part, a missing, repeated or empty section, or text the core refuses (NUL 
 surrogates, C0 controls, more than 8,000 characters) is unusable: reward 0 and
 `infos[agent]["invalid_reason"]` says why; the components are still computed and shown.
 
-## Rewards
-
+Rewards
+-------
 `total = integrity x (gated + coverage)`, max 4 (pure rules: `mallm_envs.envs.writing.rules`,
 presets `SUMMARY_RULES` and `EXPANSION_RULES`). Every measure reads the normalised text:
 NFKC, format characters (zero-width, bidi) and combining marks removed, Cyrillic and Greek
@@ -97,18 +97,18 @@ generic fluent paragraphs whose slots take the source's content-word runs in ord
 passes every model-free check and only a language model (or entailment) would see that it
 means nothing; treat v1's summary scores above about 3.1 with that in mind.
 
-## Episode end
-
+Episode end
+-----------
 Truncated after `max_turns` turns; there is no early termination.
 
-## Arguments
-
+Arguments
+---------
 - `task` (`"summary"` or `"expansion"`): the preset; fixed by each registered id.
 - `data`, `split`, `data_limit`, `max_turns`, `schedule`, `render_mode`: as in v0
   (`SummaryPair-v0`). v1 has no `similarity` argument: the reward is lexical only.
 
-## Version history
-
+Version history
+---------------
 - v1: a reward that text without meaning cannot win (issue 15). Measures read normalised
   text (NFKC, format characters and combining marks removed, look-alike letters mapped,
   mixed-script words penalised); new novelty, fluency, lexicon, frame, cross-copy and

@@ -10,8 +10,8 @@
 | Reward | team, 0-4: the paper's gated levels (max 3) + coverage (max 1), times integrity (0-1) |
 | Max turns | 1 (argument `max_turns`; the paper used 1) |
 
-## Description
-
+Description
+-----------
 The expansion task of Liu et al. (arXiv 2508.04652), where arXiv abstracts were grown
 into introductions. Both writers see the same brief (a title and an abstract).
 `background` writes the background and motivation: the problem, why it matters and what
@@ -23,22 +23,22 @@ the brief without repeating each other or copying it.
 The briefs are this project's own licence-clean corpus (`data="bundled"`, many fields,
 fixed `train`/`test` splits); the paper's arXiv abstracts can be used instead.
 
-## Observation
-
+Observation
+-----------
 As in `SummaryPair-v0`: the role and the partner's role, the word limits, what lowers the
 score, the brief between `=== SOURCE ===` and `=== END SOURCE ===` lines, the turn, and from
 the second turn on a feedback block (team reward, one explained line per component, the
 agent's own and the partner's last texts). In the sequential schedule `method` also sees
 the text `background` submitted in the same turn.
 
-## Actions and invalid actions
-
+Actions and invalid actions
+---------------------------
 The whole action, stripped, is the agent's part. An empty text, or one the core refuses
 (NUL bytes, lone surrogates, control characters, more than 8,000 characters), is unusable:
 the turn's reward is 0 and `infos[agent]["invalid_reason"]` says why.
 
-## Rewards
-
+Rewards
+-------
 One team reward per turn (`mallm_envs.envs.writing.rewards`, preset `EXPANSION_REWARD`):
 
 | Component | Range | What earns it |
@@ -59,12 +59,12 @@ One team reward per turn (`mallm_envs.envs.writing.rewards`, preset `EXPANSION_R
 `infos[agent]["reward_explanation"]` gives one sentence per component and
 `infos[agent]["reward_measurements"]` the raw numbers.
 
-## Episode end
-
+Episode end
+-----------
 Truncated after `max_turns` turns; there is no early termination.
 
-## Arguments
-
+Arguments
+---------
 - `data` (str, default `"bundled"`): `"bundled"`, `"file:PATH"` (JSON Lines in the bundled
   format), `"arxiv"` or `"arxiv:NAME_OR_FILE"` (the paper's data through the optional
   `datasets` package; default hub id `LovelyBuggies/arXiv_abstract`).
@@ -81,8 +81,8 @@ any split of the source (the leaderboard plays the `test` tasks this way, listed
 `env.official_test_tasks()`); without `task_id` the seed picks a task of `split`.
 `env.data_hash` is a hash of every task of the source.
 
-## Version history
-
+Version history
+---------------
 - v0: initial version.
 """
 

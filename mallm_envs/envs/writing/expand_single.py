@@ -10,20 +10,20 @@
 | Reward | the same team reward as `ExpandPair-v0`, on the two sections (0-4) |
 | Max turns | 1 (argument `max_turns`) |
 
-## Description
-
+Description
+-----------
 The paper's single-model baseline for the expansion task: one model writes both the
 background-and-motivation part and the method-and-implications part. Tasks, rules and
 reward are those of `ExpandPair-v0`, so scores of the two ids compare directly.
 
-## Observation
-
+Observation
+-----------
 The rules for both parts, the brief between `=== SOURCE ===` and `=== END SOURCE ===`
 lines, the turn, the answer format, and from the second turn on a feedback block with the
 team reward, one explained line per component and the last turn's two sections.
 
-## Actions and invalid actions
-
+Actions and invalid actions
+---------------------------
 The answer must contain the two sections, each started by a label line
 (`mallm_envs.envs.writing.sections` has the full rule):
 
@@ -41,22 +41,22 @@ colon, a dash or the end of the line. Text before the first label is ignored. A 
 repeated or empty section, or text the core refuses, makes the answer unusable: reward 0,
 and `infos["writer"]["invalid_reason"]` says what is wrong.
 
-## Rewards
-
+Rewards
+-------
 Exactly `ExpandPair-v0`'s (preset `EXPANSION_REWARD`), applied to the two sections.
 Components and explanations are in `infos["writer"]`.
 
-## Episode end
-
+Episode end
+-----------
 Truncated after `max_turns` turns.
 
-## Arguments
-
+Arguments
+---------
 `data`, `split`, `data_limit`, `similarity`, `max_turns`, `schedule`, `render_mode`: as in
 `ExpandPair-v0` (with a single agent both schedules behave the same).
 
-## Version history
-
+Version history
+---------------
 - v0: initial version.
 """
 

@@ -10,8 +10,8 @@
 | Reward | team, 0-4: the paper's gated levels (max 3) + coverage (max 1), times integrity (0-1) |
 | Max turns | 1 (argument `max_turns`; the paper used 1) |
 
-## Description
-
+Description
+-----------
 The summary task of Liu et al., "LLM Collaboration With Multi-Agent Reinforcement
 Learning" (arXiv 2508.04652), where it ran on Reddit TL;DR posts. Both writers see the same
 document. `concise` writes a short summary of its main point; `detailed` writes a longer
@@ -24,8 +24,8 @@ The documents are this project's own licence-clean corpus (`data="bundled"`, man
 fixed `train`/`test` splits); the paper's TL;DR data and Python's documentation pages can
 be used instead (see Arguments).
 
-## Observation
-
+Observation
+-----------
 The prompt states the agent's role and its partner's, the word limits, what lowers the
 score, the document between `=== SOURCE ===` and `=== END SOURCE ===` lines, and the turn
 number. From the second turn on it holds a feedback block: the team reward of the last
@@ -33,16 +33,16 @@ turn, one line per reward component with its explanation, the agent's own text a
 partner's text. In the sequential schedule `detailed` also sees the text `concise`
 submitted in the same turn.
 
-## Actions and invalid actions
-
+Actions and invalid actions
+---------------------------
 The whole action, stripped of surrounding whitespace, is the agent's summary. An empty
 text, or one the core refuses (NUL bytes, lone surrogates, control characters, more than
 8,000 characters), is unusable: the turn's reward is 0 and `infos[agent]["invalid_reason"]`
 says why. The other components are still computed and shown, so the writers can learn
 from the turn.
 
-## Rewards
-
+Rewards
+-------
 One team reward per turn (see `mallm_envs.envs.writing.rewards` for the exact rules; all
 thresholds are fields of its `PairRewardConfig`, preset `SUMMARY_REWARD`):
 
@@ -64,12 +64,12 @@ thresholds are fields of its `PairRewardConfig`, preset `SUMMARY_REWARD`):
 `infos[agent]["reward_explanation"]` gives one sentence per component, and
 `infos[agent]["reward_measurements"]` the raw numbers (ratios, shares, word counts).
 
-## Episode end
-
+Episode end
+-----------
 Truncated after `max_turns` turns; there is no early termination.
 
-## Arguments
-
+Arguments
+---------
 - `data` (str, default `"bundled"`): `"bundled"`, `"file:PATH"` (JSON Lines in the bundled
   format), `"pydoc"` (Python's documentation pages), `"tldr"` or `"tldr:NAME_OR_FILE"`
   (the paper's data through the optional `datasets` package; default hub id
@@ -88,8 +88,8 @@ any split of the source (the leaderboard plays the `test` tasks this way, listed
 `env.official_test_tasks()`); without `task_id` the seed picks a task of `split`.
 `env.data_hash` is a hash of every task of the source.
 
-## Version history
-
+Version history
+---------------
 - v0: initial version.
 """
 

@@ -10,20 +10,20 @@
 | Reward | the same team reward as `SummaryPair-v0`, on the two sections (0-4) |
 | Max turns | 1 (argument `max_turns`) |
 
-## Description
-
+Description
+-----------
 The paper's single-model baseline for the summary task: one (usually larger) model writes
 both the concise and the detailed summary. Tasks, prompts' rules and reward are those of
 `SummaryPair-v0`, so scores of the two ids compare directly.
 
-## Observation
-
+Observation
+-----------
 The rules for both parts, the document between `=== SOURCE ===` and `=== END SOURCE ===`
 lines, the turn, the answer format, and from the second turn on a feedback block with the
 team reward, one explained line per component and the last turn's two sections.
 
-## Actions and invalid actions
-
+Actions and invalid actions
+---------------------------
 The answer must contain the two sections, each started by a label line
 (`mallm_envs.envs.writing.sections` has the full rule):
 
@@ -41,22 +41,22 @@ colon, a dash or the end of the line. Text before the first label is ignored. A 
 repeated or empty section, or text the core refuses, makes the answer unusable: reward 0,
 and `infos["writer"]["invalid_reason"]` says what is wrong.
 
-## Rewards
-
+Rewards
+-------
 Exactly `SummaryPair-v0`'s (preset `SUMMARY_REWARD`), applied to the concise and detailed
 sections. Components and explanations are in `infos["writer"]`.
 
-## Episode end
-
+Episode end
+-----------
 Truncated after `max_turns` turns.
 
-## Arguments
-
+Arguments
+---------
 `data`, `split`, `data_limit`, `similarity`, `max_turns`, `schedule`, `render_mode`: as in
 `SummaryPair-v0` (with a single agent both schedules behave the same).
 
-## Version history
-
+Version history
+---------------
 - v0: initial version.
 """
 
