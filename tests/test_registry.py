@@ -159,3 +159,24 @@ def test_registry_is_read_only_and_printable() -> None:
     assert "CommonWord-v0" in repr(registry)
     with pytest.raises(TypeError):
         registry["X-v0"] = None  # type: ignore[index]
+
+
+def test_replay_builds_the_recorded_env_from_the_registry() -> None:
+    from mallm_envs.core import first_difference, run_episode
+    from mallm_envs.core import replay as core_replay
+    from mallm_envs.registration import make_scripted_agent
+
+    env = mallm_envs.make("CommonWord-v0", max_turns=3, shuffle=True)
+    agents = {a: make_scripted_agent(env, a) for a in env.possible_agents}
+    episode = run_episode(env, agents, seed=4)
+    # The convenience finds the env (and the recorded non-default kwargs) in the registry ...
+    assert first_difference(episode, mallm_envs.replay(episode)) is None
+    # ... the core's replay knows no registry: it is given the env to replay on.
+    with pytest.raises(TypeError, match="make_env"):
+        core_replay(episode)  # type: ignore[call-arg]
+    rebuilt = core_replay(
+        episode, lambda: mallm_envs.make("CommonWord-v0", max_turns=3, shuffle=True)
+    )
+    assert first_difference(episode, rebuilt) is None
+    wrong = core_replay(episode, lambda: mallm_envs.make("CommonWord-v0", max_turns=3))
+    assert first_difference(episode, wrong) is not None
