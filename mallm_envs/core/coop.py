@@ -226,7 +226,8 @@ class CoopEnv(AECEnv):
         self._reset_task(self._np_random, dict(options or {}))
 
     def observe(self, agent: str) -> Any:
-        self._require_reset()
+        if not self._has_reset:
+            self._require_reset()
         if agent not in self.possible_agents:
             raise UnknownAgentError(self._unknown_agent(agent))
         return self._observe(agent)
@@ -248,7 +249,8 @@ class CoopEnv(AECEnv):
         return {a: self._pending[a] for a in earlier if a in self._pending}
 
     def step(self, action: Any) -> None:
-        self._require_reset()
+        if not self._has_reset:
+            self._require_reset()
         if not self.agents:
             raise EpisodeOverError(
                 "the episode is over (every agent is done); call reset() to start a new one"
@@ -261,7 +263,9 @@ class CoopEnv(AECEnv):
                 )
             self._was_dead_step(action)
             return
-        self._submit((agent,), {agent: action})
+        value, problem = self._take_action(agent, action)
+        self._hold(agent, value, problem)
+        self._next_agent(1)
 
     def acting_agents(self) -> list[str]:
         """The agents a step of the Parallel API takes actions from now, in order: every
@@ -273,9 +277,9 @@ class CoopEnv(AECEnv):
         return [self.agent_selection]
 
     def _submit(self, acting: Sequence[str], actions: Mapping[str, Any]) -> None:
-        """Take the actions of ``acting`` (the next agents in order, all live); resolve the
-        turn when the last agent has acted. Every action is checked before any is taken, so
-        an action of the wrong type changes nothing."""
+        """Take the actions of ``acting`` (the next agents in order, all live) at once: the
+        Parallel API's step. Every action is checked before any is taken, so an action of
+        the wrong type changes nothing."""
         take = self._take_action
         taken = [take(agent, actions[agent]) for agent in acting]
         cumulative, pending = self._cumulative_rewards, self._pending
@@ -284,7 +288,19 @@ class CoopEnv(AECEnv):
             if problem is not None:
                 self._pending_invalid[agent] = problem
             pending[agent] = value
-        self._order_index += len(acting)
+        self._next_agent(len(acting))
+
+    def _hold(self, agent: str, value: Any, problem: str | None) -> None:
+        """Keep ``agent``'s checked action until its turn is resolved (``_submit`` does the
+        same for several agents at once)."""
+        self._cumulative_rewards[agent] = 0.0
+        if problem is not None:
+            self._pending_invalid[agent] = problem
+        self._pending[agent] = value
+
+    def _next_agent(self, acted: int) -> None:
+        """Select the next agent after ``acted`` more have acted; resolve a complete turn."""
+        self._order_index += acted
         if self._order_index < len(self._order):
             self.rewards = dict.fromkeys(self.agents, 0.0)
             self.agent_selection = self._order[self._order_index]
@@ -292,15 +308,16 @@ class CoopEnv(AECEnv):
         self._resolve_turn()
 
     def _resolve_turn(self) -> None:
-        pending, refused = self._pending, self._pending_invalid
-        if refused:
-            actions = {a: (None if a in refused else pending[a]) for a in self._order}
-        else:
-            actions = {a: pending[a] for a in self._order}
+        # _submit filled _pending in turn order, so it is the joint action as it stands.
+        pending, invalid = self._pending, self._pending_invalid
+        actions = (
+            {a: (None if a in invalid else pending[a]) for a in pending} if invalid else pending
+        )
         result = self._play_turn(actions)
-        invalid = dict(refused)
-        for a, reason in result.invalid.items():
-            invalid.setdefault(a, reason)
+        self._pending, self._pending_invalid = {}, {}
+        if result.invalid:
+            for a, reason in result.invalid.items():
+                invalid.setdefault(a, reason)
         if self.keep_history:
             self.history.append(
                 TurnRecord(turn=self.turn, actions=pending, result=result, invalid=invalid)
@@ -308,16 +325,14 @@ class CoopEnv(AECEnv):
         self.turn += 1
         done_task = bool(result.terminated)
         done_horizon = (self.turn >= self.max_turns or result.truncated) and not done_task
-        agents = self.agents
-        self.rewards = dict.fromkeys(agents, result.reward)
+        agents, reward = self.agents, result.reward
+        self.rewards = dict.fromkeys(agents, reward)
         self.terminations = dict.fromkeys(agents, done_task)
         self.truncations = dict.fromkeys(agents, done_horizon)
-        infos, turn_info = self.infos, self._turn_info
+        infos, cumulative, turn_info = self.infos, self._cumulative_rewards, self._turn_info
         for a in agents:
             infos[a] = turn_info(a, result, invalid.get(a))
-        self._accumulate_rewards()
-        self._pending = {}
-        self._pending_invalid = {}
+            cumulative[a] += reward
         self._order_index = 0
         self.agent_selection = self._order[0]
         if self.render_mode == "human":

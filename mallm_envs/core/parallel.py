@@ -101,32 +101,34 @@ class CoopParallelEnv(ParallelEnv):
         env = self.aec_env
         if not env.agents:
             raise EpisodeOverError("the episode is over; call reset() to start a new one")
+        possible = env.possible_agents
         for agent in actions:
-            if agent not in env.possible_agents:
+            if agent not in possible:
                 raise UnknownAgentError(
-                    f"unknown agent {agent!r} in actions; this environment's agents are {env.possible_agents}"
+                    f"unknown agent {agent!r} in actions; this environment's agents are {possible}"
                 )
         acting = env.acting_agents()
-        missing = [a for a in acting if a not in actions]
-        if missing:
-            raise NotYourTurnError(
-                f"step() needs an action for {missing} (the agents acting now: {acting})"
-            )
+        for agent in acting:
+            if agent not in actions:
+                missing = [a for a in acting if a not in actions]
+                raise NotYourTurnError(
+                    f"step() needs an action for {missing} (the agents acting now: {acting})"
+                )
         env._submit(acting, actions)
-        observations = self._observations()
+        observe = env._observe
+        observations = {a: observe(a) for a in env.agents}
         rewards = dict(env.rewards)
         terminations = dict(env.terminations)
         truncations = dict(env.truncations)
-        infos = {a: {**info, "acting": False} for a, info in env.infos.items()}
-        if any(terminations.values()) or any(truncations.values()):
+        finished = any(terminations.values()) or any(truncations.values())
+        acting_next = [] if finished else env.acting_agents()
+        infos = {a: {**info, "acting": a in acting_next} for a, info in env.infos.items()}
+        if finished:
             # Remove the finished agents from the AEC env, as the AEC loop would.
             while env.agents and (
                 env.terminations[env.agent_selection] or env.truncations[env.agent_selection]
             ):
                 env.step(None)
-        else:
-            for a in env.acting_agents():
-                infos[a]["acting"] = True
         self.agents = list(env.agents)
         return observations, rewards, terminations, truncations, infos
 

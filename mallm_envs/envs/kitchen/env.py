@@ -433,6 +433,8 @@ class KitchenNumericEnv(CoopEnv):
         self._chef = {agent: chef for chef, agent in enumerate(agents)}
         self.game_state = self.kitchen.initial_state()
         self._observations: list[np.ndarray] = []
+        # Most steps change no score: they share one (immutable) result.
+        self._quiet_turn = TurnResult(*kitchen_reward(self.kitchen, 0, [], shaped_reward))
 
     def _encode(self) -> None:
         if isinstance(self.encoder, GridEncoder):
@@ -456,12 +458,15 @@ class KitchenNumericEnv(CoopEnv):
         )
         self.game_state = state
         self._encode()
+        done = self.kitchen.is_done(state)
+        if not events and not points and not done:
+            return self._quiet_turn
         reward, components = kitchen_reward(self.kitchen, points, events, self.shaped_reward)
         return TurnResult(
             reward=reward,
             components=components,
-            events=tuple([f"{agents[chef]} {name}" for chef, name in events]) if events else (),
-            truncated=self.kitchen.is_done(state),
+            events=tuple([f"{agents[chef]} {name}" for chef, name in events]),
+            truncated=done,
         )
 
     def _observe(self, agent: str) -> np.ndarray:
