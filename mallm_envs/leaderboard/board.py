@@ -637,7 +637,7 @@ def _cross_section(key: str, entries: list[Entry], boards: dict[str, list[Entry]
     )
     return (
         f'<section id="{anchor}"><h2>{html.escape(board_id)}: cross-play</h2>'
-        f"<p>{html.escape(CROSS_PLAY_NOTE.strip())}</p>"
+        f"<p>{html.escape(CROSS_PLAY_NOTE.strip().replace('`', '').replace('*', ''))}</p>"
         f"<figure>{_svg_cross_chart(entries, self_play)}<figcaption>{caption}</figcaption></figure>"
         f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></section>"
     )
