@@ -110,9 +110,9 @@ class CoopEnv(AECEnv):
     keep_history: ClassVar[bool] = True
     """Whether ``history`` records every turn (text envs show it in prompts)."""
 
-    observation_spaces: dict[str, spaces.Space]
-    action_spaces: dict[str, spaces.Space]
-    state_space: spaces.Space
+    observation_spaces: dict[str, spaces.Space[Any]]
+    action_spaces: dict[str, spaces.Space[Any]]
+    state_space: spaces.Space[Any]
 
     def __init__(
         self,
@@ -137,7 +137,7 @@ class CoopEnv(AECEnv):
         self.schedule = schedule
         self.max_turns = max_turns
         self.render_mode = render_mode
-        self.agents = []
+        self.agents: list[str] = []
         self._np_random, self._np_random_seed = seeding.np_random(None)
         self._has_reset = False
         self.spec = None  # set by mallm_envs.make to the EnvSpec the env was built from
@@ -188,13 +188,13 @@ class CoopEnv(AECEnv):
 
     # ----------------------------------------------------------------- spaces
 
-    def observation_space(self, agent: str) -> spaces.Space:
+    def observation_space(self, agent: str) -> spaces.Space[Any]:
         try:
             return self.observation_spaces[agent]
         except KeyError:
             raise UnknownAgentError(self._unknown_agent(agent)) from None
 
-    def action_space(self, agent: str) -> spaces.Space:
+    def action_space(self, agent: str) -> spaces.Space[Any]:
         try:
             return self.action_spaces[agent]
         except KeyError:
@@ -370,4 +370,4 @@ class CoopEnv(AECEnv):
         pass
 
     def __str__(self) -> str:
-        return self.metadata.get("name", type(self).__name__)
+        return str(self.metadata.get("name", type(self).__name__))

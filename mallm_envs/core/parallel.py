@@ -70,10 +70,10 @@ class CoopParallelEnv(ParallelEnv):
     def schedule(self) -> str:
         return self.aec_env.schedule
 
-    def observation_space(self, agent: str) -> spaces.Space:
+    def observation_space(self, agent: str) -> spaces.Space[Any]:
         return self.aec_env.observation_space(agent)
 
-    def action_space(self, agent: str) -> spaces.Space:
+    def action_space(self, agent: str) -> spaces.Space[Any]:
         return self.aec_env.action_space(agent)
 
     def acting_agents(self) -> list[str]:
@@ -95,7 +95,9 @@ class CoopParallelEnv(ParallelEnv):
         env = self.aec_env
         return {a: env._observe(a) for a in env.agents}
 
-    def step(self, actions: Mapping[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+    def step(
+        self, actions: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, float], dict[str, bool], dict[str, bool], dict[str, Any]]:
         if not self._has_reset:
             raise ResetNeededError("call reset() before step()")
         env = self.aec_env
