@@ -112,3 +112,19 @@ def test_endpoint_roles_in_mixed_teams_parse() -> None:
         "helper": "openai:m@http://h:1/v1",
         "main": "scripted",
     }
+
+
+def test_verify_names_served_models_and_mixed_teams_for_what_they_are() -> None:
+    """`mallm verify --reproduce` cannot re-run a served model; it says so instead of
+    calling the spec "user code"."""
+    from mallm_envs.leaderboard.verify import _reproducible_kind
+
+    url = "http://127.0.0.1:8000/v1"
+    ok, why = _reproducible_kind(f"openai:some/model@{url}")
+    assert not ok and "endpoint" in why and "user code" not in why
+    ok, why = _reproducible_kind(f"helper=openai:some/model@{url},main=llm:smollm2-135m")
+    assert not ok and "endpoint" in why and "user code" not in why
+    ok, why = _reproducible_kind("helper=scripted,main=llm:tiny")
+    assert not ok and "mixed team" in why and "user code" not in why
+    ok, why = _reproducible_kind("my_agents:make")
+    assert not ok and "user code" in why

@@ -984,10 +984,14 @@ def _reproducible_kind(spec: Any) -> tuple[bool, str]:
             continue
         if _listed_agent_factory(part.split("=", 1)[-1].strip()):
             continue
-        return False, (
-            f"the agent spec {part[:80]!r} is user code (package.module:factory), which the "
-            "verifier does not run"
-        )
+        inner = part.split("=", 1)[-1].strip()
+        if inner.startswith("openai:"):
+            what = "a model behind an endpoint (openai:), which the verifier cannot re-run"
+        elif inner != part:
+            what = "one role of a mixed team (ROLE=SPEC); the verifier re-runs one-spec teams"
+        else:
+            what = "user code (package.module:factory), which the verifier does not run"
+        return False, f"the agent spec {part[:80]!r} is {what}"
     return True, ""
 
 
