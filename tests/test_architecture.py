@@ -130,7 +130,7 @@ def _family(module: str) -> str | None:
 def test_the_scan_finds_every_kind_of_import() -> None:
     found = imports_of("mallm_envs.registration")
     assert "mallm_envs.core.errors" in found and "importlib" in found
-    assert "mallm_envs.envs.code.rules" in imports_of("mallm_envs.envs.code.agents")
+    assert "mallm_envs.envs.code.rules" in imports_of("mallm_envs.envs.code.scripted")
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))

@@ -180,3 +180,20 @@ def test_replay_builds_the_recorded_env_from_the_registry() -> None:
     assert first_difference(episode, rebuilt) is None
     wrong = core_replay(episode, lambda: mallm_envs.make("CommonWord-v0", max_turns=3))
     assert first_difference(episode, wrong) is not None
+
+
+def test_scripted_agents_live_in_scripted_modules_under_their_recorded_names() -> None:
+    """Each family's scripted policies live in ``scripted.py``; the entry points recorded in
+    specs and submissions (``...agents:Class``) still name the same classes."""
+    import importlib
+
+    from mallm_envs.registration import _load
+
+    for spec in registry.values():
+        if spec.scripted_agent is None or spec.family == "toy":
+            continue
+        module, _, name = spec.scripted_agent.partition(":")
+        assert module == f"mallm_envs.envs.{spec.family}.agents", spec.id
+        scripted = importlib.import_module(f"mallm_envs.envs.{spec.family}.scripted")
+        assert _load(spec.scripted_agent) is getattr(scripted, name)
+        assert getattr(scripted, name).__module__ == scripted.__name__

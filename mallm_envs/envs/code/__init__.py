@@ -2,7 +2,7 @@
 
 Modules: ``tasks`` (HumanEval and CoopCode data), ``freeze`` (frozen HumanEval tests), ``rules`` (code extraction, program
 assembly, the gated reward; pure), ``grading`` (the sandbox and the agent-safe view of its
-verdicts), ``env`` and ``env_v1`` (the PettingZoo adapters of v0 and v1), ``agents`` (the
+verdicts), ``env`` and ``env_v1`` (the PettingZoo adapters of v0 and v1), ``scripted`` (the
 scripted reference coder).
 """
 

@@ -114,7 +114,7 @@ option keys are ignored).
 ``env.unwrapped.official_test_tasks()`` lists the test split (the leaderboard plays each
 once); ``env.unwrapped.data_hash`` is a hash of the task data (tests included).
 
-The scripted agent (:class:`mallm_envs.envs.code.agents.ReferenceCoder`) submits the
+The scripted agent (:class:`mallm_envs.envs.code.scripted.ReferenceCoder`) submits the
 reference solution; on HumanEval that is the canonical solution (calling an identity
 ``aux``), so it is an oracle, not a baseline.
 
