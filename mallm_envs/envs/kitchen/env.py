@@ -4,7 +4,7 @@
 |---|---|
 | ids | ``Kitchen-v0`` (text), ``KitchenNumeric-v0`` (numbers, classic MARL) |
 | agents | ``chef_0``, ``chef_1`` (one per start in the layout) |
-| API | PettingZoo AEC (``mallm_envs.make``) and Parallel (``mallm_envs.make_parallel``; native classes for the numeric mode) |
+| API | PettingZoo AEC (``mallm_envs.make``) and Parallel (``mallm_envs.make_parallel``); both modes run on the core's turn machine |
 | observation | text: ``{"text": str, "turn": int}``; numeric: ``Box`` grid planes ``(channels, height, width)`` or a flat feature vector |
 | actions | text: ``up``/``down``/``left``/``right``/``stay``/``interact``, ``continue``, or a plan such as ``get onion``; numeric: ``Discrete(6)`` |
 | reward | 20 per three-onion soup delivered, shared; optional shaped terms (onion in pot 3, useful dish pickup 3, soup pickup 5) |
@@ -54,8 +54,9 @@ the current plan. Anything else, a plan that does not fit (``serve soup`` with e
 a target that cannot be reached, or text the core refuses (NUL bytes, lone surrogates,
 over-long) makes the chef ``stay`` this step, with the reason in
 ``infos[agent]["invalid_reason"]``. Numeric mode: an int 0-5 (up, down, right, left, stay,
-interact, Overcooked-AI's order); anything else raises
-:class:`~mallm_envs.core.errors.ActionTypeError`.
+interact, Overcooked-AI's order), as a Python int, a numpy integer or a 0-d integer array
+(what stable-baselines3's ``predict`` returns; ``Discrete.contains`` takes all three);
+anything else, bools included, raises :class:`~mallm_envs.core.errors.ActionTypeError`.
 
 Rewards
 -------
