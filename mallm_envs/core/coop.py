@@ -263,9 +263,7 @@ class CoopEnv(AECEnv):
                 )
             self._was_dead_step(action)
             return
-        value, problem = self._take_action(agent, action)
-        self._hold(agent, value, problem)
-        self._next_agent(1)
+        self._submit((agent,), {agent: action})
 
     def acting_agents(self) -> list[str]:
         """The agents a step of the Parallel API takes actions from now, in order: every
@@ -277,9 +275,9 @@ class CoopEnv(AECEnv):
         return [self.agent_selection]
 
     def _submit(self, acting: Sequence[str], actions: Mapping[str, Any]) -> None:
-        """Take the actions of ``acting`` (the next agents in order, all live) at once: the
-        Parallel API's step. Every action is checked before any is taken, so an action of
-        the wrong type changes nothing."""
+        """Take the actions of ``acting``, the next agents in order, all live (one agent for
+        an AEC step, a stage of a turn for a Parallel step). Every action is checked before
+        any is taken, so an action of the wrong type changes nothing."""
         take = self._take_action
         taken = [take(agent, actions[agent]) for agent in acting]
         cumulative, pending = self._cumulative_rewards, self._pending
@@ -289,14 +287,6 @@ class CoopEnv(AECEnv):
                 self._pending_invalid[agent] = problem
             pending[agent] = value
         self._next_agent(len(acting))
-
-    def _hold(self, agent: str, value: Any, problem: str | None) -> None:
-        """Keep ``agent``'s checked action until its turn is resolved (``_submit`` does the
-        same for several agents at once)."""
-        self._cumulative_rewards[agent] = 0.0
-        if problem is not None:
-            self._pending_invalid[agent] = problem
-        self._pending[agent] = value
 
     def _next_agent(self, acted: int) -> None:
         """Select the next agent after ``acted`` more have acted; resolve a complete turn."""
