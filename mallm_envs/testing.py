@@ -14,7 +14,8 @@ and ``parallel_seed_test`` on an env id, then this project's checks:
 - misuse of the API (step or observe before reset, step after the end, a non-text action)
   raises a typed :class:`~mallm_envs.core.errors.ApiUsageError`;
 - the hooks beyond the API are there: a :class:`~mallm_envs.core.CoopTextEnv` subclass
-  implements every family hook (:data:`TEXT_ENV_HOOKS`); an env that lists official test
+  implements every family hook (:data:`TEXT_ENV_HOOKS`), a direct subclass of the turn
+  machine those of :data:`COOP_ENV_HOOKS`; an env that lists official test
   tasks implements all of :class:`~mallm_envs.core.TaskEnv` (a data hash, task ids that
   ``reset(options={"task_id": ...})`` accepts); a registered id's leaderboard contract
   (``official_suite_size``, ``timing_sensitive``, ``time_limit_scale_kwarg``) holds.
@@ -32,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mallm_envs.core.contract import TaskEnv
+from mallm_envs.core.coop import CoopEnv
 from mallm_envs.core.env import CoopTextEnv
 from mallm_envs.core.episode import Episode, first_difference, run_episode
 from mallm_envs.core.errors import ApiUsageError, MallmError
@@ -39,6 +41,9 @@ from mallm_envs.core.spaces import UnicodeText
 
 TEXT_ENV_HOOKS = ("_reset_task", "_prompt", "_play_turn", "_state_text")
 """The methods a :class:`~mallm_envs.core.CoopTextEnv` subclass must implement."""
+COOP_ENV_HOOKS = ("_reset_task", "_take_action", "_play_turn", "_observe", "_state")
+"""The methods a direct subclass of the turn machine, :class:`mallm_envs.core.coop.CoopEnv`
+(a numeric env such as ``KitchenNumeric``), must implement."""
 
 
 class ConformanceError(AssertionError):
@@ -197,15 +202,20 @@ def _check_spec_contract(env_id: str) -> None:
 def _check_hooks(make_aec: Callable[[], Any]) -> None:
     check = "hooks"
     base = make_aec().unwrapped
-    if not isinstance(base, CoopTextEnv):
+    if isinstance(base, CoopTextEnv):
+        hooks, kind = TEXT_ENV_HOOKS, "CoopTextEnv"
+    elif isinstance(base, CoopEnv):
+        hooks, kind = COOP_ENV_HOOKS, "CoopEnv"
+    else:
         return
-    for hook in TEXT_ENV_HOOKS:
-        inherited = getattr(CoopTextEnv, hook, None)
-        if inherited is not None and getattr(type(base), hook) is inherited:
+    for hook in hooks:
+        defined = getattr(type(base), hook, None)
+        unimplemented = (getattr(CoopEnv, hook, None), getattr(CoopTextEnv, hook, None))
+        if defined is None or any(defined is base_hook for base_hook in unimplemented):
             raise _fail(
                 check,
                 f"{type(base).__qualname__} does not implement {hook}(), a hook every "
-                "CoopTextEnv subclass implements (see docs/adding-an-env.md)",
+                f"{kind} subclass implements (see docs/adding-an-env.md)",
             )
 
 

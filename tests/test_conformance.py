@@ -7,8 +7,10 @@ import pytest
 import mallm_envs
 import mallm_envs.core.errors
 from mallm_envs.core import CoopTextEnv, TaskEnv, TextParallelEnv
+from mallm_envs.core.coop import CoopEnv
+from mallm_envs.envs.kitchen.env import KitchenNumericEnv
 from mallm_envs.registration import register, registry
-from mallm_envs.testing import TEXT_ENV_HOOKS, ConformanceError, check_env
+from mallm_envs.testing import COOP_ENV_HOOKS, TEXT_ENV_HOOKS, ConformanceError, check_env
 
 from ._envs_for_tests import CrashOnNulEnv, GlobalRandomEnv, StaleStateEnv, TargetSumEnv
 
@@ -106,9 +108,15 @@ class _NoTurnEnv(TargetSumEnv):
     _play_turn = CoopTextEnv._play_turn  # the hook left unimplemented
 
 
+class _NoStateNumericEnv(KitchenNumericEnv):
+    _state = CoopEnv._state  # the hook left unimplemented
+
+
 def test_text_env_hooks_name_the_core_hooks() -> None:
     for hook in TEXT_ENV_HOOKS:
         assert callable(getattr(CoopTextEnv, hook, None)), hook
+    for hook in COOP_ENV_HOOKS:
+        assert callable(getattr(CoopEnv, hook, None)), hook
 
 
 def test_a_complete_task_env_meets_the_contract() -> None:
@@ -121,6 +129,7 @@ def test_a_complete_task_env_meets_the_contract() -> None:
     "factory, check, message",
     [
         (_NoTurnEnv, "hooks", "does not implement _play_turn()"),
+        (_NoStateNumericEnv, "hooks", "does not implement _state(), a hook every CoopEnv"),
         (_NoHashTaskEnv, "task-env", "implement the data_hash property"),
         (_UnplayableTaskEnv, "task-env", "'t-missing'"),
         (_RepeatedTaskEnv, "task-env", "more than once"),
