@@ -389,7 +389,8 @@ def run_episode(
         while True:
             requests = loop.send(answer_requests(requests))
     except StopIteration as finished:
-        return finished.value
+        episode: Episode = finished.value
+        return episode
 
 
 def run_episodes(
