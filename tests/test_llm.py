@@ -415,3 +415,102 @@ def test_a_real_small_gguf_model_plays_an_episode_and_trains_one_step(tmp_path) 
     assert any(not torch.equal(before[k], after[k]) for k in before)
     untouched = lm.policy_state_dict(lm.policy_name(env.possible_agents[1]))
     assert all(torch.equal(other[k], untouched[k]) for k in other)
+
+
+# --- batch invariance (the evaluation agents' path) ---------------------------------------
+
+
+def _suite_prompts() -> list[str]:
+    """First observations of a Kitchen, a code and a writing episode, and a very short one:
+    prompts of very different lengths, so a batch pads most of them."""
+    from mallm_envs.leaderboard.suites import load_suite
+
+    texts = []
+    for env_id in ("Kitchen-v0", "CoopCode-v1", "SummaryPair-v1"):
+        env = mallm_envs.make(env_id)
+        seed, options = load_suite(env_id).items()[0]
+        env.reset(seed=seed, options=options)
+        texts.append(env.observe(env.possible_agents[0])["text"])
+    return [*texts, "Hi"]
+
+
+@pytest.mark.parametrize("adapter", ["none", "lora"])
+def test_a_prompt_gets_the_same_numbers_alone_and_in_any_batch(lm, adapter) -> None:
+    """With ``batch_invariant`` (what the evaluation agents ask for) a row's tokens and
+    log-probs are bit for bit those it gets alone, whatever else shares its batch. Without it
+    a lone row ran another matrix kernel than a batched one (4.8e-7 apart in the log-probs),
+    which once changed a sampled Kitchen answer."""
+    model = lm if adapter == "lora" else MultiAgentLM(["helper", "main"], adapter="none")
+    prompts = _suite_prompts()
+    agent_of = ["helper", "main", "helper", "main"]
+    sampling = SamplingConfig(temperature=1.0, top_p=0.95, max_new_tokens=24)
+
+    def generator(row: int) -> torch.Generator:
+        return torch.Generator().manual_seed(100 + row)
+
+    alone = [
+        model.generate(
+            {agent_of[row]: [prompts[row]]},
+            sampling=sampling,
+            generator=[generator(row)],
+            batch_invariant=True,
+        )[agent_of[row]][0][0]
+        for row in range(len(prompts))
+    ]
+    for rows in ([0, 1, 2, 3], [3, 0], [2, 1, 3], [1]):
+        batch = {name: [prompts[r] for r in rows if agent_of[r] == name] for name in lm.agents}
+        order = [r for name in lm.agents for r in rows if agent_of[r] == name]
+        out = model.generate(
+            batch,
+            sampling=sampling,
+            generator=[generator(r) for r in order],
+            batch_invariant=True,
+        )
+        for name in lm.agents:
+            mine = [r for r in rows if agent_of[r] == name]
+            for row, samples in zip(mine, out[name]):
+                assert samples[0].response_ids == alone[row].response_ids, (rows, row)
+                assert samples[0].logprobs == alone[row].logprobs, (rows, row)
+    with pytest.raises(LLMConfigError, match="one generator per prompt"):
+        model.generate({"helper": ["x"]}, generator=torch.Generator(), batch_invariant=True)
+
+
+def test_vocabulary_order_draws_ignore_a_last_bit_swap_of_near_ties() -> None:
+    """Two nearly tied tokens whose order flips with a 1e-6 change: drawing in sorted order
+    hands them each other's random numbers (another token, often); drawing in vocabulary
+    order does not."""
+    from mallm_envs.agents.llm import _sample_tokens, _sample_tokens_in_vocab_order
+
+    base = torch.zeros(1, 50)
+    base[0, 7] = base[0, 30] = 0.5
+    first, second = base.clone(), base.clone()
+    first[0, 7] += 1e-6
+    second[0, 30] += 1e-6
+    settings = (torch.ones(1, 1), torch.ones(1, 1), torch.zeros(1, dtype=torch.bool))
+    sorted_changed = vocab_changed = 0
+    for seed in range(200):
+        draws = [
+            _sample_tokens(logits, *settings, torch.Generator().manual_seed(seed)).item()
+            for logits in (first, second)
+        ]
+        sorted_changed += draws[0] != draws[1]
+        draws = [
+            _sample_tokens_in_vocab_order(
+                logits, *settings, [torch.Generator().manual_seed(seed)]
+            ).item()
+            for logits in (first, second)
+        ]
+        vocab_changed += draws[0] != draws[1]
+    assert sorted_changed > 0 and vocab_changed == 0
+
+
+def test_llm_agent_requests_have_their_own_generators(lm: MultiAgentLM) -> None:
+    """A request's answer depends on the agent's seed, name and the request's number only:
+    act_batch gives the answers of act after act, and a reset starts the numbering again."""
+    sampling = SamplingConfig(temperature=1.0, max_new_tokens=6)
+    agent = LLMAgent(lm, agent_id="main", sampling=sampling, seed=4)
+    one_by_one = [agent.act({"text": text}) for text in PROMPTS]
+    agent.reset(seed=4)
+    assert agent.act_batch([{"text": t} for t in PROMPTS], [{}, {}]) == one_by_one
+    agent.reset(seed=4)
+    assert agent.act({"text": PROMPTS[0]}) == one_by_one[0]

@@ -562,9 +562,11 @@ class EndpointLM:
         sampling: Any = None,
         generator: Any = None,
         formatted: bool = False,
+        batch_invariant: bool = False,
     ) -> dict[str, list[list[EndpointGeneration]]]:
         """``num_samples`` responses per prompt, requested concurrently; seeds from ``generator``
-        (a torch generator, or one per prompt in order)."""
+        (a torch generator, or one per prompt in order). Requests are independent, so
+        ``batch_invariant`` (what in-process models are asked for) holds already."""
         rows: list[tuple[str, int, str, int]] = []
         per_prompt = None if generator is None or not isinstance(generator, list) else generator
         position = 0

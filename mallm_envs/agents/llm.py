@@ -26,11 +26,14 @@ losses use.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
 import inspect
 import os
 import re
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +58,16 @@ ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa")
 
 BASE_POLICY = "__base__"
 """Policy name of the frozen base model (peft's name for 'no adapter')."""
+
+BATCH_INVARIANT_ROWS = 4
+"""Fewest rows per policy in a batch-invariant decoding step (see ``generate``'s
+``batch_invariant``). The CPU matrix kernels sum a product with 1 to 3 rows in another order
+than a product with more rows, so a lone row would get other last bits than the same row in
+a batch; from 4 rows on each row's result is the same whatever the batch (checked for the
+shapes of the tiny model, SmolLM2 and LoRA ranks, with 1 and 2 threads)."""
+
+ROW_ATTENTION = "mallm_row_eager"
+"""Name under which the batch-invariant attention is registered with transformers."""
 
 
 class LLMError(MallmError, RuntimeError):
@@ -517,6 +530,7 @@ class MultiAgentLM:
         sampling: SamplingConfig | Mapping[str, SamplingConfig] | None = None,
         generator: torch.Generator | Sequence[torch.Generator] | None = None,
         formatted: bool = False,
+        batch_invariant: bool = False,
     ) -> dict[str, list[list[Generation]]]:
         """Sample ``num_samples`` responses per prompt for each agent, in as few batches as possible.
 
@@ -530,6 +544,17 @@ class MultiAgentLM:
                 if that prompt had been sampled alone, so batching several agents' prompts
                 gives each the draws it would get one at a time.
             formatted: the prompts are already in the model's input format.
+            batch_invariant: make every row's numbers and draws independent of the other rows
+                of its batch (the evaluation agents ask for it; the trainers do not). Needs one
+                generator per prompt. Attention runs row by row on the row's own tokens (no
+                padding enters its sums), every policy's decoding step has at least
+                :data:`BATCH_INVARIANT_ROWS` rows (copies of a real row fill it up, so the
+                matrix kernels sum each row in one order), and a row samples in vocabulary
+                order (a last-bit difference cannot swap two nearly tied tokens' places). A
+                prompt then gives the same tokens, bit for bit, alone or in any batch, on
+                the CPU (LoRA adapters with several torch threads excepted: the matrix
+                library may split an adapter's rows between threads); GPU kernels make no
+                such promise.
 
         Returns:
             agent -> per prompt -> ``num_samples`` :class:`Generation` objects.
@@ -556,6 +581,8 @@ class MultiAgentLM:
                     row_generators.extend([per_prompt.pop(0)] * num_samples)
         if per_prompt:
             raise LLMConfigError("give one generator per prompt")
+        if batch_invariant and per_prompt is None and generator is not None:
+            raise LLMConfigError("batch_invariant needs one generator per prompt")
         results: dict[str, list[list[Generation]]] = {
             agent: [[] for _ in agent_prompts] for agent, agent_prompts in prompts.items()
         }
@@ -568,7 +595,9 @@ class MultiAgentLM:
         for positions in groups.values():
             batch = [rows[p] for p in positions]
             generations = self._sample_batch(
-                batch, generator if per_prompt is None else [row_generators[p] for p in positions]
+                batch,
+                generator if per_prompt is None else [row_generators[p] for p in positions],
+                batch_invariant=batch_invariant,
             )
             for (agent, index, _ids, _settings), generation in zip(batch, generations):
                 results[agent][index].append(generation)
@@ -578,6 +607,19 @@ class MultiAgentLM:
         self,
         rows: list[tuple[str, int, list[int], SamplingConfig]],
         generator: torch.Generator | list[torch.Generator] | None,
+        batch_invariant: bool = False,
+    ) -> list[Generation]:
+        if not batch_invariant:
+            return self._sample_rows(rows, generator, batch_invariant=False)
+        network = self.networks[self.policy_name(rows[0][0])]
+        with _row_attention(network):
+            return self._sample_rows(rows, generator, batch_invariant=True)
+
+    def _sample_rows(
+        self,
+        rows: list[tuple[str, int, list[int], SamplingConfig]],
+        generator: torch.Generator | list[torch.Generator] | None,
+        batch_invariant: bool,
     ) -> list[Generation]:
         device = self.device
         agents = [row[0] for row in rows]
@@ -586,7 +628,7 @@ class MultiAgentLM:
         network.eval()  # peft's per-row adapters need eval mode; no dropout while sampling
         settings = [row[3] for row in rows]
         prompt_ids = [row[2] for row in rows]
-        size = len(rows)
+        real = len(rows)
         # Group samples share their prompt: each distinct (policy, prompt) is encoded once and
         # its cache copied to the rows that sample from it.
         distinct: dict[tuple[str, tuple[int, ...]], int] = {}
@@ -595,6 +637,21 @@ class MultiAgentLM:
             for policy, ids in zip(policies, prompt_ids)
         ]
         unique_policies = [policy for policy, _ in distinct]
+        if batch_invariant:
+            # Filler rows (copies of a real row of the same policy, finished from the start)
+            # give every policy's decoding step enough rows for the kernels to sum each row
+            # the same way whatever the batch (peft runs each adapter's rows as a sub-batch).
+            fill = [
+                policies.index(policy)
+                for policy in dict.fromkeys(policies)
+                for _ in range(BATCH_INVARIANT_ROWS - policies.count(policy))
+            ]
+            index = index + [index[row] for row in fill]
+            policies = policies + [policies[row] for row in fill]
+            settings = settings + [settings[row] for row in fill]
+            if isinstance(generator, list):
+                generator = list(generator) + [None] * len(fill)
+        size = len(index)
         input_ids, attention = _left_pad([list(ids) for _, ids in distinct], self._pad_id, device)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         from transformers import DynamicCache
@@ -609,20 +666,27 @@ class MultiAgentLM:
         top_p = torch.tensor([s.top_p for s in settings], device=device).unsqueeze(1)
         greedy = torch.tensor([s.greedy for s in settings], device=device)
         limits = [s.max_new_tokens for s in settings]
-        longest = max(limits)
-        responses: list[list[int]] = [[] for _ in rows]
-        logprobs: list[list[float]] = [[] for _ in rows]
+        longest = max(limits[:real])
+        responses: list[list[int]] = [[] for _ in range(size)]
+        logprobs: list[list[float]] = [[] for _ in range(size)]
         finish = ["length"] * size
-        done = [False] * size
-        output = network(
-            input_ids=input_ids,
-            attention_mask=attention,
-            position_ids=positions,
-            logits_to_keep=1,
-            **extra,
-        )
+        done = [row >= real for row in range(size)]  # filler rows never sample
+        if batch_invariant:
+            # Each prompt alone: a threaded matrix kernel may sum a row of a long batch (its
+            # last rows, in another thread's share) in another order than the same row alone.
+            first_logits, cache = self._prefill_each(network, list(distinct), unique_policies)
+            extra[self._cache_argument] = cache
+        else:
+            output = network(
+                input_ids=input_ids,
+                attention_mask=attention,
+                position_ids=positions,
+                logits_to_keep=1,
+                **extra,
+            )
+            first_logits = output.logits[:, -1, :]
         rows_of = torch.tensor(index, device=device)
-        last_logits = output.logits[:, -1, :].index_select(0, rows_of)
+        last_logits = first_logits.index_select(0, rows_of)
         if len(distinct) != size:
             cache.batch_select_indices(rows_of)
         attention, positions = (
@@ -636,7 +700,8 @@ class MultiAgentLM:
             log_probs = torch.log_softmax(logits, dim=-1)
             if isinstance(generator, list):  # a finished row draws no more from its generator
                 row_generators = [None if done[r] else generator[r] for r in range(size)]
-                tokens = _sample_tokens(logits, temperature, top_p, greedy, row_generators)
+                draw = _sample_tokens_in_vocab_order if batch_invariant else _sample_tokens
+                tokens = draw(logits, temperature, top_p, greedy, row_generators)
             else:
                 tokens = _sample_tokens(logits, temperature, top_p, greedy, generator)
             chosen = log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1)
@@ -667,7 +732,7 @@ class MultiAgentLM:
                 input_ids=next_ids, attention_mask=attention, position_ids=positions, **extra
             )
         generations = []
-        for row in range(size):
+        for row in range(real):
             ids = responses[row]
             text_ids = ids[:-1] if finish[row] == "eos" else ids
             text = self._decode(text_ids)
@@ -684,6 +749,42 @@ class MultiAgentLM:
                 )
             )
         return generations
+
+    def _prefill_each(
+        self, network: Any, prompts: list[tuple[str, tuple[int, ...]]], policies: list[str]
+    ) -> tuple[torch.Tensor, Any]:
+        """Encode each prompt alone; return the last positions' logits and one left-padded
+        cache for all of them (padding keys are zeros, masked by the attention mask)."""
+        from transformers import DynamicCache
+
+        device = self.device
+        longest = max(len(ids) for _, ids in prompts)
+        layers: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []
+        logits = []
+        for (_, ids), policy in zip(prompts, policies):
+            own = DynamicCache()
+            tokens = torch.tensor([list(ids)], dtype=torch.long, device=device)
+            options: dict[str, Any] = {self._cache_argument: own, "use_cache": True}
+            if self.adapter == "lora":
+                options["adapter_names"] = [policy]
+            output = network(
+                input_ids=tokens,
+                attention_mask=torch.ones_like(tokens),
+                position_ids=torch.arange(len(ids), device=device).unsqueeze(0),
+                logits_to_keep=1,
+                **options,
+            )
+            logits.append(output.logits[:, -1, :])
+            for layer, (keys, values) in enumerate(_cache_tensors(own)):
+                if layer == len(layers):
+                    layers.append(([], []))
+                pad = (0, 0, longest - keys.shape[2], 0)
+                layers[layer][0].append(torch.nn.functional.pad(keys, pad))
+                layers[layer][1].append(torch.nn.functional.pad(values, pad))
+        cache = DynamicCache()
+        for layer, (keys, values) in enumerate(layers):
+            cache.update(torch.cat(keys), torch.cat(values), layer)
+        return torch.cat(logits), cache
 
     def _decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
@@ -820,6 +921,13 @@ class MultiAgentLM:
         return total + (rest * response_mask[:, 1:]).sum(dim=1)
 
 
+def _cache_tensors(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each layer's (keys, values) of a transformers DynamicCache (old and new layouts)."""
+    if hasattr(cache, "layers"):
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    return list(zip(cache.key_cache, cache.value_cache))
+
+
 def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Log-softmax of ``logits`` at ``targets`` without keeping a normalised copy of the logits."""
     chosen = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
@@ -896,6 +1004,154 @@ def _sample_tokens(
     return torch.where(greedy, logits.argmax(dim=-1), sampled)
 
 
+def _sample_tokens_in_vocab_order(
+    logits: torch.Tensor,
+    temperature: torch.Tensor,
+    top_p: torch.Tensor,
+    greedy: torch.Tensor,
+    generators: Sequence[torch.Generator | None],
+) -> torch.Tensor:
+    """Like :func:`_sample_tokens` with one generator per row, but each row draws over the
+    vocabulary in token order: the nucleus is found by sorting, the draw is not. A token's
+    chance of being drawn then moves with its probability, and a change in the last bit
+    moves the draw only where the random number falls on that change; sorted order would
+    let it swap two nearly tied tokens' places and with them their draws.
+    """
+    probs = torch.softmax(logits / temperature, dim=-1)
+    sorted_probs, order = probs.sort(dim=-1, descending=True, stable=True)
+    before = sorted_probs.cumsum(-1) - sorted_probs  # mass strictly above each token
+    keep = torch.zeros_like(probs, dtype=torch.bool).scatter(1, order, before < top_p)
+    nucleus = probs.masked_fill(~keep, 0.0)
+    sampled = torch.cat(
+        [
+            torch.multinomial(nucleus[row : row + 1], 1, generator=own)
+            if own is not None
+            else torch.zeros((1, 1), dtype=torch.long, device=logits.device)
+            for row, own in enumerate(generators)
+        ]
+    ).squeeze(1)
+    return torch.where(greedy, logits.argmax(dim=-1), sampled)
+
+
+def request_generator(seed: int, agent: str, request: int, device: Any = "cpu") -> torch.Generator:
+    """The generator of an agent's ``request``-th request since its episode began.
+
+    Seeded from (the agent's seed, its name, the request's number) alone, so what a request
+    samples does not depend on the other requests of its batch, nor on how many draws the
+    agent's earlier answers took. (Episodes reset each agent's seed from the episode seed.)
+    """
+    digest = hashlib.sha256(f"{int(seed)}:{agent}:{int(request)}".encode()).digest()
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int.from_bytes(digest[:8], "big") & (2**63 - 1))
+    return generator
+
+
+_ROW_ATTENTION_READY: bool | None = None
+_ROW_ATTENTION_GUARD = threading.Lock()
+
+
+def _register_row_attention() -> bool:
+    """Register :func:`_row_attention_forward` with transformers once; False where this
+    transformers cannot take a custom attention (then only the filler rows apply)."""
+    global _ROW_ATTENTION_READY
+    with _ROW_ATTENTION_GUARD:
+        if _ROW_ATTENTION_READY is None:
+            try:
+                from transformers import AttentionInterface
+                from transformers.masking_utils import (
+                    ALL_MASK_ATTENTION_FUNCTIONS,
+                    AttentionMaskInterface,
+                )
+
+                AttentionInterface.register(ROW_ATTENTION, _row_attention_forward)
+                AttentionMaskInterface.register(
+                    ROW_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["eager"]
+                )
+                _ROW_ATTENTION_READY = True
+            except (ImportError, AttributeError, KeyError):  # pragma: no cover - old transformers
+                _ROW_ATTENTION_READY = False
+        return _ROW_ATTENTION_READY
+
+
+@contextlib.contextmanager
+def _row_attention(network: Any) -> Iterator[None]:
+    """Run ``network``'s attention with :func:`_row_attention_forward` inside the block.
+
+    The model's configs are switched and switched back; callers hold the model's lock.
+    """
+    if not _register_row_attention():
+        yield
+        return
+    configs = {
+        id(config): config
+        for module in network.modules()
+        if (config := getattr(module, "config", None)) is not None
+        and hasattr(config, "_attn_implementation")
+    }
+    before = {key: config._attn_implementation for key, config in configs.items()}
+    try:
+        for config in configs.values():
+            config._attn_implementation = ROW_ATTENTION
+        yield
+    finally:
+        for key, config in configs.items():
+            config._attn_implementation = before[key]
+
+
+def _row_attention_forward(
+    module: Any,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """Eager attention, one batch row at a time, over that row's own keys only.
+
+    Rows are left-padded: the keys a row's last query cannot see are its padding, and are
+    cut off, as are the queries at padding positions (their output is zero; no real token
+    attends to them). Each row then runs the same products and sums, of the same shapes,
+    as it would alone, whatever the padding its batch needs.
+    """
+    import sys
+
+    eager = getattr(sys.modules.get(type(module).__module__), "eager_attention_forward", None)
+    if eager is None:
+        from transformers.models.llama.modeling_llama import eager_attention_forward as eager
+    batch, heads, queries, _head_dim = query.shape
+    keys = key.shape[2]
+    output = query.new_zeros((batch, queries, heads, value.shape[-1]))
+    for row in range(batch):
+        start = 0
+        mask = None
+        if attention_mask is not None:
+            mask = attention_mask[row : row + 1, :, :, :keys]
+            if mask.dtype == torch.bool:
+                visible = mask[0, 0, -1]
+                mask = torch.zeros(mask.shape, dtype=query.dtype, device=query.device).masked_fill(
+                    ~mask, torch.finfo(query.dtype).min
+                )
+            else:
+                visible = mask[0, 0, -1] > torch.finfo(mask.dtype).min / 2
+            start = int(visible.to(torch.int8).argmax()) if bool(visible.any()) else 0
+        first_query = max(0, start - (keys - queries))
+        if mask is not None:
+            mask = mask[:, :, first_query:, start:]
+        attended, _ = eager(
+            module,
+            query[row : row + 1, :, first_query:],
+            key[row : row + 1, :, start:],
+            value[row : row + 1, :, start:],
+            mask,
+            scaling=scaling,
+            dropout=dropout,
+        )
+        output[row, first_query:] = attended[0]
+    return output, None
+
+
 def _contains_stop(text: str, stops: Sequence[str]) -> bool:
     return any(stop in text for stop in stops)
 
@@ -918,7 +1174,11 @@ class LLMAgent:
         agent_id: the agent's name in the environment.
         sampling: how it samples.
         system_prompt: optional system message before every observation.
-        seed: seeds the sampler; :meth:`reset` re-seeds it.
+        seed: seeds the sampler; :meth:`reset` re-seeds it. Each request (each observation
+            answered) samples from its own generator, seeded from this seed, the agent's
+            name and the request's number since the last reset (:func:`request_generator`),
+            and the model runs batch-invariant (``generate``'s ``batch_invariant``): an answer
+            is the same whether it is generated alone or in a batch with any other requests.
     """
 
     model: MultiAgentLM | str | None = None
@@ -932,14 +1192,18 @@ class LLMAgent:
             self.model = MultiAgentLM([self.agent_id], self.model, adapter="none")
         self.lm: MultiAgentLM = self.model
         self.lm.policy_name(self.agent_id)
-        self._generator = torch.Generator(device=self.lm.device)
         self.tokens_used = 0  # generated tokens, for usage reports
         self.reset(self.seed)
 
     def reset(self, seed: int | None = None) -> None:
         if seed is not None:
             self.seed = int(seed)
-        self._generator.manual_seed(self.seed)
+        self._requests = 0  # since the last reset: part of each request's seed
+
+    def _next_generator(self) -> torch.Generator:
+        generator = request_generator(self.seed, self.agent_id, self._requests, self.lm.device)
+        self._requests += 1
+        return generator
 
     def _prompt(self, observation: Mapping[str, Any]) -> str:
         if isinstance(observation, Mapping):
@@ -958,11 +1222,8 @@ class LLMAgent:
         observations: Sequence[Mapping[str, Any]],
         infos: Sequence[Mapping[str, Any]] | None = None,
     ) -> list[str]:
-        """Answers to several observations in one batch, all drawing from this agent's sampler.
-
-        The draws of the rows interleave, so with sampled decoding the answers differ from
-        those of one :meth:`act` call after another (greedy answers are the same).
-        """
+        """Answers to several observations in one batch: the answers of one :meth:`act` call
+        after another (each observation is a request with its own generator)."""
         if not observations:
             return []
         with shared_lock(self.lm):  # one model, one thread at a time
@@ -970,8 +1231,9 @@ class LLMAgent:
             result = self.lm.generate(
                 {self.agent_id: prompts},
                 sampling=self.sampling,
-                generator=self._generator,
+                generator=[self._next_generator() for _ in prompts],
                 formatted=True,
+                batch_invariant=True,
             )
         generations = [group[0] for group in result[self.agent_id]]
         self.tokens_used += sum(g.num_tokens for g in generations)
@@ -989,7 +1251,8 @@ class LLMAgent:
         infos: Sequence[Mapping[str, Any]] | None = None,
     ) -> list[str]:
         """One observation per agent, answered in one batch: the same texts, draws and token
-        counts as each agent's own :meth:`act` (each row samples from its agent's generator).
+        counts as each agent's own :meth:`act` (each row samples from its request's own
+        generator, and the model runs batch-invariant).
         """
         if not agents:
             return []
@@ -1004,12 +1267,16 @@ class LLMAgent:
                 slots.append((agent.agent_id, len(column)))
                 column.append(agent._prompt(observation))
             # generate() takes the generators in prompt order: agent id by agent id.
-            by_slot = {slot: agent._generator for slot, agent in zip(slots, agents)}
+            by_slot = {slot: agent._next_generator() for slot, agent in zip(slots, agents)}
             generators = [
                 by_slot[(name, i)] for name, column in prompts.items() for i in range(len(column))
             ]
             result = lm.generate(
-                prompts, sampling=agents[0].sampling, generator=generators, formatted=True
+                prompts,
+                sampling=agents[0].sampling,
+                generator=generators,
+                formatted=True,
+                batch_invariant=True,
             )
         texts = []
         for agent, (name, index) in zip(agents, slots):

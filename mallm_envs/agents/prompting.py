@@ -7,8 +7,8 @@ models that were not trained together (all with the same prompts):
   model here). It reads every role's observation and answers in sections ``### <role>``;
   each section becomes that role's action (a missing section is an empty answer, which
   the env treats as unusable).
-* ``"parallel"``: each role answers its own observation independently (each role samples
-  from its own generator, so the roles of a simultaneous turn, and of several episodes
+* ``"parallel"``: each role answers its own observation independently (each request samples
+  from its own generator, seeded from the role's seed and the request's number, so the roles of a simultaneous turn, and of several episodes
   played side by side, are generated in one batch with the draws each would get alone).
 * ``"sequential"``: a pipeline; each role also sees the answers given earlier in the same
   turn by the roles before it (the env's sequential schedule does this itself; with the
@@ -27,7 +27,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mallm_envs.agents.base import shared_lock
-from mallm_envs.agents.llm import LLMConfigError, MultiAgentLM, SamplingConfig
+from mallm_envs.agents.llm import (
+    LLMConfigError,
+    MultiAgentLM,
+    SamplingConfig,
+    request_generator,
+)
 from mallm_envs.core import Episode, run_episode
 
 STRATEGIES = ("single", "parallel", "sequential", "discussion")
@@ -56,22 +61,20 @@ class _Team:
         system_prompt: str | None,
         seed: int,
     ) -> None:
-        import torch
-
         self.strategy = strategy
         self.lm = lm
         self.env = env
         self.roles = dict(roles)
         self.sampling = sampling
         self.system_prompt = system_prompt
-        self.generator = torch.Generator(device=lm.device)
         self.seed = seed
-        self.generator.manual_seed(seed)
-        # The parallel strategy: one generator per role (seeded by the role's own reset), so
-        # a role's answers do not depend on when its partners are asked.
-        self.role_generators = {role: torch.Generator(device=lm.device) for role in self.roles}
-        for index, generator in enumerate(self.role_generators.values()):
-            generator.manual_seed(seed + index)
+        # Every request samples from its own generator (request_generator): the team's calls
+        # are numbered from the team's seed; a parallel-strategy role's requests from the
+        # role's own seed (set by its reset), so its answers do not depend on when its
+        # partners, or other episodes' roles, are asked.
+        self.calls = 0
+        self.role_seeds = {role: seed + index for index, role in enumerate(self.roles)}
+        self.role_requests = dict.fromkeys(self.roles, 0)
         self.answers: dict[str, str] = {}  # this turn's answers, filled by the first actor
         self.turn_key: tuple[int, int] | None = None
         self.episode = 0
@@ -80,10 +83,16 @@ class _Team:
     def reset(self, seed: int | None) -> None:
         if seed is not None:
             self.seed = int(seed)
-            self.generator.manual_seed(self.seed)
+        self.calls = 0
         self.episode += 1
         self.answers = {}
         self.turn_key = None
+
+    def next_role_generator(self, role: str) -> Any:
+        """The generator of ``role``'s next request (the parallel strategy)."""
+        number = self.role_requests[role]
+        self.role_requests[role] = number + 1
+        return request_generator(self.role_seeds[role], role, number, self.lm.device)
 
     def _sample(self, prompts: Mapping[str, str]) -> dict[str, str]:
         """One response per role, batched; each role uses its model policy."""
@@ -96,8 +105,19 @@ class _Team:
                     self.lm.format_prompt(prompt, self.system_prompt)
                 )
                 order.append((role, policy_agent))
+            generators = [
+                request_generator(self.seed, f"team/{role}", self.calls, self.lm.device)
+                for policy_agent in requests
+                for role, agent in order
+                if agent == policy_agent
+            ]
+            self.calls += 1
             out = self.lm.generate(
-                requests, sampling=self.sampling, generator=self.generator, formatted=True
+                requests,
+                sampling=self.sampling,
+                generator=generators,
+                formatted=True,
+                batch_invariant=True,
             )
         taken: dict[str, int] = {}
         answers = {}
@@ -173,10 +193,16 @@ def sample_parallel(rows: Sequence[tuple[_Team, str, str]]) -> list[str]:
             policy_agent = team.roles[role]
             column = prompts.setdefault(policy_agent, [])
             slots.append((policy_agent, len(column)))
-            generators[slots[-1]] = team.role_generators[role]
+            generators[slots[-1]] = team.next_role_generator(role)
             column.append(lm.format_prompt(text, team.system_prompt))
         ordered = [generators[(a, i)] for a, column in prompts.items() for i in range(len(column))]
-        out = lm.generate(prompts, sampling=rows[0][0].sampling, generator=ordered, formatted=True)
+        out = lm.generate(
+            prompts,
+            sampling=rows[0][0].sampling,
+            generator=ordered,
+            formatted=True,
+            batch_invariant=True,
+        )
     answers = []
     for (team, _role, _text), (policy_agent, index) in zip(rows, slots):
         generation = out[policy_agent][index][0]
@@ -265,7 +291,8 @@ class PromptingAgent:
         if self.role == self.team.env.possible_agents[0]:
             self.team.reset(seed)
         if seed is not None:
-            self.team.role_generators[self.role].manual_seed(int(seed))
+            self.team.role_seeds[self.role] = int(seed)
+        self.team.role_requests[self.role] = 0
 
     def describe(self) -> dict[str, Any]:
         return {

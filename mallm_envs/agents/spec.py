@@ -595,6 +595,7 @@ class _RoleModels:
         sampling: Any = None,
         generator: Any = None,
         formatted: bool = False,
+        batch_invariant: bool = False,
     ) -> dict[str, Any]:
         from mallm_envs.agents.base import shared_lock
 
@@ -622,6 +623,7 @@ class _RoleModels:
                         sampling=sampling,
                         generator=generators if per_prompt is not None else generator,
                         formatted=True,
+                        batch_invariant=batch_invariant,
                     )
                 )
         return {agent: results[agent] for agent in prompts}

@@ -376,12 +376,13 @@ def run_episode(
             ``batch_key``, see :mod:`mallm_envs.agents.base`: LLM agents on one model) for
             their actions in one call. Each agent still gets the observation it sees at its
             own step (checked) and its own random draws, so the transcript is the one of
-            ``batch=False``, where every agent is asked alone at its turn. (For LLM agents
-            this holds as far as a row's numbers do not depend on its batch: the models run
-            eager attention, whose padded rows sum as lone ones, and the tests check equal
-            transcripts; the matrix library may still sum another batch size in another
-            order, which can move a near-tie in the last bit. A run and its reproduction
-            batch the same agents the same way, so they agree.)
+            ``batch=False``, where every agent is asked alone at its turn. (The LLM agents
+            generate batch-invariant: each request samples from its own generator, each
+            prompt is encoded alone, attention runs row by row on a row's own tokens, and
+            every decoding step has enough rows for the CPU matrix kernels to sum each row
+            one way, so a row gets the same bits in any batch; see
+            :meth:`~mallm_envs.agents.llm.MultiAgentLM.generate`. The tests check sampled
+            transcripts on code, writing and Kitchen episodes.)
     """
     loop = play_episode(env, agents, seed, options, max_steps=max_steps, batch=batch)
     try:
@@ -405,7 +406,8 @@ def run_episodes(
     agents). Every episode advances until it needs an action from an agent with a batch key;
     then the pending requests of all episodes are answered together (:func:`answer_requests`),
     so an in-process model generates for several episodes in one batch. Each episode's
-    transcript is the one :func:`run_episode` gives (same draws: every agent has its own).
+    transcript is the one :func:`run_episode` gives (every request has its own draws, and
+    the LLM agents' numbers do not depend on their batch).
     """
     loops = [
         play_episode(env, agents, seed, options, max_steps=max_steps, batch=batch)

@@ -286,12 +286,14 @@ def evaluate(
             already uses is refused.
         batch_episodes: episodes played side by side in one thread, their model calls
             batched together (:func:`~mallm_envs.core.run_episodes`; for in-process models).
-            Each agent samples from its own generator and the models run eager attention, so
-            the transcripts are the sequential ones in the tests; but the matrix library may
-            sum a product of another batch size in another order, and a last-bit difference
-            can change a sampled token where two are nearly tied (seen once: the sampled tiny
-            model, Kitchen, episode 2 of 4, step 58). Keep 1 for entries that must reproduce
-            bit for bit (``mallm verify --reproduce`` plays one episode at a time).
+            The LLM agents generate batch-invariant (each request its own generator, each
+            row the same bits in any batch on the CPU: see
+            :meth:`~mallm_envs.agents.llm.MultiAgentLM.generate`), so the transcripts are the
+            sequential ones, sampled or greedy. (Before, a lone row ran another matrix kernel
+            than a batched one, and a sampled tiny-model Kitchen episode drifted at step 58.)
+            One limit: LoRA policies (``checkpoint:`` agents) with several torch threads, where
+            the matrix library may split an adapter's rows between threads; with one thread
+            they are exact too. GPU kernels make no such promise.
         batch: batch the agents of a simultaneous turn (see :func:`~mallm_envs.core.run_episode`).
         cross_play: play the cross-play games instead (see
             :mod:`mallm_envs.leaderboard.population`): for each partner of the env's
