@@ -202,7 +202,6 @@ def normalise_action(text: str) -> str:
 class KitchenEnv(CoopTextEnv):
     """The text kitchen (see the module docstring)."""
 
-    official_suite_size: ClassVar[int] = 10  # leaderboard episodes (400 steps each)
     metadata: ClassVar[dict[str, Any]] = {
         "name": "kitchen_v0",
         "render_modes": ["ansi", "human", "rgb_array"],
@@ -394,7 +393,6 @@ class KitchenNumericEnv(CoopEnv):
     last chef has acted (simultaneous moves). The turn machine is the core's; this class
     only encodes states and checks action indices."""
 
-    official_suite_size: ClassVar[int] = 10  # leaderboard episodes (400 steps each)
     keep_history: ClassVar[bool] = False  # nothing reads it; 400 records per episode cost
     metadata: ClassVar[dict[str, Any]] = {
         "name": "kitchen_numeric_v0",
