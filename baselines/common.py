@@ -50,7 +50,7 @@ from mallm_envs.agents.checkpoint import (  # the library owns the checkpoint fo
     save_checkpoint,
 )
 from mallm_envs.agents.llm import LoraSettings, MultiAgentLM, SamplingConfig
-from mallm_envs.core import atomic_write_bytes
+from mallm_envs.core import TaskEnv, atomic_write_bytes
 
 __all__ = [  # re-exported from mallm_envs.agents.checkpoint
     "CheckpointError",
@@ -747,8 +747,9 @@ def eval_task_ids(args: PolicyArgs, options: Mapping[str, Any]) -> list[str | No
     them."""
     env = make_env(args.env_id, options)
     try:
-        listing = getattr(env.unwrapped, "official_test_tasks", None)
-        tasks = list(listing()) if callable(listing) else []
+        tasks = (
+            list(env.unwrapped.official_test_tasks()) if isinstance(env.unwrapped, TaskEnv) else []
+        )
     finally:
         env.close()
     if not tasks:

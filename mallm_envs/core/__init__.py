@@ -5,6 +5,7 @@ factory of the env to replay on; :func:`mallm_envs.replay` looks the env up for 
 """
 
 from mallm_envs.core.contract import TaskEnv
+from mallm_envs.core.coop import CoopEnv
 from mallm_envs.core.env import SCHEDULES, CoopTextEnv, TurnRecord, TurnResult
 from mallm_envs.core.episode import (
     ActionRequest,
@@ -21,12 +22,14 @@ from mallm_envs.core.episode import (
     run_episodes,
     save_episodes,
 )
-from mallm_envs.core.parallel import TextParallelEnv
+from mallm_envs.core.parallel import CoopParallelEnv, TextParallelEnv
 from mallm_envs.core.spaces import UnicodeText
 
 __all__ = [
     "SCHEDULES",
     "ActionRequest",
+    "CoopEnv",
+    "CoopParallelEnv",
     "CoopTextEnv",
     "Episode",
     "Step",
