@@ -128,3 +128,25 @@ def test_verify_names_served_models_and_mixed_teams_for_what_they_are() -> None:
     assert not ok and "mixed team" in why and "user code" not in why
     ok, why = _reproducible_kind("my_agents:make")
     assert not ok and "user code" in why
+
+
+def test_the_board_shows_each_role_of_a_mixed_team_with_its_decoding() -> None:
+    from mallm_envs.leaderboard.board import model_cell
+
+    url = "http://127.0.0.1:8000/v1"
+    mixed = {
+        "spec": f"helper=openai:served-smollm2@{url},main=llm:smollm2-135m",
+        "model": "helper: served-smollm2, main: smollm2-135m",
+        "decoding": {
+            "helper": {"temperature": 0.0, "top_p": 0.9, "max_new_tokens": 256},
+            "main": {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 64, "do_sample": True},
+        },
+    }
+    assert model_cell(mixed) == (
+        "helper: served-smollm2, main: smollm2-135m (helper: greedy, 256 new tokens; "
+        "main: temperature 0.7, top-p 0.9, 64 new tokens)"
+    )
+    mixed["decoding"] = {"temperature": 0.0, "top_p": 0.9, "max_new_tokens": 256}
+    assert model_cell(mixed).endswith("(every role: greedy, 256 new tokens)")
+    one_spec = {"spec": "llm:smollm2-135m", "model": "smollm2-135m", "decoding": {}}
+    assert model_cell(one_spec) == "smollm2-135m"  # other boards' rows are unchanged

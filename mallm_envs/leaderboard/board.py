@@ -292,10 +292,37 @@ def _measure_cell(summary: dict[str, Any], measure: str) -> str:
     return _fmt_ci(stats)
 
 
+_ROLE_SPEC = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*=")
+
+
+def model_cell(agent: dict[str, Any]) -> str:
+    """The model column: the agent's model; for a mixed team (``ROLE=SPEC`` roles) also each
+    role's decoding, since its roles may decode differently."""
+    model = str(agent.get("model") or "-")
+    decoding = agent.get("decoding")
+    if not _ROLE_SPEC.match(str(agent.get("spec") or "")) or not isinstance(decoding, dict):
+        return model
+    if decoding and all(isinstance(value, dict) for value in decoding.values()):
+        roles = "; ".join(f"{role}: {_decoding_text(value)}" for role, value in decoding.items())
+    else:
+        roles = f"every role: {_decoding_text(decoding)}"
+    return f"{model} ({roles})"
+
+
+def _decoding_text(decoding: dict[str, Any]) -> str:
+    temperature = decoding.get("temperature")
+    if temperature == 0 or decoding.get("do_sample") is False:
+        text = "greedy"
+    else:
+        text = f"temperature {temperature}, top-p {decoding.get('top_p')}"
+    tokens = decoding.get("max_new_tokens")
+    return f"{text}, {tokens} new tokens" if tokens else text
+
+
 def _row(rank: int, entry: Entry) -> list[str]:
     s = entry.summary
     agent = entry.report.submission.agent
-    model = str(agent.get("model") or "-")
+    model = model_cell(agent)
     reported = s.get("reported", {})
     wall = reported.get("wall_time_s")
     tokens = reported.get("tokens")
