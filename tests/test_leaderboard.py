@@ -378,6 +378,7 @@ def test_board_build_is_deterministic_and_escapes(tmp_path, submission_data) -> 
     assert "Team (A&B) @v1" in table and "tampered" not in table
 
 
+@pytest.mark.timeout(900)  # every committed entry replayed and reproduced: ~2 min of CPU
 def test_repository_boards_verify_and_are_up_to_date(tmp_path) -> None:
     source = ROOT / "leaderboards"
     copy = tmp_path / "leaderboards"
