@@ -19,8 +19,8 @@ from mallm_envs.core.errors import (
     UnknownAgentError,
 )
 from mallm_envs.core.parallel import CoopParallelEnv
-from mallm_envs.envs.kitchen.scripted import GreedyChef
 from mallm_envs.envs.kitchen.env import KitchenEnv, KitchenNumericEnv, KitchenNumericParallelEnv
+from mallm_envs.envs.kitchen.scripted import GreedyChef
 from mallm_envs.testing import check_env
 
 from ._envs_for_tests import TargetSumEnv
