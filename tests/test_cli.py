@@ -76,3 +76,14 @@ def test_evaluate_records_the_decoding_the_llm_agents_used(tmp_path, capsys) -> 
         main(["evaluate", "CommonWord-v0", "--agent", "llm:tiny", "--out", str(out), *claim]) == 2
     )
     assert "recorded from the LLM agents" in capsys.readouterr().err
+
+
+def test_the_module_docstring_lists_every_command() -> None:
+    import argparse
+
+    from mallm_envs import cli
+
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    listed = {line.split()[1] for line in cli.__doc__.splitlines() if line.startswith("mallm ")}
+    assert set(commands.choices) == listed
