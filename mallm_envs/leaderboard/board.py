@@ -223,7 +223,7 @@ def _collect_folder(
             failures.append(f"{path}: a {kind} submission belongs in {where}")
             continue
         entry = Entry(key, path.name, report)
-        if is_cross:
+        if report.submission.cross_play is not None:  # is_cross
             entry.cross = cross_play_stats(
                 report.submission.episodes, report.submission.cross_play["games"]
             )
@@ -493,14 +493,16 @@ def _svg_cross_chart(entries: list[Entry], self_play: list[Entry]) -> str:
     cross-play bar (blue, with its 95% interval)."""
     if not entries:
         return ""
-    rows = []
+    rows: list[tuple[Entry, dict[str, Any], float | None]] = []
     for entry in entries:
-        own = _self_play_of(entry, self_play)
-        rows.append((entry, own.summary["team_return"]["mean"] if own else None))
+        if entry.cross is None:  # only cross-play entries reach this chart
+            continue
+        mine = _self_play_of(entry, self_play)
+        rows.append((entry, entry.cross, mine.summary["team_return"]["mean"] if mine else None))
     values = [
         v
-        for e, own in rows
-        for v in (e.cross["team_return"]["low"], e.cross["team_return"]["high"], own)
+        for _, cross, own in rows
+        for v in (cross["team_return"]["low"], cross["team_return"]["high"], own)
         if v is not None
     ]
     low, high = min(0.0, *values), max(0.0, *values)
@@ -509,7 +511,7 @@ def _svg_cross_chart(entries: list[Entry], self_play: list[Entry]) -> str:
     height = row_h * len(rows) + 30
 
     def x(value: float) -> float:
-        return label_w + (value - low) / span * bar_w
+        return float(label_w + (value - low) / span * bar_w)
 
     zero = x(0.0)
     parts = [
@@ -517,9 +519,9 @@ def _svg_cross_chart(entries: list[Entry], self_play: list[Entry]) -> str:
         f'height="{height}" role="img" aria-label="self-play and cross-play team return by agent">',
         f'<line x1="{zero:.1f}" y1="0" x2="{zero:.1f}" y2="{height - 20}" stroke="#999"/>',
     ]
-    for i, (entry, own) in enumerate(rows):
+    for i, (entry, stats, own) in enumerate(rows):
         y = i * row_h + 4
-        cross = entry.cross["team_return"]
+        cross = stats["team_return"]
         parts.append(
             f'<text x="{label_w - 8}" y="{y + 20}" text-anchor="end" font-size="13">'
             f"{html.escape(clean_text(entry.name))}</text>"
@@ -569,7 +571,7 @@ def _svg_chart(entries: list[Entry]) -> str:
     height = row_h * len(entries) + 30
 
     def x(value: float) -> float:
-        return label_w + (value - low) / span * bar_w
+        return float(label_w + (value - low) / span * bar_w)
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + bar_w + 90}" height="{height}" role="img" '

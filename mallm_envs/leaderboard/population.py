@@ -179,7 +179,10 @@ def declared_population(
         module = importlib.import_module(f"mallm_envs.envs.{env_spec.family}.partners")
     except ModuleNotFoundError:
         return None
-    return module.population(env_spec.id, {**env_spec.kwargs, **(env_kwargs or {})})
+    found: Mapping[str, Any] | None = module.population(
+        env_spec.id, {**env_spec.kwargs, **(env_kwargs or {})}
+    )
+    return found
 
 
 def _fingerprint(suite: Suite, partner: Partner) -> str:
@@ -240,7 +243,7 @@ def load_population(board_id: str) -> Population:
     split_board_id(board_id)
     name = f"{board_id}.partners.json"
     try:
-        text = resources.files("mallm_envs.leaderboard").joinpath("suites", name).read_text()
+        text = resources.files("mallm_envs.leaderboard").joinpath("suites").joinpath(name).read_text()
     except (FileNotFoundError, OSError):
         raise SuiteError(
             f"{board_id} has no partner population, so no cross-play suite (populations "

@@ -667,14 +667,14 @@ def timing_explanation(recorded: Episode, replayed: Episode) -> str | None:
         return None
     changed: list[str] = []
     for turn in sorted(mine):
-        (a, reward_a), (b, reward_b) = mine[turn], theirs[turn]
-        if a == b:
+        (grades_a, reward_a), (grades_b, reward_b) = mine[turn], theirs[turn]
+        if grades_a == grades_b:
             if reward_a != reward_b:
                 return None
             continue
-        if len(a) != len(b):
+        if len(grades_a) != len(grades_b):
             return None
-        for test, (x, y) in enumerate(zip(a, b)):
+        for test, (x, y) in enumerate(zip(grades_a, grades_b)):
             if x == y:
                 continue
             if "timeout" not in (x, y):
@@ -887,6 +887,8 @@ def _check_timing_sensitive(
     from mallm_envs.registration import spec as registered_spec
 
     scale_kwarg = registered_spec(env_id).time_limit_scale_kwarg
+    # EnvSpec refuses a timing-sensitive registration without this keyword.
+    assert scale_kwarg is not None, f"{env_id} is timing-sensitive but names no scale keyword"
     lenient = _replay(episode, env_id, {**kwargs, scale_kwarg: LENIENT_TIME_SCALE}, index)
     lenient.env_spec = episode.env_spec  # it differs by the scale alone, which is the point
     if first_difference(episode, lenient) is None:
@@ -902,9 +904,9 @@ def _check_timing_sensitive(
             f"reproduced exactly with time limits x{LENIENT_TIME_SCALE:g}; normal limits: {explained}",
         )
     if strict is not None:
-        explained = timing_explanation(episode, strict)
-        if explained is not None:
-            return strict, f"tests at their time limit: {explained}"
+        confined = timing_explanation(episode, strict)
+        if confined is not None:
+            return strict, f"tests at their time limit: {confined}"
     detail = difference if strict is not None else strict_error
     raise VerificationError(
         "replay",
@@ -1089,7 +1091,7 @@ def reproduce(report: VerifyReport) -> VerifyReport:
     submission = report.submission
     spec = submission.agent.get("spec")
     possible, why = _reproducible_kind(spec)
-    if not possible:
+    if not possible or not isinstance(spec, str):  # _reproducible_kind refuses a non-str
         report.reproduce_note = why
         return report
     declared = submission.agent.get("decoding")
