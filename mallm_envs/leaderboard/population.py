@@ -243,7 +243,9 @@ def load_population(board_id: str) -> Population:
     split_board_id(board_id)
     name = f"{board_id}.partners.json"
     try:
-        text = resources.files("mallm_envs.leaderboard").joinpath("suites").joinpath(name).read_text()
+        text = (
+            resources.files("mallm_envs.leaderboard").joinpath("suites").joinpath(name).read_text()
+        )
     except (FileNotFoundError, OSError):
         raise SuiteError(
             f"{board_id} has no partner population, so no cross-play suite (populations "

@@ -177,7 +177,9 @@ def load_suite(env_id: str) -> Suite:
     split_board_id(env_id)  # a malformed variant name never reaches the file system
     name = f"{env_id}.json"
     try:
-        text = resources.files("mallm_envs.leaderboard").joinpath("suites").joinpath(name).read_text()
+        text = (
+            resources.files("mallm_envs.leaderboard").joinpath("suites").joinpath(name).read_text()
+        )
     except (FileNotFoundError, OSError):
         raise SuiteError(
             f"no official suite for {env_id!r}; run `python -m mallm_envs.leaderboard.suites {env_id}` to freeze one"
