@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -215,27 +214,7 @@ class _ReversedPlanner(Planner):
     """The planner with another direction order for its breadth-first search (other
     routes where two paths are as short)."""
 
-    def _bfs(
-        self, start: int, goals: dict[int, list[tuple[int, int]]], blocked: set[int]
-    ) -> tuple[int, int, int] | None:
-        if start in goals:
-            return STAY, start, 0
-        move = self.layout.move_table
-        first: dict[int, int] = {start: STAY}
-        depth = {start: 0}
-        queue = deque([start])
-        while queue:
-            cell = queue.popleft()
-            for action in (LEFT, RIGHT, DOWN, UP):
-                nxt = move[cell * 6 + action]
-                if nxt == cell or nxt in first or nxt in blocked:
-                    continue
-                first[nxt] = action if cell == start else first[cell]
-                depth[nxt] = depth[cell] + 1
-                if nxt in goals:
-                    return first[nxt], nxt, depth[nxt]
-                queue.append(nxt)
-        return None
+    search_order = (LEFT, RIGHT, DOWN, UP)
 
 
 class GreedyAlt(_ScriptedPartner):

@@ -122,6 +122,9 @@ def parse_macro(text: str, num_pots: int) -> Macro | str:
 class Planner:
     """Breadth-first paths on one kitchen's floor (see the module docstring)."""
 
+    search_order: tuple[int, ...] = (UP, DOWN, RIGHT, LEFT)
+    """Directions in the order the search tries them (it decides between equal paths)."""
+
     def __init__(self, kitchen: Kitchen) -> None:
         self.kitchen = kitchen
         lay = kitchen.layout
@@ -196,7 +199,7 @@ class Planner:
         queue = deque([start])
         while queue:
             cell = queue.popleft()
-            for action in (UP, DOWN, RIGHT, LEFT):
+            for action in self.search_order:
                 nxt = move[cell * 6 + action]
                 if nxt == cell or nxt in first or nxt in blocked:
                     continue
