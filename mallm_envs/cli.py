@@ -363,7 +363,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     status = 0
     for path in args.files:
         try:
-            report = verify_file(path, reproduce_agent=args.reproduce)
+            report = verify_file(
+                path, reproduce_agent=args.reproduce, batch_episodes=args.batch_episodes
+            )
         except VerificationError as err:
             print(f"FAIL {path}: {err}")
             status = 1
@@ -387,7 +389,10 @@ def cmd_board(args: argparse.Namespace) -> int:
     from mallm_envs.leaderboard.board import CROSS_PLAY_SUFFIX
 
     boards, failures, written = build(
-        args.root, reproduce=not args.replay_only, reproduce_models=args.reproduce_models
+        args.root,
+        reproduce=not args.replay_only,
+        reproduce_models=args.reproduce_models,
+        batch_episodes=args.batch_episodes,
     )
     for env_id, entries in sorted(boards.items()):
         reproduced = sum(e.report.check == "reproduced" for e in entries)
@@ -404,6 +409,16 @@ def cmd_board(args: argparse.Namespace) -> int:
     for path in written:
         print(f"wrote {path}")
     return 1 if failures else 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -514,7 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="episodes played side by side with their model calls batched (in-process "
-        "models; keep 1 for an entry that must reproduce bit for bit)",
+        "models decode batch-invariant: the same transcripts as one at a time; one exception, "
+        "checkpoint: LoRA agents with several torch threads)",
     )
     p.add_argument(
         "--restart",
@@ -541,6 +557,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also rebuild the declared agent and check it produces the recorded actions",
     )
+    p.add_argument(
+        "--batch-episodes",
+        type=_positive_int,
+        default=1,
+        help="reproduce N episodes side by side, their model calls batched (the in-process "
+        "models decode batch-invariant, so the actions are the same; faster for LLM entries)",
+    )
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("board", help="verify all submissions and rebuild the boards")
@@ -552,6 +575,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--reproduce-models",
         action="store_true",
         help="also re-run agents that use a language model (slow: minutes to hours per entry)",
+    )
+    p.add_argument(
+        "--batch-episodes",
+        type=_positive_int,
+        default=1,
+        help="reproduce N episodes side by side, their model calls batched (the in-process "
+        "models decode batch-invariant, so the actions are the same; faster for LLM entries)",
     )
     p.set_defaults(func=cmd_board)
     return parser

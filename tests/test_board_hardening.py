@@ -15,6 +15,7 @@ from mallm_envs.cli import main
 from mallm_envs.leaderboard import build, evaluate, generate_suite, verify_file
 from mallm_envs.leaderboard import verify as verify_module
 from mallm_envs.leaderboard.board import clean_text
+from mallm_envs.leaderboard.submission import summarize
 from mallm_envs.leaderboard.verify import VerificationError, reproduce
 
 ENV = "CommonWord-v0"
@@ -334,6 +335,53 @@ def test_greedy_tiny_lm_is_reproduced_and_sampling_is_not(tmp_path, monkeypatch)
     assert verify_file(paths[0.0], reproduce_agent=True).check == "reproduced"
     report = verify_file(paths[0.7], reproduce_agent=True)
     assert report.check == "replayed" and "sampled decoding" in report.reproduce_note
+
+
+def test_batched_reproduction_checks_every_episode_like_one_at_a_time(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    """``--batch-episodes`` plays episodes side by side: a greedy LLM entry reproduces as
+    it does one at a time, and an episode whose record differs is named, wherever it sits in
+    a batch."""
+    pytest.importorskip("torch")
+    from mallm_envs.agents.spec import LLMSettings
+
+    env_id = "CommonWord-v1"
+    suite = generate_suite(env_id, n_seeds=5)
+    monkeypatch.setattr(verify_module, "load_suite", lambda _: suite)
+    settings = LLMSettings(temperature=0.0, max_new_tokens=3)
+    submission = evaluate(
+        env_id,
+        lambda env: build_agents("llm:tiny", env, seed=0, settings=settings),
+        agent_info={"name": "tiny greedy", "spec": "llm:tiny", "model": "tiny"},
+        suite=suite,
+        progress=False,
+    )
+    submission.agent["decoding"] = next(iter(submission.agent["per_role"].values()))["sampling"]
+    path = submission.save(tmp_path / "tiny.json.gz")
+    for batch in (1, 2, 5, 8):
+        assert verify_file(path, reproduce_agent=True, batch_episodes=batch).check == ("reproduced")
+    assert main(["verify", "--reproduce", "--batch-episodes", "3", str(path)]) == 0
+    assert "5 episodes reproduced" in capsys.readouterr().out
+    # Episode 3's record claims another agent's actions (its replay still holds: a different
+    # tiny model's actions are valid moves too).
+    other = evaluate(
+        env_id,
+        lambda env: build_agents("random", env, seed=7),
+        agent_info={"name": "r", "spec": "random"},
+        suite=suite,
+        progress=False,
+    )
+    submission.episodes[3] = other.episodes[3]
+    submission.summary = summarize(submission.episodes, submission.usage)
+    forged = submission.save(tmp_path / "forged.json.gz")
+    report = verify_file(forged)
+    for batch in (1, 2, 4):
+        with pytest.raises(VerificationError, match=r"\[reproduce\] episode 3 "):
+            reproduce(report, batch_episodes=batch)
+    with pytest.raises(SystemExit):
+        main(["verify", "--reproduce", "--batch-episodes", "0", str(path)])
+    assert "expected a positive integer, got 0" in capsys.readouterr().err
 
 
 def test_boards_rebuild_language_model_agents_only_on_request(tmp_path, monkeypatch) -> None:

@@ -154,7 +154,11 @@ def runs_a_model(spec: object) -> bool:
 
 
 def collect(
-    root: Path, *, reproduce: bool = True, reproduce_models: bool = False
+    root: Path,
+    *,
+    reproduce: bool = True,
+    reproduce_models: bool = False,
+    batch_episodes: int = 1,
 ) -> tuple[dict[str, list[Entry]], list[str]]:
     """Verify every submission under ``root``; return the boards and the failures.
 
@@ -164,19 +168,37 @@ def collect(
     only with ``reproduce_models`` (an SmolLM2 suite takes about an hour on two CPU cores);
     ``mallm verify --reproduce FILE`` checks one such entry. A board keeps one row per agent name and one
     per set of actions: a later file (reproduced rows first, then by file name) with the
-    name or the very actions of a kept row is rejected. Cross-play submissions (in a board's
+    name or the very actions of a kept row is rejected. ``batch_episodes`` episodes are
+    reproduced side by side (see :func:`~mallm_envs.leaderboard.verify.reproduce`).
+    Cross-play submissions (in a board's
     ``cross-play/`` folder) make the board ``<board id>/cross-play``.
     """
     boards: dict[str, list[Entry]] = {}
     failures: list[str] = []
     for board_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "site"):
         _collect_folder(
-            board_dir, board_dir.name, False, boards, failures, reproduce, reproduce_models
+            board_dir,
+            board_dir.name,
+            False,
+            boards,
+            failures,
+            reproduce,
+            reproduce_models,
+            batch_episodes,
         )
         cross_dir = board_dir / CROSS_PLAY_FOLDER
         if cross_dir.is_dir() and not cross_dir.is_symlink():
             key = board_dir.name + CROSS_PLAY_SUFFIX
-            _collect_folder(cross_dir, key, True, boards, failures, reproduce, reproduce_models)
+            _collect_folder(
+                cross_dir,
+                key,
+                True,
+                boards,
+                failures,
+                reproduce,
+                reproduce_models,
+                batch_episodes,
+            )
     for entries in boards.values():
         entries.sort(key=Entry.sort_key)
     return boards, failures
@@ -190,6 +212,7 @@ def _collect_folder(
     failures: list[str],
     reproduce: bool,
     reproduce_models: bool,
+    batch_episodes: int = 1,
 ) -> None:
     board_id = key.removesuffix(CROSS_PLAY_SUFFIX)
     candidates: list[Entry] = []
@@ -209,7 +232,7 @@ def _collect_folder(
             )
         elif reproduce:
             try:
-                reproduce_agent(report)
+                reproduce_agent(report, batch_episodes=batch_episodes)
             except VerificationError as err:  # the row stays "replayed"; the build says why
                 report.reproduce_note = f"reproduction failed: {err}"
         found = report.board_id or report.submission.env_id
@@ -673,7 +696,11 @@ def _cross_section(key: str, entries: list[Entry], boards: dict[str, list[Entry]
 
 
 def build(
-    root: str | Path, *, reproduce: bool = True, reproduce_models: bool = False
+    root: str | Path,
+    *,
+    reproduce: bool = True,
+    reproduce_models: bool = False,
+    batch_episodes: int = 1,
 ) -> tuple[dict[str, list[Entry]], list[str], list[Path]]:
     """Verify and regenerate every board under ``root``; return boards, failures, written files.
 
@@ -686,7 +713,12 @@ def build(
             f"no boards folder at {root}: run `mallm board` in a checkout of the repository, "
             "or give the folder (`mallm board PATH`)",
         )
-    boards, failures = collect(root, reproduce=reproduce, reproduce_models=reproduce_models)
+    boards, failures = collect(
+        root,
+        reproduce=reproduce,
+        reproduce_models=reproduce_models,
+        batch_episodes=batch_episodes,
+    )
     written = []
     for env_id, entries in boards.items():
         path = root / env_id / "README.md"

@@ -932,11 +932,14 @@ def _short(value: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def verify_file(path: str | Path, *, reproduce_agent: bool = False) -> VerifyReport:
+def verify_file(
+    path: str | Path, *, reproduce_agent: bool = False, batch_episodes: int = 1
+) -> VerifyReport:
     """Verify the submission at ``path`` (``.json`` or ``.json.gz``).
 
-    With ``reproduce_agent``, also :func:`reproduce` it. Every failure, including one this
-    module did not foresee, is a :class:`VerificationError`.
+    With ``reproduce_agent``, also :func:`reproduce` it (``batch_episodes`` at a time).
+    Every failure, including one this module did not foresee, is a
+    :class:`VerificationError`.
     """
     path = Path(path)
     try:
@@ -947,7 +950,9 @@ def verify_file(path: str | Path, *, reproduce_agent: bool = False) -> VerifyRep
             )
         data = read_submission_bytes(path.read_bytes(), path.name)
         report = verify_submission(parse_submission(data))
-        return reproduce(report) if reproduce_agent else report
+        if reproduce_agent:
+            return reproduce(report, batch_episodes=batch_episodes)
+        return report
     except VerificationError:
         raise
     except OSError as err:
@@ -1076,7 +1081,7 @@ def _llm_settings(agent: dict[str, Any]) -> tuple[Any, str]:
         return None, f"the recorded decoding cannot be set here: {err}"
 
 
-def reproduce(report: VerifyReport) -> VerifyReport:
+def reproduce(report: VerifyReport, *, batch_episodes: int = 1) -> VerifyReport:
     """Rebuild the declared agent and check that it produces every recorded action.
 
     Sets ``report.check`` to ``"reproduced"`` on success. When the agent cannot be rebuilt
@@ -1084,10 +1089,23 @@ def reproduce(report: VerifyReport) -> VerifyReport:
     ``llm`` extra missing) the report stays ``"replayed"`` and ``reproduce_note`` says why.
     When it was rebuilt and acts differently, raises :class:`VerificationError` (code
     ``reproduce``): the submission does not describe the agent that played it.
+
+    ``batch_episodes`` plays that many episodes side by side with their model calls batched
+    (:func:`~mallm_envs.core.run_episodes`). The in-process LLM agents decode
+    batch-invariant, so every episode's actions are the ones it gets alone; a batch only
+    makes a language-model entry faster to check (a decoding step reads the weights once
+    for all its rows).
     """
     from mallm_envs.agents.spec import build_agents
+    from mallm_envs.core.episode import run_episodes
     from mallm_envs.registration import make
 
+    if (
+        isinstance(batch_episodes, bool)
+        or not isinstance(batch_episodes, int)
+        or batch_episodes < 1
+    ):
+        raise ValueError(f"batch_episodes must be a positive int, got {batch_episodes!r}")
     submission = report.submission
     spec = submission.agent.get("spec")
     possible, why = _reproducible_kind(spec)
@@ -1108,7 +1126,7 @@ def reproduce(report: VerifyReport) -> VerifyReport:
             report.reproduce_note = unsafe
             return report
     settings = None
-    if spec.split(":", 1)[0].strip() in _MODEL_SPECS:
+    if model_spec:
         settings, why = _llm_settings(submission.agent)
         if settings is None:
             report.reproduce_note = why
@@ -1119,58 +1137,83 @@ def reproduce(report: VerifyReport) -> VerifyReport:
         from mallm_envs.leaderboard.population import load_population
 
         population = load_population(report.board_id or submission.board_id)
-    for index, episode in enumerate(submission.episodes):
-        env = make(submission.env_id, **kwargs)
+    indices = list(range(len(submission.episodes)))
+    for start in range(0, len(indices), batch_episodes):
+        chunk = indices[start : start + batch_episodes]
+        jobs: list[tuple[Any, dict[str, Any], int | None, Any]] = []
         try:
-            try:
-                agents = build_agents(spec, env, seed=0, settings=settings)
-            except Exception as err:  # a model that cannot load here, a missing extra, ...
-                report.reproduce_note = (
-                    f"the agent {spec!r} cannot be built here: {type(err).__name__}: "
-                    f"{_short(str(err), 160)}"
-                )
-                return report
-            for role, agent in agents.items():
-                sampling = _sampling_of(agent)
-                if spec.split(":", 1)[0] in _MODEL_SPECS and sampling is None:
-                    report.reproduce_note = f"cannot tell how the agent of {role!r} decodes"
-                    return report
-                if sampling is not None and not getattr(sampling, "greedy", False):
+            for index in chunk:
+                episode = submission.episodes[index]
+                env = make(submission.env_id, **kwargs)
+                jobs.append((env, {}, episode.seed, episode.options))
+                try:
+                    agents = build_agents(spec, env, seed=0, settings=settings)
+                except Exception as err:  # a model that cannot load here, a missing extra, ...
                     report.reproduce_note = (
-                        f"the agent of {role!r} samples (temperature "
-                        f"{getattr(sampling, 'temperature', '?')}); only greedy decoding reproduces"
+                        f"the agent {spec!r} cannot be built here: {type(err).__name__}: "
+                        f"{_short(str(err), 160)}"
                     )
                     return report
-            if population is not None:  # the official partner takes its recorded seat
-                game = (submission.cross_play or {})["games"][index]
-                partner = population.partner(game["partner"])
-                agents = {**agents, game["partner_role"]: partner.build(env, game["partner_role"])}
+                for role, agent in agents.items():
+                    sampling = _sampling_of(agent)
+                    if model_spec and sampling is None:
+                        report.reproduce_note = f"cannot tell how the agent of {role!r} decodes"
+                        return report
+                    if sampling is not None and not getattr(sampling, "greedy", False):
+                        report.reproduce_note = (
+                            f"the agent of {role!r} samples (temperature "
+                            f"{getattr(sampling, 'temperature', '?')}); only greedy decoding "
+                            "reproduces"
+                        )
+                        return report
+                if population is not None:  # the official partner takes its recorded seat
+                    game = (submission.cross_play or {})["games"][index]
+                    partner = population.partner(game["partner"])
+                    seat = game["partner_role"]
+                    agents = {**agents, seat: partner.build(env, seat)}
+                jobs[-1] = (env, agents, episode.seed, episode.options)
             try:
-                played = run_episode(env, agents, seed=episode.seed, options=episode.options)
+                if len(jobs) == 1:
+                    env, agents, seed, options = jobs[0]
+                    played_all = [run_episode(env, agents, seed=seed, options=options)]
+                else:
+                    played_all = run_episodes(jobs)
             except Exception as err:  # the declared agent crashed while playing
+                where = (
+                    _where(chunk[0], submission.episodes[chunk[0]])
+                    if len(chunk) == 1
+                    else f"episodes {chunk[0]}-{chunk[-1]} (played together)"
+                )
                 raise VerificationError(
                     "reproduce",
-                    f"{_where(index, episode)}: the declared agent failed: "
+                    f"{where}: the declared agent failed: "
                     f"{type(err).__name__}: {_short(str(err), 200)}",
                 ) from None
         finally:
-            env.close()
-        recorded = [(s.agent, s.action) for s in episode.steps if s.action is not None]
-        produced = [(s.agent, s.action) for s in played.steps if s.action is not None]
-        for position, (want, got) in enumerate(zip(recorded, produced)):
-            if want != got:
-                raise VerificationError(
-                    "reproduce",
-                    f"{_where(index, episode)}: the declared agent {spec!r} acts "
-                    f"{_short(got[1], 80)} as {got[0]!r} at action {position + 1}, the record "
-                    f"has {_short(want[1], 80)} as {want[0]!r}",
-                )
-        if len(recorded) != len(produced):
-            raise VerificationError(
-                "reproduce",
-                f"{_where(index, episode)}: the declared agent {spec!r} plays "
-                f"{len(produced)} actions, the record {len(recorded)}",
-            )
+            for env, *_ in jobs:
+                env.close()
+        for index, played in zip(chunk, played_all):
+            _compare_actions(spec, index, submission.episodes[index], played)
     report.check = "reproduced"
     report.reproduce_note = ""
     return report
+
+
+def _compare_actions(spec: str, index: int, episode: Episode, played: Episode) -> None:
+    """Raise ``reproduce`` when ``played`` does not act as the recorded ``episode``."""
+    recorded = [(s.agent, s.action) for s in episode.steps if s.action is not None]
+    produced = [(s.agent, s.action) for s in played.steps if s.action is not None]
+    for position, (want, got) in enumerate(zip(recorded, produced)):
+        if want != got:
+            raise VerificationError(
+                "reproduce",
+                f"{_where(index, episode)}: the declared agent {spec!r} acts "
+                f"{_short(got[1], 80)} as {got[0]!r} at action {position + 1}, the record "
+                f"has {_short(want[1], 80)} as {want[0]!r}",
+            )
+    if len(recorded) != len(produced):
+        raise VerificationError(
+            "reproduce",
+            f"{_where(index, episode)}: the declared agent {spec!r} plays "
+            f"{len(produced)} actions, the record {len(recorded)}",
+        )
