@@ -2,6 +2,9 @@
 # The frozen kitchen policies shipped in mallm_envs/envs/kitchen/policies/ (short runs on the
 # shared 2-core machine, one at a time, one thread each), then their board entries.
 # Run from the repository root: bash baselines/results/kitchen/train_policies.sh [mappo|sb3|submit]
+# When a layout's partner population changes (python -m mallm_envs.leaderboard.population ID),
+# only its cross-play entries need playing again (scripted, MAPPO and SB3 of seed 1):
+#   python baselines/results/kitchen/cross_play_entries.py LAYOUT [...]
 set -euo pipefail
 export OMP_NUM_THREADS=1 PYTHONPATH=.
 PY=${PY:-.venv/bin/python}
@@ -17,6 +20,17 @@ if [[ $what == mappo || $what == all ]]; then
   # The held-out MAPPO partner of the cramped-room population: another seed.
   $PY baselines/kitchen_mappo.py --layout cramped_room --seed 2 $COMMON \
     --csv-path baselines/results/kitchen/mappo_cramped_room_seed2_short.csv > $LOGS/mappo_cramped_room_seed2.log
+  # The MAPPO partners (seed 2) of the other layouts' populations: bound by the joint steps
+  # of the layout's seed-1 run rather than by wall-clock time (the machine was busier then),
+  # at the lowest priority. The learning rate anneals to 0 over these steps (seed 1: over 2M).
+  for pair in asymmetric_advantages:819200 coordination_ring:1075200 \
+      counter_circuit:1433600 forced_coordination:1587200; do
+    layout=${pair%%:*}
+    nice -n 19 $PY baselines/kitchen_mappo.py --layout $layout --seed 2 \
+      --total-timesteps ${pair##*:} --shaping-horizon 1000000 --time-limit-minutes 1000 \
+      --no-evaluate --csv-path baselines/results/kitchen/mappo_${layout}_seed2_short.csv \
+      > $LOGS/mappo_${layout}_seed2.log
+  done
 fi
 if [[ $what == sb3 || $what == all ]]; then
   for layout in $LAYOUTS; do
