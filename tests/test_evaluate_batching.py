@@ -227,3 +227,47 @@ def test_sampled_episodes_side_by_side_equal_each_played_alone(env_id, kwargs, s
         alone = run_episode(env, agents, seed=seed, options=options, batch=False)
         assert [s.action for s in episode.steps] == [s.action for s in alone.steps]
         assert episode.to_json() == alone.to_json()
+
+
+# ------------------------------------------------- every prompting strategy, side by side
+
+
+@pytest.mark.parametrize("strategy", ["single", "parallel", "sequential", "discussion"])
+@pytest.mark.parametrize(
+    ("env_id", "kwargs"),
+    [
+        ("CoopCode-v1", {}),
+        ("CommonWord-v0", {"schedule": "sequential", "max_turns": 2, "list_size": 4}),
+    ],
+)
+def test_prompting_strategies_side_by_side_equal_each_played_alone(
+    monkeypatch, strategy, env_id, kwargs
+) -> None:
+    """Every strategy's requests of several episodes go to the model together (the
+    discussion's drafts in one batch, then its revisions; a sequential team's roles in
+    their order), and each episode's transcript is the one it gets played alone."""
+    from mallm_envs.agents.spec import LLMSettings, build_agents
+    from mallm_envs.leaderboard.suites import load_suite
+
+    calls = _generate_calls(monkeypatch)
+    settings = LLMSettings(temperature=1.0, top_p=0.95, max_new_tokens=6)
+    spec = f"prompting:{strategy}:tiny"
+    items = load_suite(env_id).items()[:3]
+    jobs = []
+    for seed, options in items:
+        env = mallm_envs.make(env_id, **kwargs)
+        jobs.append((env, build_agents(spec, env, seed=0, settings=settings), seed, options))
+    together = run_episodes(jobs)
+    batched_calls = list(calls)
+    calls.clear()
+    for (seed, options), episode in zip(items, together):
+        env = mallm_envs.make(env_id, **kwargs)
+        agents = build_agents(spec, env, seed=0, settings=settings)
+        alone = run_episode(env, agents, seed=seed, options=options, batch=False)
+        assert episode.to_json() == alone.to_json()
+    # Fewer, larger model calls; the same number of responses.
+    assert sum(batched_calls) == sum(calls)
+    assert len(batched_calls) < len(calls) and max(batched_calls) >= len(items)
+    if not kwargs and strategy != "sequential":  # one simultaneous turn: one call per round
+        rounds = {"single": 1, "parallel": 1, "discussion": 2}[strategy]
+        assert len(batched_calls) == rounds

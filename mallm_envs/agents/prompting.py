@@ -7,9 +7,7 @@ models that were not trained together (all with the same prompts):
   model here). It reads every role's observation and answers in sections ``### <role>``;
   each section becomes that role's action (a missing section is an empty answer, which
   the env treats as unusable).
-* ``"parallel"``: each role answers its own observation independently (each request samples
-  from its own generator, seeded from the role's seed and the request's number, so the roles of a simultaneous turn, and of several episodes
-  played side by side, are generated in one batch with the draws each would get alone).
+* ``"parallel"``: each role answers its own observation independently.
 * ``"sequential"``: a pipeline; each role also sees the answers given earlier in the same
   turn by the roles before it (the env's sequential schedule does this itself; with the
   simultaneous schedule the team adds the partner's answer to the prompt).
@@ -18,12 +16,21 @@ models that were not trained together (all with the same prompts):
 
 :func:`prompting_team` returns one Agent per role; :func:`run_prompting_episode` plays an
 episode through :func:`mallm_envs.core.run_episode`, so the transcript is the standard one.
+
+Every strategy batches: a team's work for one request is a *plan* that asks the model for a
+list of responses at a time (the discussion strategy twice: drafts, then revisions), and
+:meth:`PromptingAgent.act_group` runs the plans of many requests in lockstep, each round of
+asks in one ``generate`` call. Every response samples from its own generator (seeded from
+the team's or role's seed, its name and its request number) and the model decodes
+batch-invariant, so a response is the one it would be alone: episodes played side by side
+(:func:`~mallm_envs.core.run_episodes`) have the transcripts they have one at a time.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from mallm_envs.agents.base import shared_lock
@@ -94,77 +101,67 @@ class _Team:
         self.role_requests[role] = number + 1
         return request_generator(self.role_seeds[role], role, number, self.lm.device)
 
-    def _sample(self, prompts: Mapping[str, str]) -> dict[str, str]:
-        """One response per role, batched; each role uses its model policy."""
-        requests: dict[str, list[str]] = {}
-        order: list[tuple[str, str]] = []
-        with _model_lock(self.lm):  # an in-process model: one thread at a time
-            for role, prompt in prompts.items():
-                policy_agent = self.roles[role]
-                requests.setdefault(policy_agent, []).append(
-                    self.lm.format_prompt(prompt, self.system_prompt)
-                )
-                order.append((role, policy_agent))
-            generators = [
-                request_generator(self.seed, f"team/{role}", self.calls, self.lm.device)
-                for policy_agent in requests
-                for role, agent in order
-                if agent == policy_agent
-            ]
-            self.calls += 1
-            out = self.lm.generate(
-                requests,
-                sampling=self.sampling,
-                generator=generators,
-                formatted=True,
-                batch_invariant=True,
+    def _team_asks(self, prompts: Mapping[str, str]) -> list[_Ask]:
+        """One ask per role: the team's next request, each role with its model policy."""
+        asks = [
+            _Ask(
+                self,
+                self.roles[role],
+                self.lm.format_prompt(prompt, self.system_prompt),
+                request_generator(self.seed, f"team/{role}", self.calls, self.lm.device),
             )
-        taken: dict[str, int] = {}
-        answers = {}
-        for role, policy_agent in order:
-            index = taken.get(policy_agent, 0)
-            taken[policy_agent] = index + 1
-            answers[role] = out[policy_agent][index][0].text
-            self.tokens_used += out[policy_agent][index][0].num_tokens
-        return answers
+            for role, prompt in prompts.items()
+        ]
+        self.calls += 1
+        return asks
 
-    def act(self, role: str, observation: Mapping[str, Any]) -> str:
+    def plan(self, role: str, observation: Mapping[str, Any]) -> _Plan:
+        """The team's work for ``role``'s action: yields lists of asks, receives their
+        responses (in order), returns the action."""
         text = _text(observation)
         if self.strategy == "parallel":
-            return sample_parallel([(self, role, text)])[0]
+            number = self.role_requests[role]
+            self.role_requests[role] = number + 1
+            generator = request_generator(self.role_seeds[role], role, number, self.lm.device)
+            ask = _Ask(
+                self, self.roles[role], self.lm.format_prompt(text, self.system_prompt), generator
+            )
+            (answer,) = yield [ask]
+            return answer
         if self.strategy == "sequential":
             if getattr(self.env.unwrapped, "schedule", "simultaneous") != "sequential":
                 key = (self.episode, int(observation.get("turn", 0)))
                 if key != self.turn_key:
                     self.turn_key, self.answers = key, {}
                 notes = [PIPELINE_NOTE.format(agent=a, answer=t) for a, t in self.answers.items()]
-                text = "\n\n".join([text, *notes])
-                answer = self._sample({role: text})[role]
+                (answer,) = yield self._team_asks({role: "\n\n".join([text, *notes])})
                 self.answers[role] = answer
                 return answer
-            return self._sample({role: text})[role]
+            (answer,) = yield self._team_asks({role: text})
+            return answer
         key = (self.episode, int(observation.get("turn", 0)))
         if key != self.turn_key:  # the first role of a turn decides for the whole team
             self.turn_key = key
             observations = {a: self.env.observe(a)["text"] for a in self.env.possible_agents}
             observations[role] = text
             if self.strategy == "single":
-                self.answers = self._single(observations)
+                self.answers = yield from self._single(observations)
             else:
-                self.answers = self._discussion(observations)
+                self.answers = yield from self._discussion(observations)
         return self.answers.get(role, "")
 
-    def _single(self, observations: Mapping[str, str]) -> dict[str, str]:
+    def _single(self, observations: Mapping[str, str]) -> _Plan:
         parts = [SINGLE_HEADER]
         for role, text in observations.items():
             parts.append(f"### {role}\n{text}")
         parts.append("Now answer, one section per role: " + ", ".join(observations))
         first = next(iter(observations))
-        reply = self._sample({first: "\n\n".join(parts)})[first]
+        (reply,) = yield self._team_asks({first: "\n\n".join(parts)})
         return split_sections(reply, list(observations))
 
-    def _discussion(self, observations: Mapping[str, str]) -> dict[str, str]:
-        drafts = self._sample(observations)
+    def _discussion(self, observations: Mapping[str, str]) -> _Plan:
+        roles = list(observations)
+        drafts = dict(zip(roles, (yield self._team_asks(observations))))
         revisions = {}
         for role, text in observations.items():
             others = "\n\n".join(
@@ -175,40 +172,115 @@ class _Team:
             revisions[role] = REVISION_PROMPT.format(
                 observation=text, own=drafts[role], others=others
             )
-        return self._sample(revisions)
+        return dict(zip(roles, (yield self._team_asks(revisions))))
 
 
-def sample_parallel(rows: Sequence[tuple[_Team, str, str]]) -> list[str]:
-    """Answers of the parallel strategy for ``(team, role, observation text)`` rows, in one batch.
+@dataclass
+class _Ask:
+    """One response a plan needs: the team, its model policy, the formatted prompt and the
+    request's own generator."""
 
-    The teams share one model and sampling settings; each row samples from its role's own
-    generator, so its answer is the one that role would get alone.
-    """
-    lm = rows[0][0].lm
-    with _model_lock(lm):
+    team: _Team
+    policy: str
+    prompt: str
+    generator: Any
+
+
+_Plan = Generator[list[_Ask], list[str], Any]
+"""A team's work for one request (see :meth:`_Team.plan`)."""
+
+
+def _answer(asks: Sequence[_Ask]) -> list[str]:
+    """The responses to ``asks`` (teams on one model and sampling), in one ``generate``."""
+    team = asks[0].team
+    with _model_lock(team.lm):  # an in-process model: one thread at a time
         prompts: dict[str, list[str]] = {}
         slots: list[tuple[str, int]] = []
-        generators: dict[tuple[str, int], Any] = {}
-        for team, role, text in rows:
-            policy_agent = team.roles[role]
-            column = prompts.setdefault(policy_agent, [])
-            slots.append((policy_agent, len(column)))
-            generators[slots[-1]] = team.next_role_generator(role)
-            column.append(lm.format_prompt(text, team.system_prompt))
-        ordered = [generators[(a, i)] for a, column in prompts.items() for i in range(len(column))]
-        out = lm.generate(
+        for ask in asks:
+            column = prompts.setdefault(ask.policy, [])
+            slots.append((ask.policy, len(column)))
+            column.append(ask.prompt)
+        generators = {slot: ask.generator for slot, ask in zip(slots, asks)}
+        out = team.lm.generate(
             prompts,
-            sampling=rows[0][0].sampling,
-            generator=ordered,
+            sampling=team.sampling,
+            generator=[
+                generators[(a, i)] for a, column in prompts.items() for i in range(len(column))
+            ],
             formatted=True,
             batch_invariant=True,
         )
     answers = []
-    for (team, _role, _text), (policy_agent, index) in zip(rows, slots):
-        generation = out[policy_agent][index][0]
-        team.tokens_used += generation.num_tokens
+    for ask, (policy, index) in zip(asks, slots):
+        generation = out[policy][index][0]
+        ask.team.tokens_used += generation.num_tokens
         answers.append(generation.text)
     return answers
+
+
+def _in_order(plans: Sequence[_Plan]) -> _Plan:
+    """One plan that runs ``plans`` one after another; returns their results."""
+    results = []
+    for plan in plans:
+        results.append((yield from plan))
+    return results
+
+
+def run_plans(plans: Sequence[_Plan]) -> list[Any]:
+    """Run plans in lockstep: each round, every unfinished plan's asks in one batch."""
+    results: list[Any] = [None] * len(plans)
+    pending: dict[int, list[_Ask]] = {}
+    for index, plan in enumerate(plans):
+        try:
+            pending[index] = next(plan)
+        except StopIteration as finished:
+            results[index] = finished.value
+    while pending:
+        order = list(pending)
+        answers = _answer([ask for index in order for ask in pending[index]])
+        position = 0
+        for index in order:
+            count = len(pending[index])
+            mine, position = answers[position : position + count], position + count
+            try:
+                pending[index] = plans[index].send(mine)
+            except StopIteration as finished:
+                results[index] = finished.value
+                del pending[index]
+    return results
+
+
+def answer_group(rows: Sequence[tuple[_Team, str, Mapping[str, Any]]]) -> list[str]:
+    """Actions for ``(team, role, observation)`` rows, batched across teams.
+
+    A parallel-strategy row is its own plan; the rows of one team of another strategy run
+    in their order (a role may read the answers its team gave earlier in the turn), beside
+    the other teams' rows.
+    """
+    plans: list[_Plan] = []
+    owners: list[list[int]] = []
+    by_team: dict[int, int] = {}
+    for position, (team, role, observation) in enumerate(rows):
+        if team.strategy == "parallel" or id(team) not in by_team:
+            by_team[id(team)] = len(plans)
+            plans.append(team.plan(role, observation))
+            owners.append([position])
+        else:  # chain behind the team's earlier rows
+            slot = by_team[id(team)]
+            owners[slot].append(position)
+    # Teams with several rows run them in order, as one plan.
+    for slot, positions in enumerate(owners):
+        if len(positions) > 1:
+            plans[slot] = _in_order(
+                [plans[slot]] + [rows[p][0].plan(rows[p][1], rows[p][2]) for p in positions[1:]]
+            )
+    results = run_plans(plans)
+    actions: list[str] = [""] * len(rows)
+    for slot, positions in enumerate(owners):
+        values = results[slot] if len(positions) > 1 else [results[slot]]
+        for position, value in zip(positions, values):
+            actions[position] = value
+    return actions
 
 
 def _model_lock(lm: Any) -> Any:
@@ -257,19 +329,17 @@ class PromptingAgent:
         return self.team.tokens_used if self.role == first else 0
 
     def act(self, observation: Mapping[str, Any], info: Mapping[str, Any] | None = None) -> str:
-        return self.team.act(self.role, observation)
+        return str(run_plans([self.team.plan(self.role, observation)])[0])
 
     def act_batch(self, observations, infos) -> list[str]:  # type: ignore[no-untyped-def]
         return [self.act(o, i) for o, i in zip(observations, infos)]
 
     @property
     def batch_key(self) -> tuple[Any, ...] | None:
-        """Parallel-strategy roles on one model can be answered in one batch (the other
-        strategies read their partners' answers, so each role is asked at its turn)."""
-        if self.team.strategy != "parallel":
-            return None
+        """Roles of teams on one model with the same sampling and system prompt are answered
+        in one batch, whatever their strategy (see :meth:`act_group`)."""
         team = self.team
-        return ("prompting-parallel", id(team.lm), team.sampling, team.system_prompt)
+        return ("prompting", id(team.lm), team.sampling, team.system_prompt)
 
     @staticmethod
     def act_group(
@@ -277,12 +347,12 @@ class PromptingAgent:
         observations: Sequence[Mapping[str, Any]],
         infos: Sequence[Mapping[str, Any]] | None = None,
     ) -> list[str]:
-        """Several parallel-strategy roles (of one team or several) in one batch, each
-        answered as its own :meth:`act` would."""
-        if len({agent.batch_key for agent in agents}) != 1 or None in {a.batch_key for a in agents}:
-            raise LLMConfigError("act_group needs parallel-strategy agents of one batch key")
-        return sample_parallel(
-            [(agent.team, agent.role, _text(obs)) for agent, obs in zip(agents, observations)]
+        """Several roles (of one team or several) in one batch, each answered as its own
+        :meth:`act` would (a team's roles in the order given)."""
+        if len({agent.batch_key for agent in agents}) != 1:
+            raise LLMConfigError("act_group needs prompting agents of one batch key")
+        return answer_group(
+            [(agent.team, agent.role, obs) for agent, obs in zip(agents, observations)]
         )
 
     def reset(self, seed: int | None = None) -> None:
