@@ -4,7 +4,10 @@
 # decoding (temperature 0) and 256 new tokens, so `mallm verify --reproduce` can re-run them.
 # Usage: bash baselines/results/llm/smollm2_references.sh [ENV_ID ...]  (default: all below)
 # STRATEGIES="parallel single" limits the prompting strategies run on the pair envs.
-# Entries already on a board are skipped, so the script resumes where it stopped.
+# Entries already on a board are skipped, and an interrupted evaluation resumes from the
+# episodes it finished (runs/smollm2_references/), so the script continues where it stopped.
+# BATCH_EPISODES (default 8) episodes are played side by side with their model calls batched;
+# the transcripts are the ones played one at a time (batch-invariant decoding).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 MALLM="${MALLM:-.venv/bin/python -m mallm_envs.cli}"
@@ -14,14 +17,15 @@ SOLOS=(CoopCodeSolo-v1 CodeSolo-v1 SummarySingle-v1 ExpandSingle-v1)
 ENVS=("$@")
 if [ ${#ENVS[@]} -eq 0 ]; then ENVS=("${PAIRS[@]}" "${SOLOS[@]}"); fi
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
-scratch="$(mktemp -d)"
-trap 'rm -rf "$scratch"' EXIT
+scratch=runs/smollm2_references
+mkdir -p "$scratch"
 evaluate() {  # env, spec, file stem, board name, description
   local out="leaderboards/$1/$3.json.gz"
   if [ -f "$out" ]; then echo "have $out"; return; fi
   echo "== $1 $2 ($(date -u +%H:%M:%S))"
   $MALLM evaluate "$1" --agent "$2" --out "$scratch/$3.json.gz" --quiet --name "$4" \
-    --temperature 0 --max-new-tokens 256 --description "$5"
+    --temperature 0 --max-new-tokens 256 --description "$5" \
+    --batch-episodes "${BATCH_EPISODES:-8}"
   mkdir -p "leaderboards/$1"
   mv "$scratch/$3.json.gz" "$out"
 }
