@@ -128,6 +128,16 @@ def test_verify_names_served_models_and_mixed_teams_for_what_they_are() -> None:
     assert not ok and "mixed team" in why and "user code" not in why
     ok, why = _reproducible_kind("my_agents:make")
     assert not ok and "user code" in why
+    # A served model inside a mixed prompting team is named as served, and a long spec is
+    # shortened visibly (a silent cut once showed ?timeout=1200 as ?timeout=120).
+    long_url = f"{url}?timeout=1200"
+    spec = f"helper=prompting:parallel:openai:smollm2-q4@{long_url},main=prompting:parallel:tiny"
+    ok, why = _reproducible_kind(spec)
+    assert not ok and "endpoint" in why and "mixed team" not in why
+    ok, why = _reproducible_kind(
+        f"helper=prompting:parallel:openai:{'m' * 120}@{url},main=scripted"
+    )
+    assert not ok and "..." in why
 
 
 def test_the_board_shows_each_role_of_a_mixed_team_with_its_decoding() -> None:

@@ -995,13 +995,13 @@ def _reproducible_kind(spec: Any) -> tuple[bool, str]:
         if _listed_agent_factory(part.split("=", 1)[-1].strip()):
             continue
         inner = part.split("=", 1)[-1].strip()
-        if inner.startswith("openai:"):
+        if inner.startswith("openai:") or (inner.startswith("prompting:") and ":openai:" in inner):
             what = "a model behind an endpoint (openai:), which the verifier cannot re-run"
         elif inner != part:
             what = "one role of a mixed team (ROLE=SPEC); the verifier re-runs one-spec teams"
         else:
             what = "user code (package.module:factory), which the verifier does not run"
-        return False, f"the agent spec {part[:80]!r} is {what}"
+        return False, f"the agent spec {_short(part, 100)} is {what}"
     return True, ""
 
 
