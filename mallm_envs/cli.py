@@ -421,6 +421,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _add_reproduce_batch_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--batch-episodes",
+        type=_positive_int,
+        default=1,
+        help="reproduce N episodes side by side, their model calls batched (the in-process "
+        "models decode batch-invariant, so the actions are the same; faster for LLM entries)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mallm", description="Cooperative multi-agent text environments."
@@ -557,13 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also rebuild the declared agent and check it produces the recorded actions",
     )
-    p.add_argument(
-        "--batch-episodes",
-        type=_positive_int,
-        default=1,
-        help="reproduce N episodes side by side, their model calls batched (the in-process "
-        "models decode batch-invariant, so the actions are the same; faster for LLM entries)",
-    )
+    _add_reproduce_batch_argument(p)
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("board", help="verify all submissions and rebuild the boards")
@@ -576,13 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also re-run agents that use a language model (slow: minutes to hours per entry)",
     )
-    p.add_argument(
-        "--batch-episodes",
-        type=_positive_int,
-        default=1,
-        help="reproduce N episodes side by side, their model calls batched (the in-process "
-        "models decode batch-invariant, so the actions are the same; faster for LLM entries)",
-    )
+    _add_reproduce_batch_argument(p)
     p.set_defaults(func=cmd_board)
     return parser
 
