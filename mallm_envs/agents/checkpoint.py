@@ -12,6 +12,12 @@
   (``adapter_config.json`` + ``adapter_model.safetensors``, loadable by
   ``peft.PeftModel.from_pretrained`` on the base model; or a full model folder for
   ``adapter="full"``), usable without this project.
+* :func:`locate_policy` / :func:`import_policies`: ``checkpoint:PATH`` agents read an export
+  folder too (``policy.json`` + one folder per agent; safetensors only, nothing unpickled),
+  with exactly the weights of the checkpoint it was written from. A *lean* export
+  (``export_policies(..., tokenizer=False)``: ``policy.json``, ``adapter_config.json`` and
+  ``adapter_model.safetensors``; the tokenizer is the base model's) is what a board entry
+  commits so that ``mallm verify --reproduce`` can re-run it on a clean clone.
 """
 
 from __future__ import annotations
@@ -200,7 +206,7 @@ def payload_digest(payload: Mapping[str, Any]) -> str:
     return digest.hexdigest()
 
 
-def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
     """Delete the temporary files a write of ``path`` killed midway left behind."""
     path = Path(path)
     removed = []
@@ -213,7 +219,7 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> None:
+def save_checkpoint(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> None:
     """Write ``payload`` with torch.save, atomically (temp file, fsync, rename).
 
     Numpy arrays (the RNG state) are stored as tensors so that :func:`load_checkpoint` can
@@ -229,7 +235,7 @@ def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> None
         torch.save(safe, handle)
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any] | None:
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The payload :func:`save_checkpoint` wrote, or ``None`` when there is no file.
 
     Loads with ``weights_only=True`` (a planted pickle cannot run code), checks the stored
@@ -258,23 +264,43 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any] | None:
             f"recorded {str(expected)[:16]}...; start over with --overwrite or restore a copy"
         )
     del safe[_INTEGRITY_KEY]
-    return _from_safe(safe)
+    payload: dict[str, Any] = _from_safe(safe)
+    return payload
 
 
 # --- export in the standard Hugging Face / peft layout ---------------------------------
 
 
+CHECKPOINT_FILE = "checkpoint.pt"
+"""A run folder's checkpoint (weights, optimizer states, RNG states, the policy record)."""
+EXPORT_FOLDER = "export"
+"""A run folder's export (:func:`export_policies`), read when ``checkpoint.pt`` is absent."""
+POLICY_FILE = "policy.json"
+"""The :class:`PolicyConfig` of an export (and of a run folder)."""
+ADAPTER_FILE = "adapter_model.safetensors"
+ADAPTER_CONFIG_FILE = "adapter_config.json"
+FULL_MODEL_FILE = "model.safetensors"
+FULL_MODEL_INDEX = "model.safetensors.index.json"
+"""A full model too large for one file: its shards, listed by this index."""
+
+
 def export_policies(
-    lm: MultiAgentLM, folder: str | os.PathLike, config: PolicyConfig | None = None
+    lm: MultiAgentLM,
+    folder: str | os.PathLike[str],
+    config: PolicyConfig | None = None,
+    *,
+    tokenizer: bool = True,
 ) -> dict[str, Path]:
     """Write each agent's policy to ``folder/<agent>/`` in the standard layout.
 
     LoRA: ``adapter_config.json`` and ``adapter_model.safetensors`` (peft's names; the
     config's ``base_model_name_or_path`` is the base model's folder), loadable with
     ``PeftModel.from_pretrained(base_model, folder/agent)``. Full copies: a model folder
-    for ``AutoModelForCausalLM.from_pretrained``. Each folder also holds the tokenizer, and
-    ``folder/policy.json`` the :class:`PolicyConfig` when one is given. Returns agent ->
-    folder. Agents that share a policy get identical folders.
+    for ``AutoModelForCausalLM.from_pretrained``. Each folder also holds the tokenizer
+    unless ``tokenizer=False`` (a *lean* export: the tokenizer is the base model's, so
+    :func:`import_policies` never needs it), and ``folder/policy.json`` the
+    :class:`PolicyConfig` when one is given. Returns agent -> folder. Agents that share a
+    policy get identical folders.
     """
     from safetensors.torch import save_file
 
@@ -287,31 +313,288 @@ def export_policies(
         if lm.adapter == "lora":
             from peft import get_peft_model_state_dict
 
-            state = get_peft_model_state_dict(lm.peft_model, adapter_name=policy)
+            peft_model = lm.peft_model
+            assert peft_model is not None  # built with adapter="lora"
+            state = get_peft_model_state_dict(peft_model, adapter_name=policy)
             state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-            lm.peft_model.peft_config[policy].save_pretrained(str(target))
-            save_file(state, str(target / "adapter_model.safetensors"), metadata={"format": "pt"})
+            peft_model.peft_config[policy].save_pretrained(str(target))
+            save_file(state, str(target / ADAPTER_FILE), metadata={"format": "pt"})
         elif lm.adapter == "full":
             lm.networks[policy].save_pretrained(str(target))
         else:
             raise PolicyFormatError("a frozen base (adapter='none') has no policy to export")
-        lm.tokenizer.save_pretrained(str(target))
+        if tokenizer:
+            lm.tokenizer.save_pretrained(str(target))
         written[agent] = target
     if config is not None:
         atomic_write_bytes(
-            folder / "policy.json", (json.dumps(config.to_dict(), indent=2) + "\n").encode()
+            folder / POLICY_FILE, (json.dumps(config.to_dict(), indent=2) + "\n").encode()
         )
     return written
 
 
+# --- reading an export back --------------------------------------------------------------
+
+
+def locate_policy(location: str | os.PathLike[str]) -> tuple[str, Path]:
+    """Where the policies of a ``checkpoint:`` spec are: ``("checkpoint", file)`` or
+    ``("export", folder)``.
+
+    ``location`` is a checkpoint file; a run folder (its ``checkpoint.pt``, or its
+    ``export/`` when the checkpoint is absent, as on a clone where only the export is
+    committed); or an export folder itself (one holding ``policy.json``). Raises
+    :class:`CheckpointError` when it is none of these.
+    """
+    path = Path(location)
+    if path.is_file():
+        return "checkpoint", path
+    if not path.is_dir():
+        raise CheckpointError(f"no checkpoint or export at {path}")
+    if (path / CHECKPOINT_FILE).is_file():
+        return "checkpoint", path / CHECKPOINT_FILE
+    if (path / EXPORT_FOLDER).is_dir():
+        return "export", path / EXPORT_FOLDER
+    if (path / POLICY_FILE).is_file():
+        return "export", path
+    raise CheckpointError(
+        f"{path} holds no {CHECKPOINT_FILE}, no {EXPORT_FOLDER}/ and no {POLICY_FILE}: it is "
+        "neither a run folder nor an export"
+    )
+
+
+def read_export_config(folder: str | os.PathLike[str]) -> PolicyConfig:
+    """The :class:`PolicyConfig` of an export folder (its ``policy.json``), strictly parsed.
+
+    Raises :class:`CheckpointError` when the file is missing or is not a JSON object, and
+    :class:`PolicyFormatError` when its content is not a policy record this version reads.
+    """
+    path = Path(folder) / POLICY_FILE
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path} is missing: an export needs its policy record (export_policies writes it "
+            "when given the PolicyConfig)"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise CheckpointError(f"{path} is not readable JSON: {str(error)[:200]}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, not {type(data).__name__}")
+    for item in fields(PolicyConfig):  # JSON may hold any type where the record wants one
+        value = data.get(item.name)
+        if item.name in data and not _json_value_fits(value, str(item.type)):
+            raise PolicyFormatError(
+                f"{path}: {item.name} must be {item.type}, got {str(value)[:80]!r}"
+            )
+    try:
+        return PolicyConfig.from_dict(data)
+    except PolicyFormatError:
+        raise
+    except ValueError as error:  # the sampling settings' own check (LLMConfigError)
+        raise PolicyFormatError(f"{path}: {error}") from None
+
+
+def _json_value_fits(value: Any, annotation: str) -> bool:
+    """Whether a JSON value has the type a :class:`PolicyConfig` field is annotated with."""
+    kinds = [kind.strip() for kind in annotation.split("|")]
+    if value is None:
+        return "None" in kinds
+    if isinstance(value, bool):
+        return "bool" in kinds
+    if isinstance(value, int):
+        return "int" in kinds or "float" in kinds
+    if isinstance(value, float):
+        return "float" in kinds
+    if isinstance(value, str):
+        return "str" in kinds
+    if isinstance(value, (list, tuple)):
+        return "tuple[str, ...]" in kinds and all(isinstance(v, str) for v in value)
+    return False
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of one safetensors file (its format cannot hold code: nothing unpickles)."""
+    from safetensors.torch import load_file
+
+    try:
+        return dict(load_file(str(path), device="cpu"))
+    except Exception as error:  # safetensors raises its own error type and OSError
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file: {type(error).__name__}: {str(error)[:200]}"
+        ) from None
+
+
+def _weight_files(target: Path, adapter: str) -> list[Path]:
+    """The safetensors files that hold one exported policy (a pickle is never read)."""
+    if not target.is_dir():
+        raise CheckpointError(f"{target} is missing: the export has no policy for this agent")
+    if adapter == "lora":
+        files = [target / ADAPTER_FILE]
+    elif (target / FULL_MODEL_INDEX).is_file():
+        try:
+            index = json.loads((target / FULL_MODEL_INDEX).read_text(encoding="utf-8"))
+            shards = sorted(set(index["weight_map"].values()))
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+            raise CheckpointError(f"{target / FULL_MODEL_INDEX} is not a weight index") from None
+        if not all(isinstance(s, str) and Path(s).name == s for s in shards):
+            raise CheckpointError(f"{target / FULL_MODEL_INDEX} names files outside {target}")
+        files = [target / shard for shard in shards]
+    else:
+        files = [target / FULL_MODEL_FILE]
+    for file in files:
+        if not file.is_file():
+            pickled = [p.name for p in target.glob("*.bin")]
+            hint = f" ({', '.join(pickled)} is a pickle, which is never loaded)" if pickled else ""
+            raise CheckpointError(f"{file} is missing: the export holds no weights here{hint}")
+    return files
+
+
+def check_export(folder: str | os.PathLike[str]) -> PolicyConfig:
+    """Check, without building a model, that an export can be read safely: its
+    ``policy.json`` is a policy record and every agent's weights are safetensors files that
+    parse (``safetensors.safe_open`` reads their headers). Returns the record; raises
+    :class:`CheckpointError` or :class:`PolicyFormatError`."""
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    config = read_export_config(folder)
+    for agent in config.agents:
+        for file in _weight_files(folder / agent, config.adapter):
+            try:
+                with safe_open(str(file), framework="pt") as handle:
+                    list(handle.keys())
+            except Exception as error:  # safetensors raises its own error type and OSError
+                raise CheckpointError(
+                    f"{file} is not a readable safetensors file: {type(error).__name__}: "
+                    f"{str(error)[:200]}"
+                ) from None
+    return config
+
+
+def _check_adapter_config(target: Path, lm: MultiAgentLM) -> None:
+    """peft reads ``adapter_config.json`` (we read the policy record): they must agree."""
+    path = target / ADAPTER_CONFIG_FILE
+    if not path.is_file():
+        return  # optional for this loader; peft needs it
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        saved = (data["r"], data["lora_alpha"], data.get("target_modules"))
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        raise CheckpointError(f"{path} is not a LoRA adapter config") from None
+    rank, alpha, targets = saved
+    wanted = lm.lora.target_modules
+    same_targets = wanted is None or (
+        isinstance(targets, (list, str)) and set(targets) == set(wanted)
+    )
+    if rank != lm.lora.r or alpha != lm.lora.alpha or not same_targets:
+        raise CheckpointError(
+            f"{path} (r={rank}, alpha={alpha}, targets={targets}) disagrees with the policy "
+            f"record (r={lm.lora.r}, alpha={lm.lora.alpha}, targets={wanted})"
+        )
+
+
+def _lora_names(lm: MultiAgentLM, policy: str) -> dict[str, str]:
+    """The names of a LoRA policy's tensors in an export -> their names in ``lm``: peft's
+    export drops the adapter's name (``q_proj.lora_A.<policy>.weight`` -> ``q_proj.lora_A.
+    weight``)."""
+    assert lm.peft_model is not None  # built with adapter="lora"
+    marker = f".{policy}."
+    return {
+        name.replace(marker, ".", 1): name
+        for name in lm.peft_model.state_dict()
+        if "lora_" in name and marker in name
+    }
+
+
+def _expected_tensors(lm: MultiAgentLM, policy: str) -> dict[str, torch.Tensor]:
+    """The policy's tensors in ``lm``, under the names the export files use."""
+    if lm.adapter == "lora":
+        assert lm.peft_model is not None
+        current = lm.peft_model.state_dict()
+        return {exported: current[name] for exported, name in _lora_names(lm, policy).items()}
+    return dict(lm.networks[policy].state_dict())
+
+
+def _read_policy(lm: MultiAgentLM, policy: str, target: Path) -> dict[str, torch.Tensor]:
+    """One agent's exported tensors, checked name by name, shape and dtype against ``lm``."""
+    files = _weight_files(target, lm.adapter)
+    if lm.adapter == "lora":
+        _check_adapter_config(target, lm)
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        state.update(_read_safetensors(file))
+    expected = _expected_tensors(lm, policy)
+    unexpected = sorted(set(state) - set(expected))
+    missing = sorted(set(expected) - set(state))
+    if lm.adapter == "full":  # save_pretrained leaves out a weight tied to a saved one
+        saved = {expected[name].data_ptr() for name in state if name in expected}
+        missing = [name for name in missing if expected[name].data_ptr() not in saved]
+    if unexpected or missing:
+        raise CheckpointError(
+            f"{target} does not hold this policy's tensors: {len(missing)} missing "
+            f"{missing[:3]}, {len(unexpected)} unexpected {unexpected[:3]}"
+        )
+    for name, tensor in state.items():
+        want = expected[name]
+        if tensor.shape != want.shape or tensor.dtype != want.dtype:
+            raise CheckpointError(
+                f"{target}: {name} is {tensor.dtype} {tuple(tensor.shape)}, the policy record "
+                f"builds {want.dtype} {tuple(want.shape)}"
+            )
+    return state
+
+
+def import_policies(lm: MultiAgentLM, folder: str | os.PathLike[str]) -> None:
+    """Load the weights :func:`export_policies` wrote to ``folder`` into ``lm``.
+
+    ``lm`` is built from the export's :class:`PolicyConfig` (:func:`read_export_config`,
+    :meth:`PolicyConfig.build`); afterwards it holds bit for bit the weights that were
+    exported. Only safetensors files are read. Every agent needs its folder; agents that
+    share a policy must hold the same tensors. Tokenizer files are not read (the base
+    model's tokenizer is the policy's). Raises :class:`CheckpointError`.
+    """
+    folder = Path(folder)
+    if not any((folder / agent).is_dir() for agent in lm.agents):
+        raise CheckpointError(
+            f"{folder} holds no exported policy: none of the agent folders "
+            f"{list(lm.agents)} is there (and no {CHECKPOINT_FILE})"
+        )
+    loaded: dict[str, tuple[str, dict[str, torch.Tensor]]] = {}
+    for agent in lm.agents:
+        policy = lm.policy_name(agent)
+        state = _read_policy(lm, policy, folder / agent)
+        if policy in loaded:
+            first, first_state = loaded[policy]
+            if any(not torch.equal(state[name], first_state[name]) for name in state):
+                raise CheckpointError(
+                    f"agents {first!r} and {agent!r} share one policy, but {folder} exports "
+                    "different weights for them"
+                )
+            continue
+        loaded[policy] = (agent, state)
+        if lm.adapter == "lora":
+            names = _lora_names(lm, policy)
+            lm.load_policy_state_dict(policy, {names[k]: v for k, v in state.items()})
+        else:
+            lm.networks[policy].load_state_dict(state, strict=False)
+
+
 __all__ = [
+    "ADAPTER_FILE",
+    "CHECKPOINT_FILE",
+    "EXPORT_FOLDER",
+    "POLICY_FILE",
     "POLICY_FORMAT",
     "CheckpointError",
     "PolicyConfig",
     "PolicyFormatError",
+    "check_export",
     "export_policies",
+    "import_policies",
     "load_checkpoint",
+    "locate_policy",
     "payload_digest",
+    "read_export_config",
     "remove_stale_temps",
     "save_checkpoint",
 ]

@@ -1297,7 +1297,7 @@ class LLMAgent:
 
 
 def load_trained(
-    checkpoint: str | os.PathLike, agents: Sequence[str], device: str | None = "cpu"
+    checkpoint: str | os.PathLike[str], agents: Sequence[str], device: str | None = "cpu"
 ) -> tuple[MultiAgentLM, SamplingConfig]:
     """The policies and sampling settings saved by the trainers (see :func:`load_policy`)."""
     lm, config = load_policy(checkpoint, agents, device)
@@ -1305,18 +1305,70 @@ def load_trained(
 
 
 def load_policy(
-    checkpoint: str | os.PathLike, agents: Sequence[str], device: str | None = "cpu"
+    checkpoint: str | os.PathLike[str], agents: Sequence[str], device: str | None = "cpu"
 ) -> tuple[MultiAgentLM, Any]:
     """The policies and their :class:`~mallm_envs.agents.checkpoint.PolicyConfig` (model,
     sampling, system prompt) saved by ``baselines/magrpo.py`` or ``maac.py``.
 
-    ``checkpoint`` is the ``checkpoint.pt`` file or the run folder holding it; ``agents``
-    are the env's agent names (the ones the run trained). The file is read by
-    :func:`mallm_envs.agents.checkpoint.load_checkpoint`: ``weights_only=True`` (a planted
-    pickle runs no code) and its SHA-256 checked. The model and sampling settings come from
-    the checkpoint's :class:`~mallm_envs.agents.checkpoint.PolicyConfig`; checkpoints written
+    ``checkpoint`` is the ``checkpoint.pt`` file; the run folder holding it (its
+    ``export/`` when ``checkpoint.pt`` is absent); or an export folder (``policy.json`` and
+    one folder per agent with ``adapter_model.safetensors``, or a full model folder, as
+    :func:`~mallm_envs.agents.checkpoint.export_policies` writes them). ``agents`` are the
+    env's agent names (the ones the run trained). Both give the same weights, bit for bit.
+    A checkpoint is read by :func:`mallm_envs.agents.checkpoint.load_checkpoint`
+    (``weights_only=True``: a planted pickle runs no code; its SHA-256 checked); an export
+    by :func:`~mallm_envs.agents.checkpoint.import_policies` (safetensors only; the
+    tokenizer is the base model's, so an export without tokenizer files loads the same).
+    The model and sampling settings come from the :class:`PolicyConfig`; checkpoints written
     before it existed are read from the trainer's arguments with the trainers' defaults.
+    Raises :class:`ModelLoadError` with what is wrong.
     """
+    from mallm_envs.agents.checkpoint import CheckpointError, locate_policy
+
+    try:
+        kind, path = locate_policy(checkpoint)
+    except CheckpointError as error:
+        raise ModelLoadError(str(error)) from None
+    if kind == "export":
+        return _load_export(path, agents, device)
+    return _load_checkpoint_file(path, agents, device)
+
+
+def _check_agents(path: Path, config: Any, agents: Sequence[str]) -> None:
+    if tuple(config.agents) != tuple(agents):
+        raise ModelLoadError(
+            f"{path} was trained for agents {list(config.agents)}, not {list(agents)}"
+        )
+
+
+def _load_export(
+    folder: Path, agents: Sequence[str], device: str | None
+) -> tuple[MultiAgentLM, Any]:
+    """An export folder's policies (see :func:`load_policy`)."""
+    from mallm_envs.agents.checkpoint import (
+        CheckpointError,
+        PolicyFormatError,
+        import_policies,
+        read_export_config,
+    )
+
+    try:
+        config = read_export_config(folder)
+    except (CheckpointError, PolicyFormatError, LLMConfigError) as error:
+        raise ModelLoadError(f"{folder}: {error}") from None
+    _check_agents(folder, config, agents)
+    lm = config.build(device)
+    try:
+        import_policies(lm, folder)
+    except CheckpointError as error:
+        raise ModelLoadError(str(error)) from None
+    return lm, config
+
+
+def _load_checkpoint_file(
+    path: Path, agents: Sequence[str], device: str | None
+) -> tuple[MultiAgentLM, Any]:
+    """A trainer checkpoint's policies (see :func:`load_policy`)."""
     from mallm_envs.agents.checkpoint import (
         CheckpointError,
         PolicyConfig,
@@ -1324,15 +1376,12 @@ def load_policy(
         load_checkpoint,
     )
 
-    path = Path(checkpoint)
-    if path.is_dir():
-        path = path / "checkpoint.pt"
-    if not path.is_file():
-        raise ModelLoadError(f"no checkpoint at {path}")
     try:
         saved = load_checkpoint(path)
     except CheckpointError as error:
         raise ModelLoadError(str(error)) from None
+    if saved is None:  # removed after it was located
+        raise ModelLoadError(f"no checkpoint at {path}")
     try:
         policies = saved["policies"]
         if "policy" in saved:
@@ -1341,12 +1390,9 @@ def load_policy(
             config = _policy_config_from_trainer_args(saved["args"], agents)
     except (KeyError, TypeError) as error:
         raise ModelLoadError(f"{path} is not a trainer checkpoint: {error}") from None
-    except PolicyFormatError as error:
+    except (PolicyFormatError, LLMConfigError) as error:
         raise ModelLoadError(f"{path}: {error}") from None
-    if tuple(config.agents) != tuple(agents):
-        raise ModelLoadError(
-            f"{path} was trained for agents {list(config.agents)}, not {list(agents)}"
-        )
+    _check_agents(path, config, agents)
     lm = config.build(device)
     missing = [p for p in lm.policies if p not in policies]
     if missing:

@@ -1034,22 +1034,37 @@ def _declares_greedy(decoding: dict[str, Any]) -> bool:
 
 
 def _unsafe_checkpoint(location: str) -> str:
-    """Why the checkpoint a spec names must not be loaded here ('' when it loads safely).
+    """Why the policies a ``checkpoint:`` spec names must not be loaded here ('' when they
+    load safely).
 
-    The verifier loads it weights-only first, so a planted pickle cannot run code even if
-    the agent's own loader unpickles in full.
+    A ``checkpoint.pt`` is loaded weights-only first, so a planted pickle cannot run code
+    even if the agent's own loader unpickled in full. An export folder (``policy.json`` and
+    safetensors weights, used when the run folder has no ``checkpoint.pt``) cannot hold
+    code; its policy record must parse and every weight file must open as safetensors.
     """
-    path = Path(location)
-    if path.is_dir():
-        path = path / "checkpoint.pt"
-    if not path.is_file():
-        return f"the checkpoint {location[:120]!r} is not available here"
     try:
         import torch
 
-        torch.load(path, map_location="cpu", weights_only=True)
+        from mallm_envs.agents.checkpoint import (
+            CheckpointError,
+            PolicyFormatError,
+            check_export,
+            locate_policy,
+        )
     except ImportError as err:
         return f"checkpoints need the 'llm' extra: {err}"
+    try:
+        kind, path = locate_policy(location)
+    except CheckpointError:
+        return f"the checkpoint {location[:120]!r} is not available here"
+    if kind == "export":
+        try:
+            check_export(path)
+        except (CheckpointError, PolicyFormatError) as err:
+            return f"the export {str(path)[:120]!r} cannot be read safely: {_short(str(err), 200)}"
+        return ""
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # the unpickler's errors have no common type
         return (
             f"the checkpoint {str(path)[:120]!r} does not load weights-only: {type(err).__name__}"
