@@ -73,3 +73,15 @@ def test_files_of_other_tasks_or_envs_are_refused() -> None:
                 f"b={oracle}",
             ]
         )
+
+
+def test_cross_play_games_are_matched_by_partner_seat_and_task() -> None:
+    path = BOARD / "cross-play" / "reference-oracle.json.gz"
+    run = compare.load(str(path))
+    with gzip.open(path, "rt") as handle:
+        data = json.load(handle)
+    games = data["cross_play"]["games"]
+    assert len(run.returns) == len(data["episodes"]) == len(games)  # no task counted twice
+    first = data["episodes"][0]
+    key = f"{games[0]['partner']}@{games[0]['partner_role']}/{first['options']['task_id']}"
+    assert run.returns[key] == first["team_return"]

@@ -18,7 +18,8 @@ Usage::
         --trained MAGRPO=runs/a.json.gz,runs/b.json.gz,runs/c.json.gz [--out report.md]
 
 Episodes are matched by their reset options' ``task_id`` (or their seed where there is none);
-files must cover the same tasks.
+files must cover the same tasks. Cross-play submissions (``mallm evaluate --cross-play``) are
+matched by game: partner, the partner's seat and task.
 """
 
 from __future__ import annotations
@@ -57,9 +58,12 @@ def load(path: str) -> Run:
         data = json.load(handle)
     returns: dict[str, float] = {}
     successes: dict[str, bool | None] = {}
-    for episode in data["episodes"]:
+    games = (data.get("cross_play") or {}).get("games")
+    for index, episode in enumerate(data["episodes"]):
         options = episode.get("options") or {}
         key = str(options.get("task_id", episode.get("seed")))
+        if games is not None:  # a cross-play game: the task with one partner in one seat
+            key = f"{games[index]['partner']}@{games[index]['partner_role']}/{key}"
         if key in returns:
             raise SystemExit(f"{path}: task {key} appears twice")
         returns[key] = float(episode["team_return"])
