@@ -5,7 +5,7 @@
 # Usage: bash baselines/results/llm/smollm2_references.sh [ENV_ID ...]  (default: all below)
 # STRATEGIES="parallel single" limits the prompting strategies run on the pair envs.
 # Entries already on a board are skipped, and an interrupted evaluation resumes from the
-# episodes it finished (runs/smollm2_references/), so the script continues where it stopped.
+# episodes it finished (runs/smollm2_references/ENV_ID/), so the script continues where it stopped.
 # BATCH_EPISODES (default 8) episodes are played side by side with their model calls batched;
 # the transcripts are the ones played one at a time (batch-invariant decoding).
 set -euo pipefail
@@ -23,11 +23,13 @@ evaluate() {  # env, spec, file stem, board name, description
   local out="leaderboards/$1/$3.json.gz"
   if [ -f "$out" ]; then echo "have $out"; return; fi
   echo "== $1 $2 ($(date -u +%H:%M:%S))"
-  $MALLM evaluate "$1" --agent "$2" --out "$scratch/$3.json.gz" --quiet --name "$4" \
+  # one scratch folder per env: two envs' runs of one strategy may go at once
+  mkdir -p "$scratch/$1"
+  $MALLM evaluate "$1" --agent "$2" --out "$scratch/$1/$3.json.gz" --quiet --name "$4" \
     --temperature 0 --max-new-tokens 256 --description "$5" \
     --batch-episodes "${BATCH_EPISODES:-8}"
   mkdir -p "leaderboards/$1"
-  mv "$scratch/$3.json.gz" "$out"
+  mv "$scratch/$1/$3.json.gz" "$out"
 }
 for env in "${ENVS[@]}"; do
   if [[ " ${PAIRS[*]} " == *" $env "* ]]; then
