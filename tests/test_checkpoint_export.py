@@ -6,6 +6,7 @@ re-runs an entry from it (a tampered adapter fails)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -154,6 +155,23 @@ def test_the_checkpoint_spec_takes_a_run_folder_without_its_checkpoint(
     assert all(a.system_prompt == "Answer with one word." for a in agents.values())
     reference, _ = load_policy(trained, AGENTS)
     _assert_same_weights(agents["agent_0"].lm, reference)
+    env.close()
+
+
+def test_a_checkpoint_spec_reloads_once_its_files_change(
+    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The in-process model cache is keyed by the policy files' sizes and times too: a run
+    folder whose export was replaced (a longer run, a new export) is not served stale."""
+    monkeypatch.setattr(spec_module, "_MODELS", {})
+    clone = _copy_run(trained, tmp_path / "clone", checkpoint=False, lean=True)
+    env = mallm_envs.make(ENV)
+    first = build_agents(f"checkpoint:{clone}", env, seed=0)["agent_0"].lm
+    assert build_agents(f"checkpoint:{clone}", env, seed=0)["agent_0"].lm is first
+    adapter = clone / "export" / "agent_0" / ADAPTER_FILE
+    stat = adapter.stat()
+    os.utime(adapter, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert build_agents(f"checkpoint:{clone}", env, seed=0)["agent_0"].lm is not first
     env.close()
 
 
@@ -355,3 +373,21 @@ def test_verify_checks_an_export_parses_before_loading_it(trained: Path, tmp_pat
     (export / POLICY_FILE).unlink()
     assert "not available here" in verify_module._unsafe_checkpoint(str(export))
     assert "not available here" in verify_module._unsafe_checkpoint(str(tmp_path / "nowhere"))
+
+
+def test_the_board_names_the_model_of_a_checkpoint_entry() -> None:
+    """A checkpoint: spec names no model, so the board reads the one its agents recorded
+    (the magrpo-s0 rows showed "-" in the model column before)."""
+    from mallm_envs.leaderboard.board import agent_model, model_cell
+    from mallm_envs.leaderboard.verify import read_submission_bytes
+
+    root = Path(__file__).resolve().parents[1]
+    path = root / "leaderboards" / "CoopCode-v1" / "magrpo-s0-smollm2.json.gz"
+    agent = read_submission_bytes(path.read_bytes(), path.name)["agent"]
+    assert agent.get("model") is None
+    assert agent_model(agent) == "smollm2-135m"
+    assert model_cell(agent) == "smollm2-135m"
+    mixed = {"per_role": {"helper": {"model": "tiny"}, "main": {"model": "smollm2-135m"}}}
+    assert agent_model(mixed) == "helper: tiny, main: smollm2-135m"
+    assert agent_model({"per_role": {"a": {"kind": "scripted"}}}) == "-"
+    assert agent_model({"model": "gpt-x", "per_role": {"a": {"model": "tiny"}}}) == "gpt-x"

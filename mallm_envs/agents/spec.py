@@ -10,8 +10,9 @@ spec                      agent
                           file); needs the ``llm`` extra
 ``prompting:S[:MODEL]``   the paper's prompting baselines with one frozen model; ``S`` is
                           ``single``, ``parallel``, ``sequential`` or ``discussion``
-``checkpoint:PATH``       the policies a trainer in ``baselines/`` saved (run folder or
-                          ``checkpoint.pt``)
+``checkpoint:PATH``       the policies a trainer in ``baselines/`` saved: a run folder
+                          (its ``checkpoint.pt``, else its ``export/``), a
+                          ``checkpoint.pt`` or an ``export/`` folder
 ``package.module:name``   ``name(env, agent_name)`` from an importable module (your own)
 ========================  =============================================================
 
@@ -169,6 +170,27 @@ def _cached(key: tuple[Any, ...], build: Any) -> Any:
         return _MODELS[key]
 
 
+def _files_stamp(location: str) -> tuple[tuple[str, int, int], ...]:
+    """Size and modification time of the files a ``checkpoint:`` spec loads (its checkpoint
+    file, or every file of its export folder), so a process that loaded a policy loads it
+    again once those files change on disk."""
+    from mallm_envs.agents.checkpoint import CheckpointError, locate_policy
+
+    try:
+        path = locate_policy(location)[1]
+    except CheckpointError:
+        return ()  # loading reports what is wrong
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    stamp = []
+    for file in files:
+        try:
+            stat = file.stat()
+        except OSError:
+            continue
+        stamp.append((str(file), stat.st_size, stat.st_mtime_ns))
+    return tuple(stamp)
+
+
 def _llm_module() -> Any:
     try:
         from mallm_envs.agents import llm
@@ -222,7 +244,7 @@ def _llm_agents(
         if not rest:
             raise AgentSpecError("checkpoint: needs a path, e.g. checkpoint:runs/magrpo")
         lm, config = _cached(
-            ("checkpoint", rest, roles, settings.device),
+            ("checkpoint", rest, _files_stamp(rest), roles, settings.device),
             lambda: llm.load_policy(rest, roles, device=settings.device),
         )
         sampling = settings.sampling(config.sampling())

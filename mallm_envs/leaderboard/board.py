@@ -318,10 +318,32 @@ def _measure_cell(summary: dict[str, Any], measure: str) -> str:
 _ROLE_SPEC = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*=")
 
 
+def agent_model(agent: dict[str, Any]) -> str:
+    """The model an entry declares; when it declares none (a ``checkpoint:`` spec names no
+    model), the models its agents recorded in ``per_role``: one name, or ``role: name``
+    items when the roles differ. ``-`` when neither says."""
+    if agent.get("model"):
+        return str(agent["model"])
+    per_role = agent.get("per_role")
+    if not isinstance(per_role, dict):
+        return "-"
+    models = {
+        role: str(d["model"])
+        for role, d in per_role.items()
+        if isinstance(d, dict) and isinstance(d.get("model"), str) and d["model"]
+    }
+    if not models:
+        return "-"
+    values = list(models.values())
+    if len(models) == len(per_role) and all(value == values[0] for value in values):
+        return values[0]
+    return ", ".join(f"{role}: {model}" for role, model in models.items())
+
+
 def model_cell(agent: dict[str, Any]) -> str:
     """The model column: the agent's model; for a mixed team (``ROLE=SPEC`` roles) also each
     role's decoding, since its roles may decode differently."""
-    model = str(agent.get("model") or "-")
+    model = agent_model(agent)
     decoding = agent.get("decoding")
     if not _ROLE_SPEC.match(str(agent.get("spec") or "")) or not isinstance(decoding, dict):
         return model
@@ -455,7 +477,7 @@ def cross_row(rank: int, entry: Entry, partners: list[str], self_play: Entry | N
     return [
         str(rank),
         entry.name,
-        str(entry.report.submission.agent.get("model") or "-"),
+        agent_model(entry.report.submission.agent),
         _fmt_ci(cross),
         f"{worst} ({per_partner[worst]['mean']:.3f})" if worst else "-",
         self_cell,
