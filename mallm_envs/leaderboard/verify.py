@@ -23,7 +23,9 @@ Some outcomes depend on the machine's speed (a unit test close to its time limit
 that has such outcomes is registered with ``timing_sensitive=True``, names the keyword
 argument that scales its time limits (``time_limit_scale_kwarg``) and lists each test's
 status in ``infos[agent]["test_statuses"]``. When an episode of such an env does not replay
-exactly, it is accepted only when timing explains
+exactly, it is first replayed again under the normal limits (up to :data:`STRICT_RETRIES`
+times), since the verifier's own load can push a test past its limit once; a replay that
+reproduces the record exactly settles it. Otherwise it is accepted only when timing explains
 the difference: either a replay with every time limit multiplied by
 :data:`LENIENT_TIME_SCALE` reproduces the record exactly, or every test whose status
 differs between the record and the normal replay timed out on one side, and nothing else
@@ -84,6 +86,10 @@ MAX_TEXT_CHARS = 4_000
 MAX_WALL_TIME_S = 1e7
 MAX_TOKENS = 10**12
 LENIENT_TIME_SCALE = 4.0
+STRICT_RETRIES = 2
+"""Fresh strict replays of a timing-sensitive episode that did not reproduce, before the
+timing explanations are tried: a test pushed past its limit by the verifier's own load
+reproduces on a retry, so the figures do not depend on how busy the machine is."""
 TOP_LEVEL_FIELDS = frozenset(
     {
         "format",
@@ -887,6 +893,16 @@ def _check_timing_sensitive(
     difference = None if strict is None else first_difference(episode, strict)
     if strict is not None and difference is None:
         return strict, None
+    for _ in range(STRICT_RETRIES):
+        # A busy machine (another job on the cores) can push a test past its limit once;
+        # a fresh strict replay that reproduces the record exactly is the record's own
+        # outcome, and keeps the board's figures independent of the verifier's load.
+        try:
+            again: Episode | None = _replay(episode, env_id, kwargs, index)
+        except VerificationError:
+            again = None
+        if again is not None and first_difference(episode, again) is None:
+            return again, None
     from mallm_envs.registration import spec as registered_spec
 
     scale_kwarg = registered_spec(env_id).time_limit_scale_kwarg
