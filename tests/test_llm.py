@@ -286,6 +286,34 @@ def test_shared_prompt_logprobs_and_gradients_equal_the_full_sequence_ones(lm) -
         assert torch.allclose(got_grouped, want, atol=1e-5, rtol=1e-3)
 
 
+def test_checkpointed_prompts_give_the_same_gradient(lm) -> None:
+    """Recomputing the prompt pass in the backward pass (the default, for memory) gives the
+    gradient that keeping its activations gives, bit for bit on the CPU."""
+    prompts = [lm.encode(lm.format_prompt(text)) for text in PROMPTS]
+    rows = [prompts[0], prompts[0], prompts[1]]
+    responses = [[5, 6, 7, 8], [9, 10], [11, 12, 13]]
+    coefficients = torch.tensor([0.5, -1.0, 0.25])
+    parameters = lm.trainable_parameters("helper")
+    assert lm.checkpoint_prompts
+    results = {}
+    for checkpointed in (True, False):
+        lm.checkpoint_prompts = checkpointed
+        try:
+            for parameter in parameters:
+                parameter.grad = None
+            loss, logprobs = lm.accumulate_policy_gradient("helper", rows, responses, coefficients)
+            results[checkpointed] = (loss, logprobs, [p.grad.clone() for p in parameters])
+        finally:
+            lm.checkpoint_prompts = True
+            for parameter in parameters:
+                parameter.grad = None
+    (loss, logprobs, grads), (loss_kept, logprobs_kept, grads_kept) = results[True], results[False]
+    assert torch.equal(loss, loss_kept) and torch.equal(logprobs, logprobs_kept)
+    assert any(g.abs().sum() > 0 for g in grads)
+    for got, want in zip(grads, grads_kept):
+        assert torch.equal(got, want)
+
+
 def test_policy_state_round_trip(lm: MultiAgentLM) -> None:
     state = lm.policy_state_dict("policy0_helper")
     assert state and all("policy0_helper" in name for name in state)

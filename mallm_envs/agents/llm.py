@@ -352,6 +352,10 @@ class MultiAgentLM:
             attention=attention,
         )
         self.attention = attention
+        self.checkpoint_prompts = True
+        """Recompute a prompt's forward pass in the backward pass of
+        :meth:`accumulate_policy_gradient` instead of keeping its activations (less memory,
+        one more prompt forward per group; the same gradient)."""
         self.device = next(base.parameters()).device
         self._dtype = next(base.parameters()).dtype
         # transformers 5 renamed the cache argument of forward() from past_key_values to cache.
@@ -693,6 +697,7 @@ class MultiAgentLM:
             attention.index_select(0, rows_of),
             positions.index_select(0, rows_of),
         )
+        _reserve_cache(cache, longest)
         if self.adapter == "lora":
             extra["adapter_names"] = policies
         for step in range(longest):
@@ -878,18 +883,36 @@ class MultiAgentLM:
             raise LLMConfigError("every prompt needs at least one token")
         prompt_batch, prompt_mask = _left_pad([list(p) for p in distinct], self._pad_id, device)
         prompt_positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
+
+        def encode_prompts() -> tuple[torch.Tensor, ...]:
+            own = DynamicCache()
+            output = network(
+                input_ids=prompt_batch,
+                attention_mask=prompt_mask,
+                position_ids=prompt_positions,
+                use_cache=True,
+                logits_to_keep=1,
+                **{self._cache_argument: own},
+            )
+            layers = [tensor for pair in _cache_tensors(own) for tensor in pair]
+            return (output.logits[:, -1, :], *layers)
+
+        if self.checkpoint_prompts and torch.is_grad_enabled():
+            # Keep none of the prompt pass's activations: the backward pass runs it again
+            # once the responses' part is done, so the prompt's and the responses'
+            # activations are never alive together (exact: the same kernels recompute the
+            # same numbers).
+            from torch.utils.checkpoint import checkpoint
+
+            encoded = checkpoint(encode_prompts, use_reentrant=False)
+        else:
+            encoded = encode_prompts()
         cache = DynamicCache()
-        output = network(
-            input_ids=prompt_batch,
-            attention_mask=prompt_mask,
-            position_ids=prompt_positions,
-            use_cache=True,
-            logits_to_keep=1,
-            **{self._cache_argument: cache},
-        )
+        for layer in range(0, len(encoded) - 1, 2):
+            cache.update(encoded[1 + layer], encoded[2 + layer], layer // 2)
         rows_of = torch.tensor(index, device=device)
         # The prompt's last position scores each response's first token.
-        first_logits = output.logits[:, -1, :].index_select(0, rows_of).float()
+        first_logits = encoded[0].index_select(0, rows_of).float()
         longest = max(len(r) for r in response_ids)
         total = torch.zeros(len(prompt_ids), device=device)
         if longest == 0:
@@ -919,6 +942,105 @@ class MultiAgentLM:
         )
         rest = _token_logprobs(output.logits.float(), responses[:, 1:])
         return total + (rest * response_mask[:, 1:]).sum(dim=1)
+
+
+_RESERVED_LAYER: Any = None
+
+
+def _reserved_layer_class() -> Any:
+    """A transformers cache layer with room reserved for the tokens still to come (``None``
+    where this transformers has no cache layers): decoding writes each step's keys and
+    values into that room in place, where transformers' dynamic layer concatenates the
+    whole cache anew at every step (most of the sampling time on a CPU: every layer's
+    cache copied once per generated token). The layer's keys and values are views of the
+    filled part, the same numbers as the concatenated tensors."""
+    global _RESERVED_LAYER
+    if _RESERVED_LAYER is not None:
+        return _RESERVED_LAYER or None
+    try:
+        from transformers.cache_utils import DynamicLayer
+    except ImportError:  # pragma: no cover - transformers without cache layers
+        _RESERVED_LAYER = False
+        return None
+
+    class ReservedLayer(DynamicLayer):  # type: ignore[misc, valid-type]
+        _room_keys: torch.Tensor | None = None
+        _room_values: torch.Tensor | None = None
+        _length = 0
+
+        @classmethod
+        def holding(cls, keys: torch.Tensor, values: torch.Tensor, room: int) -> Any:
+            layer = cls()
+            layer.lazy_initialization(keys, values)
+            length = keys.shape[-2]
+            layer._room_keys = keys.new_empty((*keys.shape[:-2], length + room, keys.shape[-1]))
+            layer._room_values = values.new_empty(
+                (*values.shape[:-2], length + room, values.shape[-1])
+            )
+            layer._room_keys[..., :length, :].copy_(keys)
+            layer._room_values[..., :length, :].copy_(values)
+            layer._set_length(length)
+            return layer
+
+        def _set_length(self, length: int) -> None:
+            assert self._room_keys is not None and self._room_values is not None
+            self._length = length
+            self.keys = self._room_keys[..., :length, :]
+            self.values = self._room_values[..., :length, :]
+
+        def update(
+            self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            room = self._room_keys
+            end = self._length + key_states.shape[-2]
+            if (
+                room is None
+                or self._room_values is None
+                or end > room.shape[-2]
+                or key_states.shape[:-2] != room.shape[:-2]
+            ):
+                self._room_keys = self._room_values = None  # out of room: concatenate
+                return super().update(key_states, value_states, *args, **kwargs)
+            room[..., self._length : end, :].copy_(key_states)
+            self._room_values[..., self._length : end, :].copy_(value_states)
+            self._set_length(end)
+            return self.keys, self.values
+
+        def _detach_room(self) -> None:
+            self._room_keys = self._room_values = None
+
+        def batch_select_indices(self, indices: torch.Tensor) -> None:
+            self._detach_room()
+            super().batch_select_indices(indices)
+
+        def batch_repeat_interleave(self, repeats: int) -> None:
+            self._detach_room()
+            super().batch_repeat_interleave(repeats)
+
+        def crop(self, tokens_to_remove: int) -> None:
+            self._detach_room()
+            super().crop(tokens_to_remove)
+
+        def reset(self) -> None:
+            self._detach_room()
+            super().reset()
+
+    _RESERVED_LAYER = ReservedLayer
+    return ReservedLayer
+
+
+def _reserve_cache(cache: Any, tokens: int) -> None:
+    """Give every filled layer of a transformers cache room for ``tokens`` more positions
+    (see :func:`_reserved_layer_class`); a cache without layers is left as it is."""
+    layers = getattr(cache, "layers", None)
+    reserved = _reserved_layer_class() if layers and tokens > 0 else None
+    if reserved is None:
+        return
+    from transformers.cache_utils import DynamicLayer
+
+    for index, layer in enumerate(layers):
+        if type(layer) is DynamicLayer and layer.is_initialized and layer.keys.dim() == 4:
+            layers[index] = reserved.holding(layer.keys, layer.values, tokens)
 
 
 def _cache_tensors(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -973,6 +1095,11 @@ def _left_pad(
     return ids.to(device), mask.to(device)
 
 
+NUCLEUS_CANDIDATES = 512
+"""Tokens :func:`_sample_tokens` looks at first for a row's top-p nucleus (all of them when
+the nucleus is wider)."""
+
+
 def _sample_tokens(
     logits: torch.Tensor,
     temperature: torch.Tensor,
@@ -986,7 +1113,12 @@ def _sample_tokens(
     (a ``None`` entry, a finished row, draws nothing and its token is ignored).
     """
     probs = torch.softmax(logits / temperature, dim=-1)
-    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    # The nucleus nearly always lies among the most likely few hundred tokens: take those
+    # (sorted) instead of sorting the whole vocabulary, and sort it all only when a row's
+    # nucleus reaches past them. The draw is from the same distribution either way.
+    sorted_probs, order = probs.topk(min(NUCLEUS_CANDIDATES, probs.shape[-1]), dim=-1)
+    if bool((sorted_probs.sum(-1, keepdim=True) < top_p).any()):
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
     before = sorted_probs.cumsum(-1) - sorted_probs  # mass strictly above each token
     sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)
     if isinstance(generator, list):
