@@ -419,37 +419,11 @@ class Run:
         return self.rows
 
 
-MMAP_THRESHOLD_BYTES = 128 * 1024
-"""Allocations at least this large get their own pages, given back when freed (glibc)."""
-
-
-def return_freed_memory() -> bool:
-    """Make glibc give large freed blocks back to the system (True where it took effect).
-
-    glibc raises its mmap threshold each time a large mmapped block is freed, up to 32 MiB,
-    so after the first update most activations and logits come from its heap and stay
-    resident once freed: measured on SmolLM2, a LoRA update's peak resident memory was
-    1.92 GB with a fixed threshold and 2.86 GB without, and the process kept about 1.9 GB
-    it no longer used between updates. A fixed threshold (``mallopt(M_MMAP_THRESHOLD)``,
-    which also turns the raising off) keeps the peak to what is alive at once.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(-3, MMAP_THRESHOLD_BYTES))  # -3: M_MMAP_THRESHOLD
-    except (OSError, AttributeError):  # not glibc
-        return False
-
-
 def start_run(args: PolicyArgs, algorithm: str, check: Callable[[int], None] | None = None) -> Run:
     """Threads, processes, device and seeds; the env checked (text env; ``check(horizon)``
     for the trainer's own limits) before anything is written; the run folder opened."""
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    return_freed_memory()
     device = args.device
     dist = Distributed(device)
     if dist.enabled and device.startswith("cuda"):
