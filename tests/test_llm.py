@@ -242,8 +242,18 @@ def _full_sequence_logprobs(lm: MultiAgentLM, agent: str, prompts, responses) ->
     return torch.stack(total)
 
 
-def test_shared_prompt_logprobs_and_gradients_equal_the_full_sequence_ones(lm) -> None:
-    """Encoding a group's prompt once is exact: same log-probs, same gradients."""
+@pytest.fixture(params=[256, 3], ids=["whole-prompts", "prompt-chunks-of-3"])
+def chunked_lm(lm, request):
+    """``lm`` encoding prompts (with gradients) whole, or 3 positions at a time."""
+    lm.prompt_chunk = request.param
+    yield lm
+    lm.prompt_chunk = 256
+
+
+def test_shared_prompt_logprobs_and_gradients_equal_the_full_sequence_ones(chunked_lm) -> None:
+    """Encoding a group's prompt once is exact: same log-probs, same gradients (left-padded
+    prompts of two lengths, whole or in chunks)."""
+    lm = chunked_lm
     prompts = [lm.encode(lm.format_prompt(text)) for text in PROMPTS]
     rows = [prompts[0], prompts[0], prompts[0], prompts[1], prompts[1]]
     responses = [[5, 6, 7, 8], [9], [], [11, 12, 13], [14, 15]]
@@ -286,32 +296,40 @@ def test_shared_prompt_logprobs_and_gradients_equal_the_full_sequence_ones(lm) -
         assert torch.allclose(got_grouped, want, atol=1e-5, rtol=1e-3)
 
 
-def test_checkpointed_prompts_give_the_same_gradient(lm) -> None:
-    """Recomputing the prompt pass in the backward pass (the default, for memory) gives the
-    gradient that keeping its activations gives, bit for bit on the CPU."""
+@pytest.mark.parametrize(("response_rows", "prompt_chunk"), [(1, 256), (2, 3), (8, 7)])
+def test_checkpointed_prompts_give_the_same_gradient(
+    lm, response_rows: int, prompt_chunk: int
+) -> None:
+    """The memory-saving update (the prompt pass recomputed in the backward pass, in chunks
+    of positions; responses scored a few rows at a time; the default) gives the gradient,
+    loss and log-probs that keeping every activation gives, up to float rounding."""
     prompts = [lm.encode(lm.format_prompt(text)) for text in PROMPTS]
-    rows = [prompts[0], prompts[0], prompts[1]]
-    responses = [[5, 6, 7, 8], [9, 10], [11, 12, 13]]
-    coefficients = torch.tensor([0.5, -1.0, 0.25])
+    rows = [prompts[0], prompts[1], prompts[0], prompts[0], prompts[1]]
+    responses = [[5, 6, 7, 8], [9, 10], [11, 12, 13], [], [14]]
+    coefficients = torch.tensor([0.5, -1.0, 0.25, 3.0, -0.5])
     parameters = lm.trainable_parameters("helper")
-    assert lm.checkpoint_prompts
+    assert lm.checkpoint_prompts and lm.response_rows == 1 and lm.prompt_chunk == 256
+    assert max(len(p) for p in prompts) > 2 * prompt_chunk or prompt_chunk == 256
     results = {}
     for checkpointed in (True, False):
-        lm.checkpoint_prompts = checkpointed
+        lm.checkpoint_prompts, lm.response_rows = checkpointed, response_rows
+        lm.prompt_chunk = prompt_chunk
         try:
             for parameter in parameters:
                 parameter.grad = None
             loss, logprobs = lm.accumulate_policy_gradient("helper", rows, responses, coefficients)
             results[checkpointed] = (loss, logprobs, [p.grad.clone() for p in parameters])
         finally:
-            lm.checkpoint_prompts = True
+            lm.checkpoint_prompts, lm.response_rows, lm.prompt_chunk = True, 1, 256
             for parameter in parameters:
                 parameter.grad = None
     (loss, logprobs, grads), (loss_kept, logprobs_kept, grads_kept) = results[True], results[False]
-    assert torch.equal(loss, loss_kept) and torch.equal(logprobs, logprobs_kept)
+    assert torch.allclose(loss, loss_kept, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(logprobs, logprobs_kept, rtol=1e-5, atol=1e-6)
+    assert logprobs[3] == 0.0  # the empty response
     assert any(g.abs().sum() > 0 for g in grads)
     for got, want in zip(grads, grads_kept):
-        assert torch.equal(got, want)
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-6), (got - want).abs().max()
 
 
 def test_policy_state_round_trip(lm: MultiAgentLM) -> None:

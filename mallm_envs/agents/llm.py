@@ -356,6 +356,11 @@ class MultiAgentLM:
         """Recompute a prompt's forward pass in the backward pass of
         :meth:`accumulate_policy_gradient` instead of keeping its activations (less memory,
         one more prompt forward per group; the same gradient)."""
+        self.prompt_chunk = 256
+        """With :attr:`checkpoint_prompts`: prompt positions encoded (and recomputed) at once."""
+        self.response_rows = 1
+        """With :attr:`checkpoint_prompts`: responses scored (forward and backward) at once
+        in :meth:`accumulate_policy_gradient`; fewer rows, less memory."""
         self.device = next(base.parameters()).device
         self._dtype = next(base.parameters()).dtype
         # transformers 5 renamed the cache argument of forward() from past_key_values to cache.
@@ -845,14 +850,33 @@ class MultiAgentLM:
             groups.setdefault(tuple(prompt), []).append(row)
         loss = torch.zeros((), device=self.device)
         for rows in groups.values():
-            values = self._response_logprobs(
-                network, [prompt_ids[r] for r in rows], [response_ids[r] for r in rows]
-            )
             index = torch.tensor(rows, device=self.device)
-            group_loss = (coefficients.index_select(0, index) * values).sum()
-            if group_loss.requires_grad:
-                group_loss.backward()
-            loss = loss + group_loss.detach()
+            responses = [response_ids[r] for r in rows]
+            if not self.checkpoint_prompts:
+                values = self._response_logprobs(network, [prompt_ids[r] for r in rows], responses)
+                group_loss = (coefficients.index_select(0, index) * values).sum()
+                if group_loss.requires_grad:
+                    group_loss.backward()
+            else:
+                # The prompt once (checkpointed), then the responses a few rows at a time,
+                # each part's backward pass run before the next part's forward pass: only
+                # one part's activations are alive at once. The parts' gradients on the
+                # prompt's keys and values are summed and sent through the prompt last.
+                encoded = self._encode_prompts(network, [prompt_ids[rows[0]]], leaves=True)
+                parts = []
+                step = max(1, self.response_rows)
+                for first in range(0, len(rows), step):
+                    part = responses[first : first + step]
+                    part_values = self._score_responses(network, encoded, [0] * len(part), part)
+                    part_loss = (
+                        coefficients.index_select(0, index[first : first + step]) * part_values
+                    ).sum()
+                    if part_loss.requires_grad:
+                        part_loss.backward()
+                    parts.append(part_values.detach())
+                self._backward_prompts(encoded)
+                values = torch.cat(parts)
+            loss = loss + (coefficients.index_select(0, index) * values).sum().detach()
             logprobs[index] = values.detach()
         return loss, logprobs
 
@@ -874,6 +898,22 @@ class MultiAgentLM:
         response_ids: Sequence[Sequence[int]],
     ) -> torch.Tensor:
         """Summed response log-probs; each distinct prompt is encoded once."""
+        encoded = self._encode_prompts(network, prompt_ids)
+        return self._score_responses(network, encoded, list(encoded.rows), response_ids)
+
+    def _encode_prompts(
+        self, network: Any, prompt_ids: Sequence[Sequence[int]], *, leaves: bool = False
+    ) -> _EncodedPrompts:
+        """Encode each distinct prompt once: the last position's logits and every layer's
+        keys and values, for :meth:`_score_responses` to continue from.
+
+        With gradients on and :attr:`checkpoint_prompts`, the pass keeps none of its
+        activations: the backward pass runs it again once the responses' part is done, so
+        the prompt's and the responses' activations are never alive together (exact: the
+        same kernels recompute the same numbers). With ``leaves`` the returned tensors are
+        detached copies that collect the responses' gradients; :meth:`_backward_prompts`
+        then sends those through the prompt pass in one go.
+        """
         from transformers import DynamicCache
 
         device = self.device
@@ -884,7 +924,7 @@ class MultiAgentLM:
         prompt_batch, prompt_mask = _left_pad([list(p) for p in distinct], self._pad_id, device)
         prompt_positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
 
-        def encode_prompts() -> tuple[torch.Tensor, ...]:
+        def encode() -> tuple[torch.Tensor, ...]:
             own = DynamicCache()
             output = network(
                 input_ids=prompt_batch,
@@ -898,23 +938,99 @@ class MultiAgentLM:
             return (output.logits[:, -1, :], *layers)
 
         if self.checkpoint_prompts and torch.is_grad_enabled():
-            # Keep none of the prompt pass's activations: the backward pass runs it again
-            # once the responses' part is done, so the prompt's and the responses'
-            # activations are never alive together (exact: the same kernels recompute the
-            # same numbers).
-            from torch.utils.checkpoint import checkpoint
-
-            encoded = checkpoint(encode_prompts, use_reentrant=False)
+            outputs = self._encode_in_chunks(network, prompt_batch, prompt_mask, prompt_positions)
         else:
-            encoded = encode_prompts()
+            outputs = encode()
+        tensors = tuple(outputs)
+        if leaves:
+            tensors = tuple(t.detach().requires_grad_(t.requires_grad) for t in outputs)
+        return _EncodedPrompts(
+            outputs=tuple(outputs),
+            tensors=tensors,
+            rows=tuple(index),
+            mask=prompt_mask,
+            positions=prompt_positions,
+        )
+
+    def _encode_in_chunks(
+        self,
+        network: Any,
+        tokens: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        """The prompt pass of :meth:`_encode_prompts`, checkpointed :attr:`prompt_chunk`
+        positions at a time: each chunk attends to the keys and values of the chunks before
+        it, and its backward pass recomputes that chunk alone, so at most one chunk's
+        activations are alive (causal attention makes this the same computation; the
+        kernels' shapes differ, so the numbers may differ in the last bits)."""
+        from torch.utils.checkpoint import checkpoint
+        from transformers import DynamicCache
+
+        length = tokens.shape[1]
+        size = max(1, self.prompt_chunk)
+
+        def run(start: int, end: int, *before: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            own = DynamicCache()
+            for layer in range(0, len(before), 2):
+                own.update(before[layer], before[layer + 1], layer // 2)
+            output = network(
+                input_ids=tokens[:, start:end],
+                attention_mask=mask[:, :end],
+                position_ids=positions[:, start:end],
+                use_cache=True,
+                logits_to_keep=1,
+                **{self._cache_argument: own},
+            )
+            layers = [t[:, :, start:end, :] for pair in _cache_tensors(own) for t in pair]
+            return (output.logits[:, -1, :], *layers)
+
+        chunks: list[tuple[torch.Tensor, ...]] = []
+        before: tuple[torch.Tensor, ...] = ()
+        for start in range(0, length, size):
+            end = min(length, start + size)
+            result = checkpoint(run, start, end, *before, use_reentrant=False)
+            chunks.append(tuple(result))
+            layers = [chunk[1:] for chunk in chunks]
+            before = tuple(
+                layers[0][i] if len(layers) == 1 else torch.cat([c[i] for c in layers], dim=2)
+                for i in range(len(layers[0]))
+            )
+        return (chunks[-1][0], *before)
+
+    @staticmethod
+    def _backward_prompts(encoded: _EncodedPrompts) -> None:
+        """Send the gradients that the responses left on ``encoded``'s leaf tensors through
+        the prompt pass (recomputed there when checkpointed)."""
+        pairs = [
+            (output, leaf.grad)
+            for output, leaf in zip(encoded.outputs, encoded.tensors)
+            if output.requires_grad and leaf.grad is not None
+        ]
+        if pairs:
+            torch.autograd.backward([o for o, _ in pairs], grad_tensors=[g for _, g in pairs])
+
+    def _score_responses(
+        self,
+        network: Any,
+        encoded: _EncodedPrompts,
+        rows: Sequence[int],
+        response_ids: Sequence[Sequence[int]],
+    ) -> torch.Tensor:
+        """Summed log-probs of ``response_ids``, the i-th continuing encoded prompt
+        ``rows[i]``, from the prompts' cache."""
+        from transformers import DynamicCache
+
+        device = self.device
         cache = DynamicCache()
-        for layer in range(0, len(encoded) - 1, 2):
-            cache.update(encoded[1 + layer], encoded[2 + layer], layer // 2)
-        rows_of = torch.tensor(index, device=device)
+        layers = encoded.tensors[1:]
+        for layer in range(0, len(layers), 2):
+            cache.update(layers[layer], layers[layer + 1], layer // 2)
+        rows_of = torch.tensor(list(rows), device=device)
         # The prompt's last position scores each response's first token.
-        first_logits = encoded[0].index_select(0, rows_of).float()
-        longest = max(len(r) for r in response_ids)
-        total = torch.zeros(len(prompt_ids), device=device)
+        first_logits = encoded.tensors[0].index_select(0, rows_of).float()
+        longest = max((len(r) for r in response_ids), default=0)
+        total = torch.zeros(len(response_ids), device=device)
         if longest == 0:
             return total
         responses = torch.full((len(response_ids), longest), self._pad_id, device=device)
@@ -927,10 +1043,10 @@ class MultiAgentLM:
         total = total + first * response_mask[:, 0]
         if longest == 1:
             return total
-        if len(distinct) != len(prompt_ids):
+        if len(encoded.mask) != len(rows) or list(rows) != list(range(len(rows))):
             cache.batch_select_indices(rows_of)
-        attention = torch.cat([prompt_mask.index_select(0, rows_of), response_mask], dim=1)
-        start = prompt_positions.index_select(0, rows_of)[:, -1:] + 1
+        attention = torch.cat([encoded.mask.index_select(0, rows_of), response_mask], dim=1)
+        start = encoded.positions.index_select(0, rows_of)[:, -1:] + 1
         positions = start + torch.arange(longest - 1, device=device).unsqueeze(0)
         # Response tokens 0..n-2 are the inputs that score tokens 1..n-1.
         output = network(
@@ -942,6 +1058,20 @@ class MultiAgentLM:
         )
         rest = _token_logprobs(output.logits.float(), responses[:, 1:])
         return total + (rest * response_mask[:, 1:]).sum(dim=1)
+
+
+@dataclass(frozen=True)
+class _EncodedPrompts:
+    """Distinct prompts encoded once (see :meth:`MultiAgentLM._encode_prompts`)."""
+
+    outputs: tuple[torch.Tensor, ...]
+    """What the prompt pass returned: last-position logits, then keys and values per layer."""
+    tensors: tuple[torch.Tensor, ...]
+    """The same, or detached leaves of them that collect the responses' gradients."""
+    rows: tuple[int, ...]
+    """For each row asked for, the index of its distinct prompt."""
+    mask: torch.Tensor
+    positions: torch.Tensor
 
 
 _RESERVED_LAYER: Any = None
