@@ -914,7 +914,6 @@ class MultiAgentLM:
         detached copies that collect the responses' gradients; :meth:`_backward_prompts`
         then sends those through the prompt pass in one go.
         """
-        from transformers import DynamicCache
 
         device = self.device
         distinct: dict[tuple[int, ...], int] = {}
@@ -924,23 +923,13 @@ class MultiAgentLM:
         prompt_batch, prompt_mask = _left_pad([list(p) for p in distinct], self._pad_id, device)
         prompt_positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
 
-        def encode() -> tuple[torch.Tensor, ...]:
-            own = DynamicCache()
-            output = network(
-                input_ids=prompt_batch,
-                attention_mask=prompt_mask,
-                position_ids=prompt_positions,
-                use_cache=True,
-                logits_to_keep=1,
-                **{self._cache_argument: own},
-            )
-            layers = [tensor for pair in _cache_tensors(own) for tensor in pair]
-            return (output.logits[:, -1, :], *layers)
-
         if self.checkpoint_prompts and torch.is_grad_enabled():
             outputs = self._encode_in_chunks(network, prompt_batch, prompt_mask, prompt_positions)
         else:
-            outputs = encode()
+            length = prompt_batch.shape[1]
+            outputs = self._prompt_pass(
+                network, prompt_batch, prompt_mask, prompt_positions, 0, length
+            )
         tensors = tuple(outputs)
         if leaves:
             tensors = tuple(t.detach().requires_grad_(t.requires_grad) for t in outputs)
@@ -965,25 +954,12 @@ class MultiAgentLM:
         activations are alive (causal attention makes this the same computation; the
         kernels' shapes differ, so the numbers may differ in the last bits)."""
         from torch.utils.checkpoint import checkpoint
-        from transformers import DynamicCache
 
         length = tokens.shape[1]
         size = max(1, self.prompt_chunk)
 
         def run(start: int, end: int, *before: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            own = DynamicCache()
-            for layer in range(0, len(before), 2):
-                own.update(before[layer], before[layer + 1], layer // 2)
-            output = network(
-                input_ids=tokens[:, start:end],
-                attention_mask=mask[:, :end],
-                position_ids=positions[:, start:end],
-                use_cache=True,
-                logits_to_keep=1,
-                **{self._cache_argument: own},
-            )
-            layers = [t[:, :, start:end, :] for pair in _cache_tensors(own) for t in pair]
-            return (output.logits[:, -1, :], *layers)
+            return self._prompt_pass(network, tokens, mask, positions, start, end, before)
 
         chunks: list[tuple[torch.Tensor, ...]] = []
         before: tuple[torch.Tensor, ...] = ()
@@ -997,6 +973,30 @@ class MultiAgentLM:
                 for i in range(len(layers[0]))
             )
         return (chunks[-1][0], *before)
+
+    def _prompt_pass(
+        self,
+        network: Any,
+        tokens: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        start: int,
+        end: int,
+        before: Sequence[torch.Tensor] = (),
+    ) -> tuple[torch.Tensor, ...]:
+        """Prompt positions ``start:end`` after the keys and values ``before`` (of positions
+        ``:start``): the last position's logits, then those positions' keys and values."""
+        own = _cache_of(before)
+        output = network(
+            input_ids=tokens[:, start:end],
+            attention_mask=mask[:, :end],
+            position_ids=positions[:, start:end],
+            use_cache=True,
+            logits_to_keep=1,
+            **{self._cache_argument: own},
+        )
+        layers = [t[:, :, start:end, :] for pair in _cache_tensors(own) for t in pair]
+        return (output.logits[:, -1, :], *layers)
 
     @staticmethod
     def _backward_prompts(encoded: _EncodedPrompts) -> None:
@@ -1019,13 +1019,8 @@ class MultiAgentLM:
     ) -> torch.Tensor:
         """Summed log-probs of ``response_ids``, the i-th continuing encoded prompt
         ``rows[i]``, from the prompts' cache."""
-        from transformers import DynamicCache
-
         device = self.device
-        cache = DynamicCache()
-        layers = encoded.tensors[1:]
-        for layer in range(0, len(layers), 2):
-            cache.update(layers[layer], layers[layer + 1], layer // 2)
+        cache = _cache_of(encoded.tensors[1:])
         rows_of = torch.tensor(list(rows), device=device)
         # The prompt's last position scores each response's first token.
         first_logits = encoded.tensors[0].index_select(0, rows_of).float()
@@ -1072,6 +1067,16 @@ class _EncodedPrompts:
     """For each row asked for, the index of its distinct prompt."""
     mask: torch.Tensor
     positions: torch.Tensor
+
+
+def _cache_of(layers: Sequence[torch.Tensor]) -> Any:
+    """A transformers cache holding ``layers``: keys and values, layer after layer."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    for layer in range(0, len(layers), 2):
+        cache.update(layers[layer], layers[layer + 1], layer // 2)
+    return cache
 
 
 _RESERVED_LAYER: Any = None
