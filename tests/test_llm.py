@@ -215,6 +215,88 @@ def test_generation_logprobs_match_recomputed_per_adapter(lm: MultiAgentLM) -> N
         )
 
 
+def test_group_sampling_reads_each_prompt_once_with_the_same_numbers(lm, monkeypatch) -> None:
+    """Groups decode over one copy of each prompt's keys and values (the shared-prefix cache
+    and attention); tokens and log-probs are those of decoding G full copies."""
+    from mallm_envs.agents import llm as llm_module
+
+    prompts = {"helper": [PROMPTS[0], "A much longer prompt, " * 5], "main": [PROMPTS[1]]}
+    greedy = SamplingConfig(temperature=0.0, max_new_tokens=12)
+    shared_layers = []
+    share = llm_module._share_prefix
+
+    def recording(cache, *args):
+        share(cache, *args)
+        shared_layers.extend(type(layer).__name__ for layer in cache.layers)
+
+    monkeypatch.setattr(llm_module, "_share_prefix", recording)
+    shared = lm.generate(prompts, num_samples=3, sampling=greedy)
+    assert shared_layers and set(shared_layers) == {"SharedPrefixLayer"}
+    monkeypatch.setattr(llm_module, "_group_size", lambda index, distinct: 0)
+    copies = lm.generate(prompts, num_samples=3, sampling=greedy)
+    for agent, groups in shared.items():
+        for group, expected_group in zip(groups, copies[agent]):
+            for got, expected in zip(group, expected_group):
+                assert got.response_ids == expected.response_ids
+                assert got.logprobs == pytest.approx(expected.logprobs, abs=1e-5)
+                assert got.finish_reason == expected.finish_reason
+
+
+def test_shared_prefix_attention_equals_eager_attention_over_full_copies() -> None:
+    """Several new tokens at once (causal among them), left-padded prompts, grouped heads."""
+    from transformers.models.llama.modeling_llama import eager_attention_forward
+
+    from mallm_envs.agents import llm as llm_module
+
+    generator = torch.Generator().manual_seed(0)
+    distinct, group, heads, key_heads, prompt_length, new, queries, size = 2, 3, 6, 2, 5, 4, 2, 8
+    rows = distinct * group
+    prefix_keys = torch.randn(distinct, key_heads, prompt_length, size, generator=generator)
+    prefix_values = torch.randn(distinct, key_heads, prompt_length, size, generator=generator)
+    own_keys = torch.randn(rows, key_heads, new, size, generator=generator)
+    own_values = torch.randn(rows, key_heads, new, size, generator=generator)
+    query = torch.randn(rows, heads, queries, size, generator=generator)
+    prompt_attention = torch.ones(distinct, prompt_length, dtype=torch.long)
+    prompt_attention[1, :2] = 0  # the second prompt is left-padded by 2
+
+    class Layer:
+        pass
+
+    layer = Layer()
+    layer.prefix_keys, layer.prefix_values, layer.group = prefix_keys, prefix_values, group
+    layer.prefix_bias = torch.zeros(distinct, 1, 1, prompt_length).masked_fill(
+        (prompt_attention == 0).view(distinct, 1, 1, -1), torch.finfo(torch.float32).min
+    )
+
+    class Cache:
+        layers = [layer]
+
+    class Module:
+        layer_idx, num_key_value_groups, training = 0, heads // key_heads, False
+
+    token = llm_module._SHARED_PREFIX_CACHE.set(Cache())
+    try:
+        got, _ = llm_module._shared_prefix_attention_forward(
+            Module(), query, own_keys, own_values, None, scaling=0.3
+        )
+    finally:
+        llm_module._SHARED_PREFIX_CACHE.reset(token)
+    rows_of = torch.arange(distinct).repeat_interleave(group)
+    keys = torch.cat([prefix_keys[rows_of], own_keys], dim=2)
+    values = torch.cat([prefix_values[rows_of], own_values], dim=2)
+    total = prompt_length + new
+    visible = torch.ones(rows, queries, total, dtype=torch.bool)
+    visible[:, :, :prompt_length] &= prompt_attention[rows_of].bool()[:, None, :]
+    for query_index in range(queries):
+        visible[:, query_index, prompt_length + new - queries + query_index + 1 :] = False
+    mask = torch.zeros(rows, 1, queries, total).masked_fill(
+        ~visible[:, None], torch.finfo(torch.float32).min
+    )
+    expected, _ = eager_attention_forward(Module(), query, keys, values, mask, scaling=0.3)
+    assert got.shape == expected.shape == (rows, queries, heads, size)
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
 def test_gradients_reach_only_the_agents_adapter(lm: MultiAgentLM) -> None:
     for parameter in lm.trainable_parameters("helper") + lm.trainable_parameters("main"):
         parameter.grad = None

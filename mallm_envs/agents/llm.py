@@ -27,6 +27,7 @@ losses use.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
 import hashlib
 import inspect
@@ -68,6 +69,10 @@ shapes of the tiny model, SmolLM2 and LoRA ranks, with 1 and 2 threads)."""
 
 ROW_ATTENTION = "mallm_row_eager"
 """Name under which the batch-invariant attention is registered with transformers."""
+
+SHARED_PREFIX_ATTENTION = "mallm_shared_prefix"
+"""Name under which the group-sampling attention (:func:`_shared_prefix_attention_forward`)
+is registered with transformers."""
 
 
 class LLMError(MallmError, RuntimeError):
@@ -696,51 +701,60 @@ class MultiAgentLM:
             first_logits = output.logits[:, -1, :]
         rows_of = torch.tensor(index, device=device)
         last_logits = first_logits.index_select(0, rows_of)
-        if len(distinct) != size:
-            cache.batch_select_indices(rows_of)
+        prompt_attention = attention
         attention, positions = (
             attention.index_select(0, rows_of),
             positions.index_select(0, rows_of),
         )
-        _reserve_cache(cache, longest)
+        decoding: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        group = _group_size(index, len(distinct))
+        if not batch_invariant and group > 1 and _shared_prefix_layer_class() is not None:
+            # A prompt's G rows read one copy of its keys and values at every step.
+            _share_prefix(cache, prompt_attention, group, longest)
+            decoding = _shared_prefix_attention(network, cache)
+        else:
+            if len(distinct) != size:
+                cache.batch_select_indices(rows_of)
+            _reserve_cache(cache, longest)
         if self.adapter == "lora":
             extra["adapter_names"] = policies
-        for step in range(longest):
-            logits = (output.logits[:, -1, :] if step else last_logits).float()
-            log_probs = torch.log_softmax(logits, dim=-1)
-            if isinstance(generator, list):  # a finished row draws no more from its generator
-                row_generators = [None if done[r] else generator[r] for r in range(size)]
-                draw = _sample_tokens_in_vocab_order if batch_invariant else _sample_tokens
-                tokens = draw(logits, temperature, top_p, greedy, row_generators)
-            else:
-                tokens = _sample_tokens(logits, temperature, top_p, greedy, generator)
-            chosen = log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1)
-            token_list = tokens.tolist()
-            chosen_list = chosen.tolist()
-            for row in range(size):
-                if done[row]:
-                    continue
-                token = token_list[row]
-                responses[row].append(token)
-                logprobs[row].append(chosen_list[row])
-                if token in self._eos_ids:
-                    done[row], finish[row] = True, "eos"
-                elif settings[row].stop and _contains_stop(
-                    self._decode(responses[row]), settings[row].stop
-                ):
-                    done[row], finish[row] = True, "stop"
-                elif step + 1 >= limits[row]:
-                    done[row] = True
-            if all(done):
-                break
-            next_ids = torch.tensor(
-                [self._pad_id if done[r] else token_list[r] for r in range(size)], device=device
-            ).unsqueeze(1)
-            attention = torch.cat([attention, torch.ones_like(next_ids)], dim=1)
-            positions = positions[:, -1:] + 1
-            output = network(  # the cache object in `extra` was filled in place
-                input_ids=next_ids, attention_mask=attention, position_ids=positions, **extra
-            )
+        with decoding:
+            for step in range(longest):
+                logits = (output.logits[:, -1, :] if step else last_logits).float()
+                log_probs = torch.log_softmax(logits, dim=-1)
+                if isinstance(generator, list):  # a finished row draws no more from its generator
+                    row_generators = [None if done[r] else generator[r] for r in range(size)]
+                    draw = _sample_tokens_in_vocab_order if batch_invariant else _sample_tokens
+                    tokens = draw(logits, temperature, top_p, greedy, row_generators)
+                else:
+                    tokens = _sample_tokens(logits, temperature, top_p, greedy, generator)
+                chosen = log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1)
+                token_list = tokens.tolist()
+                chosen_list = chosen.tolist()
+                for row in range(size):
+                    if done[row]:
+                        continue
+                    token = token_list[row]
+                    responses[row].append(token)
+                    logprobs[row].append(chosen_list[row])
+                    if token in self._eos_ids:
+                        done[row], finish[row] = True, "eos"
+                    elif settings[row].stop and _contains_stop(
+                        self._decode(responses[row]), settings[row].stop
+                    ):
+                        done[row], finish[row] = True, "stop"
+                    elif step + 1 >= limits[row]:
+                        done[row] = True
+                if all(done):
+                    break
+                next_ids = torch.tensor(
+                    [self._pad_id if done[r] else token_list[r] for r in range(size)], device=device
+                ).unsqueeze(1)
+                attention = torch.cat([attention, torch.ones_like(next_ids)], dim=1)
+                positions = positions[:, -1:] + 1
+                output = network(  # the cache object in `extra` was filled in place
+                    input_ids=next_ids, attention_mask=attention, position_ids=positions, **extra
+                )
         generations = []
         for row in range(real):
             ids = responses[row]
@@ -1342,13 +1356,19 @@ def _register_row_attention() -> bool:
 
 @contextlib.contextmanager
 def _row_attention(network: Any) -> Iterator[None]:
-    """Run ``network``'s attention with :func:`_row_attention_forward` inside the block.
-
-    The model's configs are switched and switched back; callers hold the model's lock.
-    """
+    """Run ``network``'s attention with :func:`_row_attention_forward` inside the block."""
     if not _register_row_attention():
         yield
         return
+    with _attention_implementation(network, ROW_ATTENTION):
+        yield
+
+
+@contextlib.contextmanager
+def _attention_implementation(network: Any, name: str) -> Iterator[None]:
+    """Run ``network``'s attention with the implementation registered as ``name`` inside the
+    block. The model's configs are switched and switched back; callers hold the model's lock.
+    """
     configs = {
         id(config): config
         for module in network.modules()
@@ -1358,7 +1378,7 @@ def _row_attention(network: Any) -> Iterator[None]:
     before = {key: config._attn_implementation for key, config in configs.items()}
     try:
         for config in configs.values():
-            config._attn_implementation = ROW_ATTENTION
+            config._attn_implementation = name
         yield
     finally:
         for key, config in configs.items():
@@ -1417,6 +1437,170 @@ def _row_attention_forward(
         )
         output[row, first_query:] = attended[0]
     return output, None
+
+
+_SHARED_PREFIX_CACHE: contextvars.ContextVar[Any] = contextvars.ContextVar(
+    "mallm_shared_prefix_cache", default=None
+)
+_SHARED_PREFIX_LAYER: Any = None
+
+
+def _group_size(index: Sequence[int], distinct: int) -> int:
+    """G when the rows are G consecutive rows per distinct prompt, in the prompts' order
+    (``index[row]`` is a row's prompt), else 0."""
+    if distinct < 1 or len(index) % distinct:
+        return 0
+    group = len(index) // distinct
+    return group if all(prompt == row // group for row, prompt in enumerate(index)) else 0
+
+
+def _shared_prefix_layer_class() -> Any:
+    """A cache layer for group sampling (``None`` where transformers has no cache layers or
+    cannot take a custom attention): it holds each distinct prompt's keys and values once
+    (``prefix_keys``, ``prefix_values``: distinct prompts x key heads x prompt length x head
+    size, with ``prefix_bias``, minus infinity at a prompt's left padding) and, as its own
+    keys and values, each row's generated tokens only, in reserved room. The attention
+    registered as :data:`SHARED_PREFIX_ATTENTION` reads both. Every row of a group would
+    otherwise carry (and read, at every step) a copy of its prompt's cache, and the grouped
+    query heads a further copy per query head."""
+    global _SHARED_PREFIX_LAYER
+    if _SHARED_PREFIX_LAYER is not None:
+        return _SHARED_PREFIX_LAYER or None
+    reserved = _reserved_layer_class()
+    if reserved is None or not _register_shared_prefix_attention():
+        _SHARED_PREFIX_LAYER = False
+        return None
+
+    class SharedPrefixLayer(reserved):  # type: ignore[misc, valid-type]
+        prefix_keys: torch.Tensor
+        prefix_values: torch.Tensor
+        prefix_bias: torch.Tensor
+        group = 1
+
+        def get_seq_length(self) -> int:
+            return int(self.prefix_keys.shape[-2]) + self._length
+
+        def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+            return self.get_seq_length() + query_length, 0
+
+        def update(
+            self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            room = self._room_keys
+            if room is None or self._length + key_states.shape[-2] > room.shape[-2]:
+                raise LLMError("the shared-prefix cache ran out of its reserved room")
+            return super().update(key_states, value_states, *args, **kwargs)
+
+        def _detach_room(self) -> None:
+            raise LLMError("a shared-prefix cache cannot be reordered or cropped")
+
+    _SHARED_PREFIX_LAYER = SharedPrefixLayer
+    return SharedPrefixLayer
+
+
+def _share_prefix(cache: Any, prompt_attention: torch.Tensor, group: int, room: int) -> None:
+    """Turn every layer of ``cache`` (the distinct prompts' keys and values, left-padded as
+    ``prompt_attention`` says) into a :func:`_shared_prefix_layer_class` layer for ``group``
+    rows per prompt with ``room`` positions for the generated tokens."""
+    layer_class = _shared_prefix_layer_class()
+    bias = torch.zeros(prompt_attention.shape, dtype=torch.float32, device=prompt_attention.device)
+    for index, layer in enumerate(cache.layers):
+        keys, values = layer.keys, layer.values
+        distinct, heads, _length, size = keys.shape
+        empty = keys.new_empty((distinct * group, heads, 0, size))
+        shared = layer_class.holding(empty, values.new_empty(empty.shape), room)
+        shared.prefix_keys, shared.prefix_values, shared.group = keys, values, group
+        shared.prefix_bias = (
+            bias.to(keys.dtype)
+            .masked_fill(prompt_attention == 0, torch.finfo(keys.dtype).min)
+            .view(distinct, 1, 1, -1)
+        )
+        cache.layers[index] = shared
+
+
+def _register_shared_prefix_attention() -> bool:
+    """Register :func:`_shared_prefix_attention_forward` with transformers once (no mask
+    function: transformers then builds no mask, which this attention does not read)."""
+    try:
+        from transformers import AttentionInterface
+    except ImportError:  # pragma: no cover - old transformers
+        return False
+    AttentionInterface.register(SHARED_PREFIX_ATTENTION, _shared_prefix_attention_forward)
+    return True
+
+
+@contextlib.contextmanager
+def _shared_prefix_attention(network: Any, cache: Any) -> Iterator[None]:
+    """Decode ``network`` from ``cache`` (made by :func:`_share_prefix`) inside the block."""
+    token = _SHARED_PREFIX_CACHE.set(cache)
+    try:
+        with _attention_implementation(network, SHARED_PREFIX_ATTENTION):
+            yield
+    finally:
+        _SHARED_PREFIX_CACHE.reset(token)
+
+
+def _shared_prefix_attention_forward(
+    module: Any,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """Attention of G rows per prompt over their prompt's keys (held once) and their own.
+
+    ``key`` and ``value`` are the rows' generated tokens (the layer's own part); the prompts'
+    part is in the layer of the active cache. The softmax runs over both parts together,
+    in float32 as transformers' eager attention does; causal within the new tokens.
+    """
+    cache = _SHARED_PREFIX_CACHE.get()
+    if cache is None:
+        raise LLMError("shared-prefix attention outside a shared-prefix decoding")
+    layer = cache.layers[module.layer_idx]
+    prefix_keys, prefix_values, group = layer.prefix_keys, layer.prefix_values, layer.group
+    rows, heads, queries, size = query.shape
+    distinct, key_heads, prefix_length, _ = prefix_keys.shape
+    own_length = key.shape[-2]
+    per_key_head = heads // key_heads * queries  # query vectors per row and key head
+
+    def by_prompt(tensor: torch.Tensor) -> torch.Tensor:
+        # rows x key heads x n x m -> prompts x key heads x (G n) x m
+        n, m = tensor.shape[-2:]
+        return (
+            tensor.reshape(distinct, group, key_heads, n, m)
+            .transpose(1, 2)
+            .reshape(distinct, key_heads, group * n, m)
+        )
+
+    def by_row(tensor: torch.Tensor) -> torch.Tensor:
+        # prompts x key heads x (G n) x m -> rows x key heads x n x m
+        m = tensor.shape[-1]
+        return (
+            tensor.reshape(distinct, key_heads, group, -1, m)
+            .transpose(1, 2)
+            .reshape(rows, key_heads, -1, m)
+        )
+
+    grouped = query.reshape(rows, key_heads, per_key_head, size)
+    prefix_scores = torch.matmul(by_prompt(grouped), prefix_keys.transpose(2, 3)) * scaling
+    prefix_scores = by_row(prefix_scores + layer.prefix_bias)
+    own_scores = torch.matmul(grouped, key.transpose(2, 3)) * scaling
+    if queries > 1:  # a new token sees the new tokens up to itself
+        seen = torch.arange(own_length - queries, own_length, device=query.device)
+        hidden = torch.arange(own_length, device=query.device)[None, :] > seen[:, None]
+        hidden = hidden.repeat(heads // key_heads, 1)
+        own_scores = own_scores.masked_fill(hidden, torch.finfo(own_scores.dtype).min)
+    weights = torch.softmax(
+        torch.cat([prefix_scores, own_scores], dim=-1), dim=-1, dtype=torch.float32
+    ).to(query.dtype)
+    prefix_weights, own_weights = weights.split([prefix_length, own_length], dim=-1)
+    attended = torch.matmul(own_weights, value) + by_row(
+        torch.matmul(by_prompt(prefix_weights), prefix_values)
+    )
+    return attended.reshape(rows, heads, queries, size).transpose(1, 2).contiguous(), None
 
 
 def _contains_stop(text: str, stops: Sequence[str]) -> bool:
