@@ -232,6 +232,14 @@ def test_group_sampling_reads_each_prompt_once_with_the_same_numbers(lm, monkeyp
     monkeypatch.setattr(llm_module, "_share_prefix", recording)
     shared = lm.generate(prompts, num_samples=3, sampling=greedy)
     assert shared_layers and set(shared_layers) == {"SharedPrefixLayer"}
+    # The trainers list a group's prompt once per sample: the same sharing.
+    shared_layers.clear()
+    repeated = {agent: [p for p in texts for _ in range(3)] for agent, texts in prompts.items()}
+    listed = lm.generate(repeated, sampling=greedy)
+    assert shared_layers and set(shared_layers) == {"SharedPrefixLayer"}
+    assert [g[0].response_ids for g in listed["helper"]] == [
+        g.response_ids for group in shared["helper"] for g in group
+    ]
     monkeypatch.setattr(llm_module, "_group_size", lambda index, distinct: 0)
     copies = lm.generate(prompts, num_samples=3, sampling=greedy)
     for agent, groups in shared.items():
