@@ -240,8 +240,13 @@ def test_group_sampling_reads_each_prompt_once_with_the_same_numbers(lm, monkeyp
     assert [g[0].response_ids for g in listed["helper"]] == [
         g.response_ids for group in shared["helper"] for g in group
     ]
+    shared_layers.clear()
+    monkeypatch.setattr(llm_module, "SHARED_PREFIX_MODELS", frozenset({"another-model-type"}))
+    other = lm.generate(prompts, num_samples=3, sampling=greedy)
+    assert not shared_layers  # models outside the list decode from full copies
     monkeypatch.setattr(llm_module, "_group_size", lambda index, distinct: 0)
     copies = lm.generate(prompts, num_samples=3, sampling=greedy)
+    assert other["helper"][1][0].response_ids == copies["helper"][1][0].response_ids
     for agent, groups in shared.items():
         for group, expected_group in zip(groups, copies[agent]):
             for got, expected in zip(group, expected_group):

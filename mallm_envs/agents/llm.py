@@ -74,6 +74,12 @@ SHARED_PREFIX_ATTENTION = "mallm_shared_prefix"
 """Name under which the group-sampling attention (:func:`_shared_prefix_attention_forward`)
 is registered with transformers."""
 
+SHARED_PREFIX_MODELS = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+"""Model types whose attention :func:`_shared_prefix_attention_forward` computes exactly:
+scaled dot-product attention over grouped key heads, without soft-capping, sinks or
+biases (sliding-window layers are checked on the cache). Other models sample groups from
+full copies of the prompt's cache."""
+
 
 class LLMError(MallmError, RuntimeError):
     """Base class of the errors raised by :mod:`mallm_envs.agents.llm`."""
@@ -708,7 +714,7 @@ class MultiAgentLM:
         )
         decoding: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         group = _group_size(index, len(distinct))
-        if not batch_invariant and group > 1 and _shared_prefix_layer_class() is not None:
+        if not batch_invariant and group > 1 and _can_share_prefix(network, cache):
             # A prompt's G rows read one copy of its keys and values at every step.
             _share_prefix(cache, prompt_attention, group, longest)
             decoding = _shared_prefix_attention(network, cache)
@@ -1452,6 +1458,23 @@ def _group_size(index: Sequence[int], distinct: int) -> int:
         return 0
     group = len(index) // distinct
     return group if all(prompt == row // group for row, prompt in enumerate(index)) else 0
+
+
+def _can_share_prefix(network: Any, cache: Any) -> bool:
+    """Whether ``network``'s group sampling can decode over shared prefixes: a model type of
+    :data:`SHARED_PREFIX_MODELS` and a cache of plain full-attention layers."""
+    config = getattr(network, "config", None)
+    if getattr(config, "model_type", None) not in SHARED_PREFIX_MODELS:
+        return False
+    if _shared_prefix_layer_class() is None:
+        return False
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(
+        type(layer) is DynamicLayer and layer.is_initialized and layer.keys.dim() == 4
+        for layer in layers
+    )
 
 
 def _shared_prefix_layer_class() -> Any:
