@@ -464,6 +464,8 @@ def build_model(args: PolicyArgs, agents: list[str], device: str, seed: int) -> 
             network.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False}
             )
+    else:
+        lm.reuse_prefills = True  # each update follows its group sampling
     return lm
 
 

@@ -427,6 +427,76 @@ def test_checkpointed_prompts_give_the_same_gradient(
         assert torch.allclose(got, want, rtol=1e-4, atol=1e-6), (got - want).abs().max()
 
 
+@pytest.mark.parametrize("prompt_chunk", [256, 4], ids=["whole-prompts", "prompt-chunks-of-4"])
+def test_sampling_prefill_stands_for_the_update_prompt_pass(lm, monkeypatch, prompt_chunk) -> None:
+    """Group sampling keeps its prompts' prefill; the update takes it as the prompt pass's
+    forward (recomputed in the backward pass) while the weights are unchanged: the same
+    gradient, loss and log-probs as encoding the prompts again. A write to the weights (an
+    optimizer step) makes a kept prefill unusable."""
+    from mallm_envs.agents import llm as llm_module
+
+    monkeypatch.setattr(lm, "prompt_chunk", prompt_chunk)
+    lm._prefills.clear()
+    lm.generate({"helper": PROMPTS}, num_samples=3, sampling=SamplingConfig(max_new_tokens=2))
+    assert not lm._prefills  # off unless asked for
+    monkeypatch.setattr(lm, "reuse_prefills", True)
+    uses = []
+    known = llm_module._KnownPass.apply
+    monkeypatch.setattr(
+        llm_module._KnownPass, "apply", lambda *args: uses.append(1) or known(*args)
+    )
+    prompts = {"helper": [PROMPTS[0], "A longer prompt for the helper " * 3], "main": PROMPTS}
+    sampling = SamplingConfig(temperature=1.0, max_new_tokens=6)
+    parameters = [p for agent in ("helper", "main") for p in lm.trainable_parameters(agent)]
+
+    def update(samples) -> tuple:
+        for parameter in parameters:
+            parameter.grad = None
+        results = []
+        for agent, groups in samples.items():
+            flat = [g for group in groups for g in group]
+            coefficients = torch.linspace(-1.0, 1.0, len(flat))
+            results.append(
+                lm.accumulate_policy_gradient(
+                    agent,
+                    [g.prompt_ids for g in flat],
+                    [g.response_ids for g in flat],
+                    coefficients,
+                )
+            )
+        grads = [p.grad.clone() for p in parameters]
+        for parameter in parameters:
+            parameter.grad = None
+        return results, grads
+
+    samples = lm.generate(
+        prompts, num_samples=3, sampling=sampling, generator=torch.Generator().manual_seed(3)
+    )
+    assert len(lm._prefills) == 4
+    reused, reused_grads = update(samples)
+    assert uses and not lm._prefills  # every kept prefill was taken
+    uses.clear()
+    encoded, encoded_grads = update(samples)
+    assert not uses
+    for (loss, logprobs), (loss_again, logprobs_again) in zip(reused, encoded):
+        # The prefill ran left-padded beside other prompts: the same numbers up to rounding.
+        assert torch.allclose(loss, loss_again, rtol=1e-5, atol=1e-4)
+        assert torch.allclose(logprobs, logprobs_again, rtol=1e-5, atol=1e-4)
+    sampled = torch.tensor([g.logprob_sum for g in samples["helper"][1]])
+    assert torch.allclose(reused[0][1][3:], sampled, atol=1e-5)
+    assert any(g.abs().sum() > 0 for g in reused_grads)
+    for got, want in zip(reused_grads, encoded_grads):
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-6), (got - want).abs().max()
+
+    lm.generate(prompts, num_samples=3, sampling=sampling, generator=torch.Generator())
+    assert len(lm._prefills) == 4
+    with torch.no_grad():
+        lm.trainable_parameters("helper")[0].add_(0.0)  # an in-place write, as a step does
+    update(samples)
+    chunks = sum(-(-len(group[0].prompt_ids) // prompt_chunk) for group in samples["main"])
+    assert len(uses) == chunks  # one per chunk of main's prompts; none of the helper's
+
+
 def test_policy_state_round_trip(lm: MultiAgentLM) -> None:
     state = lm.policy_state_dict("policy0_helper")
     assert state and all("policy0_helper" in name for name in state)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
+import functools
 import hashlib
 import inspect
 import os
@@ -372,6 +373,16 @@ class MultiAgentLM:
         self.response_rows = 1
         """With :attr:`checkpoint_prompts`: responses scored (forward and backward) at once
         in :meth:`accumulate_policy_gradient`; fewer rows, less memory."""
+        self.reuse_prefills = False
+        """With :attr:`checkpoint_prompts`: group sampling keeps each prompt's prefill (its
+        keys and values and last logits, under the weights of that moment), and
+        :meth:`accumulate_policy_gradient` takes it as the forward result of the prompt
+        pass while the weights have not changed since (the backward pass recomputes it, as
+        a checkpoint's does): one prompt forward less per group and update. Kept prefills
+        hold memory until an update takes them or the weights change, so this is for
+        trainers, which sample then update (the baselines turn it on). Models with active
+        dropout never reuse (training mode would draw other masks)."""
+        self._prefills: dict[tuple[str, tuple[int, ...]], _Prefill] = {}
         self.device = next(base.parameters()).device
         self._dtype = next(base.parameters()).dtype
         # transformers 5 renamed the cache argument of forward() from past_key_values to cache.
@@ -705,6 +716,9 @@ class MultiAgentLM:
                 **extra,
             )
             first_logits = output.logits[:, -1, :]
+        group = _group_size(index, len(distinct))
+        if not batch_invariant and group > 1:
+            self._keep_prefills(list(distinct), first_logits, cache, attention)
         rows_of = torch.tensor(index, device=device)
         last_logits = first_logits.index_select(0, rows_of)
         prompt_attention = attention
@@ -713,7 +727,6 @@ class MultiAgentLM:
             positions.index_select(0, rows_of),
         )
         decoding: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-        group = _group_size(index, len(distinct))
         if not batch_invariant and group > 1 and _can_share_prefix(network, cache):
             # A prompt's G rows read one copy of its keys and values at every step.
             _share_prefix(cache, prompt_attention, group, longest)
@@ -779,6 +792,52 @@ class MultiAgentLM:
                 )
             )
         return generations
+
+    def _keep_prefills(
+        self,
+        prompts: list[tuple[str, tuple[int, ...]]],
+        logits: torch.Tensor,
+        cache: Any,
+        attention: torch.Tensor,
+    ) -> None:
+        """Keep each distinct (policy, prompt)'s prefill for :meth:`accumulate_policy_gradient`
+        (see :attr:`reuse_prefills`); drop kept prefills whose weights have changed since."""
+        if not (self.reuse_prefills and self.checkpoint_prompts) or not hasattr(cache, "layers"):
+            return
+        versions = {policy: self._weights_version(policy) for policy, _ in prompts}
+        self._prefills = {
+            key: kept
+            for key, kept in self._prefills.items()
+            if kept.version == self._weights_version(key[0])
+        }
+        if any(not _dropout_free(self.networks[policy]) for policy in versions):
+            return
+        layers = [t for pair in _cache_tensors(cache) for t in pair]
+        for row, (policy, ids) in enumerate(prompts):
+            start = attention.shape[1] - len(ids)  # left padding
+            self._prefills[(policy, ids)] = _Prefill(
+                version=versions[policy],
+                logits=logits[row : row + 1].detach(),
+                layers=tuple(t[row : row + 1, :, start:, :].detach() for t in layers),
+            )
+        while len(self._prefills) > MAX_KEPT_PREFILLS:
+            self._prefills.pop(next(iter(self._prefills)))
+
+    def _weights_version(self, policy: str) -> tuple[int, ...]:
+        """Changes whenever a weight ``policy``'s outputs depend on is written in place (an
+        optimizer step, a state load): torch counts each tensor's in-place writes."""
+        if policy == BASE_POLICY:
+            return ()
+        if self.adapter == "full":
+            return tuple(p._version for p in self.networks[policy].parameters())
+        return tuple(p._version for p in self._adapter_parameters(policy))
+
+    def _take_prefill(self, policy: str, ids: Sequence[int]) -> _Prefill | None:
+        """The kept prefill of ``ids`` under ``policy``'s current weights, if any (removed)."""
+        kept = self._prefills.pop((policy, tuple(ids)), None)
+        if kept is None or kept.version != self._weights_version(policy):
+            return None
+        return kept
 
     def _prefill_each(
         self, network: Any, prompts: list[tuple[str, tuple[int, ...]]], policies: list[str]
@@ -882,7 +941,13 @@ class MultiAgentLM:
                 # each part's backward pass run before the next part's forward pass: only
                 # one part's activations are alive at once. The parts' gradients on the
                 # prompt's keys and values are summed and sent through the prompt last.
-                encoded = self._encode_prompts(network, [prompt_ids[rows[0]]], leaves=True)
+                prompt = prompt_ids[rows[0]]
+                encoded = self._encode_prompts(
+                    network,
+                    [prompt],
+                    leaves=True,
+                    prefill=self._take_prefill(self.policy_name(agent), prompt),
+                )
                 parts = []
                 step = max(1, self.response_rows)
                 for first in range(0, len(rows), step):
@@ -922,7 +987,12 @@ class MultiAgentLM:
         return self._score_responses(network, encoded, list(encoded.rows), response_ids)
 
     def _encode_prompts(
-        self, network: Any, prompt_ids: Sequence[Sequence[int]], *, leaves: bool = False
+        self,
+        network: Any,
+        prompt_ids: Sequence[Sequence[int]],
+        *,
+        leaves: bool = False,
+        prefill: _Prefill | None = None,
     ) -> _EncodedPrompts:
         """Encode each distinct prompt once: the last position's logits and every layer's
         keys and values, for :meth:`_score_responses` to continue from.
@@ -932,7 +1002,8 @@ class MultiAgentLM:
         the prompt's and the responses' activations are never alive together (exact: the
         same kernels recompute the same numbers). With ``leaves`` the returned tensors are
         detached copies that collect the responses' gradients; :meth:`_backward_prompts`
-        then sends those through the prompt pass in one go.
+        then sends those through the prompt pass in one go. ``prefill`` (one prompt, from
+        group sampling under the same weights) stands for the checkpointed pass's forward.
         """
 
         device = self.device
@@ -944,7 +1015,11 @@ class MultiAgentLM:
         prompt_positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
 
         if self.checkpoint_prompts and torch.is_grad_enabled():
-            outputs = self._encode_in_chunks(network, prompt_batch, prompt_mask, prompt_positions)
+            if prefill is not None and len(distinct) != 1:
+                raise LLMConfigError("a kept prefill stands for one prompt")
+            outputs = self._encode_in_chunks(
+                network, prompt_batch, prompt_mask, prompt_positions, prefill
+            )
         else:
             length = prompt_batch.shape[1]
             outputs = self._prompt_pass(
@@ -967,16 +1042,20 @@ class MultiAgentLM:
         tokens: torch.Tensor,
         mask: torch.Tensor,
         positions: torch.Tensor,
+        prefill: _Prefill | None = None,
     ) -> tuple[torch.Tensor, ...]:
         """The prompt pass of :meth:`_encode_prompts`, checkpointed :attr:`prompt_chunk`
         positions at a time: each chunk attends to the keys and values of the chunks before
         it, and its backward pass recomputes that chunk alone, so at most one chunk's
         activations are alive (causal attention makes this the same computation; the
-        kernels' shapes differ, so the numbers may differ in the last bits)."""
+        kernels' shapes differ, so the numbers may differ in the last bits). With a
+        ``prefill`` (one prompt) the forward results are its slices and only the backward
+        pass runs the chunks."""
         from torch.utils.checkpoint import checkpoint
 
         length = tokens.shape[1]
         size = max(1, self.prompt_chunk)
+        anchor = torch.zeros((), device=tokens.device, requires_grad=True)
 
         def run(start: int, end: int, *before: torch.Tensor) -> tuple[torch.Tensor, ...]:
             return self._prompt_pass(network, tokens, mask, positions, start, end, before)
@@ -985,7 +1064,16 @@ class MultiAgentLM:
         before: tuple[torch.Tensor, ...] = ()
         for start in range(0, length, size):
             end = min(length, start + size)
-            result = checkpoint(run, start, end, *before, use_reentrant=False)
+            if prefill is None:
+                result = checkpoint(run, start, end, *before, use_reentrant=False)
+            else:
+                known = (
+                    prefill.logits if end == length else torch.zeros_like(prefill.logits),
+                    *(t[:, :, start:end, :] for t in prefill.layers),
+                )
+                result = _KnownPass.apply(
+                    functools.partial(run, start, end), known, anchor, *before
+                )
             chunks.append(tuple(result))
             layers = [chunk[1:] for chunk in chunks]
             before = tuple(
@@ -1087,6 +1175,61 @@ class _EncodedPrompts:
     """For each row asked for, the index of its distinct prompt."""
     mask: torch.Tensor
     positions: torch.Tensor
+
+
+@dataclass(frozen=True)
+class _Prefill:
+    """A prompt's prefill kept from group sampling (see ``MultiAgentLM.reuse_prefills``)."""
+
+    version: tuple[int, ...]
+    """The policy's weights' in-place write counts when it was computed."""
+    logits: torch.Tensor
+    """The last position's logits, ``[1, vocabulary]``."""
+    layers: tuple[torch.Tensor, ...]
+    """Keys and values per layer, ``[1, key heads, prompt length, head size]`` each."""
+
+
+class _KnownPass(torch.autograd.Function):
+    """A prompt chunk's pass whose forward result is already known (``known``, computed
+    under the same weights): the forward returns it, the backward recomputes the chunk
+    with gradients from its inputs and sends the incoming gradients through it, as a
+    checkpoint's backward does. ``anchor`` (a scalar that requires grad) keeps the first
+    chunk, which has no tensor inputs, in the graph."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, run: Any, known: tuple[torch.Tensor, ...], anchor: torch.Tensor, *before: Any
+    ) -> tuple[torch.Tensor, ...]:
+        ctx.run = run
+        ctx.save_for_backward(*before)
+        return tuple(t.detach() for t in known)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        before = [t.detach().requires_grad_(t.requires_grad) for t in ctx.saved_tensors]
+        with torch.enable_grad():
+            outputs = ctx.run(*before)
+        pairs = [(o, g) for o, g in zip(outputs, grads) if g is not None and o.requires_grad]
+        if pairs:
+            torch.autograd.backward([o for o, _ in pairs], grad_tensors=[g for _, g in pairs])
+        return (None, None, None, *(t.grad if t.requires_grad else None for t in before))
+
+
+MAX_KEPT_PREFILLS = 64
+"""Most prefills a model keeps for reuse (the oldest go first)."""
+
+
+def _dropout_free(network: Any) -> bool:
+    """No dropout acts in ``network`` in training mode (so its training-mode pass computes
+    what its evaluation-mode pass did)."""
+    config = getattr(network, "config", None)
+    if float(getattr(config, "attention_dropout", 0.0) or 0.0) != 0.0:
+        return False
+    return all(
+        module.p == 0
+        for module in network.modules()
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd)
+    )
 
 
 def _cache_of(layers: Sequence[torch.Tensor]) -> Any:
