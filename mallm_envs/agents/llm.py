@@ -818,7 +818,7 @@ class MultiAgentLM:
             self._prefills[(policy, ids)] = _Prefill(
                 version=versions[policy],
                 logits=logits[row : row + 1].detach(),
-                layers=tuple(t[row : row + 1, :, start:, :].detach() for t in layers),
+                layers=tuple(t[row : row + 1, :, start:, :].detach().contiguous() for t in layers),
             )
         while len(self._prefills) > MAX_KEPT_PREFILLS:
             self._prefills.pop(next(iter(self._prefills)))
