@@ -1110,13 +1110,7 @@ class MultiAgentLM:
     def _backward_prompts(encoded: _EncodedPrompts) -> None:
         """Send the gradients that the responses left on ``encoded``'s leaf tensors through
         the prompt pass (recomputed there when checkpointed)."""
-        pairs = [
-            (output, leaf.grad)
-            for output, leaf in zip(encoded.outputs, encoded.tensors)
-            if output.requires_grad and leaf.grad is not None
-        ]
-        if pairs:
-            torch.autograd.backward([o for o, _ in pairs], grad_tensors=[g for _, g in pairs])
+        _backward_through(encoded.outputs, [leaf.grad for leaf in encoded.tensors])
 
     def _score_responses(
         self,
@@ -1209,10 +1203,17 @@ class _KnownPass(torch.autograd.Function):
         before = [t.detach().requires_grad_(t.requires_grad) for t in ctx.saved_tensors]
         with torch.enable_grad():
             outputs = ctx.run(*before)
-        pairs = [(o, g) for o, g in zip(outputs, grads) if g is not None and o.requires_grad]
-        if pairs:
-            torch.autograd.backward([o for o, _ in pairs], grad_tensors=[g for _, g in pairs])
+        _backward_through(outputs, grads)
         return (None, None, None, *(t.grad if t.requires_grad else None for t in before))
+
+
+def _backward_through(
+    outputs: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None]
+) -> None:
+    """Backpropagate ``grads`` from ``outputs``, skipping outputs without a gradient."""
+    pairs = [(o, g) for o, g in zip(outputs, grads) if g is not None and o.requires_grad]
+    if pairs:
+        torch.autograd.backward([o for o, _ in pairs], grad_tensors=[g for _, g in pairs])
 
 
 MAX_KEPT_PREFILLS = 64
@@ -1669,18 +1670,19 @@ def _share_prefix(cache: Any, prompt_attention: torch.Tensor, group: int, room: 
     ``prompt_attention`` says) into a :func:`_shared_prefix_layer_class` layer for ``group``
     rows per prompt with ``room`` positions for the generated tokens."""
     layer_class = _shared_prefix_layer_class()
-    bias = torch.zeros(prompt_attention.shape, dtype=torch.float32, device=prompt_attention.device)
+    dtype = cache.layers[0].keys.dtype
+    bias = (  # one for every layer: the padding is the prompts'
+        torch.zeros(prompt_attention.shape, dtype=dtype, device=prompt_attention.device)
+        .masked_fill(prompt_attention == 0, torch.finfo(dtype).min)
+        .view(prompt_attention.shape[0], 1, 1, -1)
+    )
     for index, layer in enumerate(cache.layers):
         keys, values = layer.keys, layer.values
         distinct, heads, _length, size = keys.shape
         empty = keys.new_empty((distinct * group, heads, 0, size))
         shared = layer_class.holding(empty, values.new_empty(empty.shape), room)
         shared.prefix_keys, shared.prefix_values, shared.group = keys, values, group
-        shared.prefix_bias = (
-            bias.to(keys.dtype)
-            .masked_fill(prompt_attention == 0, torch.finfo(keys.dtype).min)
-            .view(distinct, 1, 1, -1)
-        )
+        shared.prefix_bias = bias
         cache.layers[index] = shared
 
 
