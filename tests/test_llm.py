@@ -14,6 +14,7 @@ pytest.importorskip("peft", reason="the llm extra (peft) is not installed")
 
 import mallm_envs  # noqa: E402
 from mallm_envs.agents import Agent  # noqa: E402
+from mallm_envs.agents import llm as llm_module  # noqa: E402
 from mallm_envs.agents.llm import (  # noqa: E402
     LLMAgent,
     LLMConfigError,
@@ -253,6 +254,51 @@ def test_group_sampling_reads_each_prompt_once_with_the_same_numbers(lm, monkeyp
                 assert got.response_ids == expected.response_ids
                 assert got.logprobs == pytest.approx(expected.logprobs, abs=1e-5)
                 assert got.finish_reason == expected.finish_reason
+
+
+@pytest.mark.parametrize("batch_invariant", [False, True])
+def test_lean_adapter_routing_gives_peft_mixed_batch_numbers(lm, monkeypatch, batch_invariant):
+    """Mixed-adapter batches run each adapter on its rows without peft's per-call hooks
+    (contiguous rows as slices; the batch-invariant filler rows make them non-contiguous):
+    the same tokens and log-probs, bit for bit, as peft's ``adapter_names``."""
+    from peft.tuners.lora.layer import Linear as LoraLinear
+
+    calls = {"peft": 0, "lean": 0}
+    peft_mixed = LoraLinear._mixed_batch_forward
+    lean = llm_module._AdapterRows._forward
+
+    def counted_peft(self, *args, **kwargs):
+        calls["peft"] += 1
+        return peft_mixed(self, *args, **kwargs)
+
+    def counted_lean(self, *args, **kwargs):
+        calls["lean"] += 1
+        return lean(self, *args, **kwargs)
+
+    monkeypatch.setattr(LoraLinear, "_mixed_batch_forward", counted_peft)
+    monkeypatch.setattr(llm_module._AdapterRows, "_forward", counted_lean)
+
+    def sample():
+        return lm.generate(
+            {"helper": PROMPTS, "main": PROMPTS[::-1]},
+            num_samples=1 if batch_invariant else 2,  # 1: filler rows after the real ones
+            sampling=SamplingConfig(temperature=1.0, max_new_tokens=6),
+            generator=[torch.Generator().manual_seed(seed) for seed in range(4)],
+            batch_invariant=batch_invariant,
+        )
+
+    routed = sample()
+    assert calls == {"peft": 0, "lean": calls["lean"]} and calls["lean"] > 0
+    assert all("forward" not in layer.__dict__ for layer in lm._adapter_rows.layers)
+    monkeypatch.setattr(lm._adapter_rows, "_linear_only", False)  # e.g. a DoRA or merged layer
+    calls.update(peft=0, lean=0)
+    expected = sample()
+    assert calls["peft"] > 0 and calls["lean"] == 0
+    for agent, groups in expected.items():
+        for group, routed_group in zip(groups, routed[agent]):
+            for want, got in zip(group, routed_group):
+                assert got.response_ids == want.response_ids
+                assert got.logprobs == want.logprobs
 
 
 def test_shared_prefix_attention_equals_eager_attention_over_full_copies() -> None:

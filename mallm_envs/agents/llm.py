@@ -440,6 +440,7 @@ class MultiAgentLM:
             for policy in rest:
                 self.peft_model.add_adapter(policy, config)
             self.peft_model.eval()
+            self._adapter_rows = _AdapterRows(self.peft_model)
             for policy in self.policies:
                 self.networks[policy] = self.peft_model
             # Every adapter stays trainable; the forward pass picks which one is active.
@@ -640,10 +641,14 @@ class MultiAgentLM:
         generator: torch.Generator | list[torch.Generator] | None,
         batch_invariant: bool = False,
     ) -> list[Generation]:
+        routing = (
+            self._adapter_rows.installed() if self.adapter == "lora" else contextlib.nullcontext()
+        )
         if not batch_invariant:
-            return self._sample_rows(rows, generator, batch_invariant=False)
+            with routing:
+                return self._sample_rows(rows, generator, batch_invariant=False)
         network = self.networks[self.policy_name(rows[0][0])]
-        with _row_attention(network):
+        with _row_attention(network), routing:
             return self._sample_rows(rows, generator, batch_invariant=True)
 
     def _sample_rows(
@@ -690,7 +695,7 @@ class MultiAgentLM:
         cache = DynamicCache()
         extra: dict[str, Any] = {self._cache_argument: cache, "use_cache": True}
         if self.adapter == "lora":
-            extra["adapter_names"] = unique_policies
+            extra.update(self._route(unique_policies))
         temperature = torch.tensor(
             [max(s.temperature, 1e-6) for s in settings], device=device
         ).unsqueeze(1)
@@ -736,7 +741,7 @@ class MultiAgentLM:
                 cache.batch_select_indices(rows_of)
             _reserve_cache(cache, longest)
         if self.adapter == "lora":
-            extra["adapter_names"] = policies
+            extra.update(self._route(policies))
         with decoding:
             for step in range(longest):
                 logits = (output.logits[:, -1, :] if step else last_logits).float()
@@ -855,7 +860,7 @@ class MultiAgentLM:
             tokens = torch.tensor([list(ids)], dtype=torch.long, device=device)
             options: dict[str, Any] = {self._cache_argument: own, "use_cache": True}
             if self.adapter == "lora":
-                options["adapter_names"] = [policy]
+                options.update(self._route([policy]))
             output = network(
                 input_ids=tokens,
                 attention_mask=torch.ones_like(tokens),
@@ -874,6 +879,10 @@ class MultiAgentLM:
         for layer, (keys, values) in enumerate(layers):
             cache.update(torch.cat(keys), torch.cat(values), layer)
         return torch.cat(logits), cache
+
+    def _route(self, names: Sequence[str]) -> dict[str, Any]:
+        """The forward call's arguments that run batch row i with adapter ``names[i]``."""
+        return self._adapter_rows.route(names, self.device)
 
     def _decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
@@ -1769,6 +1778,83 @@ def _shared_prefix_attention_forward(
         torch.matmul(by_prompt(prefix_weights), prefix_values)
     )
     return attended.reshape(rows, heads, queries, size).transpose(1, 2).contiguous(), None
+
+
+class _AdapterRows:
+    """Runs each LoRA adapter on its own rows of a mixed batch, as peft's ``adapter_names``
+    does, without peft's per-call costs.
+
+    peft registers a hook on every LoRA layer at every forward call that names adapters, and
+    each layer then rebuilds its rows' index lists in Python: per decoding step that is a
+    walk over all of the model's modules plus hundreds of small list and tensor
+    conversions. Here the rows of each adapter are worked out once per batch (a slice when
+    they are contiguous) and the model's LoRA layers run a lean forward while
+    :meth:`installed` is open. It is the same computation as peft's: the base layer on all
+    rows, then for each adapter ``lora_B(lora_A(dropout(x[rows]))) * scaling`` added to its
+    rows, with the same kernels on the same shapes. Where a LoRA layer is anything but plain
+    LoRA on a linear layer (another layer type, merged weights, a variant such as DoRA),
+    :meth:`route` returns peft's ``adapter_names`` instead and nothing is patched.
+    """
+
+    def __init__(self, model: Any) -> None:
+        from peft.tuners.lora.layer import Linear as LoraLinear
+        from peft.tuners.lora.layer import LoraLayer
+
+        layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
+        self.layers = [m for m in layers if type(m) is LoraLinear]
+        self._linear_only = bool(layers) and len(self.layers) == len(layers)
+        self.fast = False
+        self.rows: list[tuple[str, slice | torch.Tensor]] = []
+
+    def route(self, names: Sequence[str], device: Any) -> dict[str, Any]:
+        """Route the next forward's batch rows to adapters ``names`` (one per row); returns
+        the keyword arguments the forward call needs (none on the lean path)."""
+        if not self.fast:
+            return {"adapter_names": list(names)}
+        groups: dict[str, list[int]] = {}
+        for row, name in enumerate(names):
+            groups.setdefault(name, []).append(row)
+        self.rows = []
+        for name, rows in groups.items():
+            if name == BASE_POLICY:
+                continue
+            if rows == list(range(rows[0], rows[-1] + 1)):
+                self.rows.append((name, slice(rows[0], rows[-1] + 1)))
+            else:
+                self.rows.append((name, torch.tensor(rows, device=device)))
+        return {}
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_AdapterRows]:
+        """The lean forward in every LoRA layer inside the block (nothing where not fast)."""
+        self.fast = self._linear_only and not any(
+            m.merged or m.disable_adapters or m.lora_variant for m in self.layers
+        )
+        if not self.fast:
+            yield self
+            return
+        try:
+            for layer in self.layers:
+                layer.forward = functools.partial(self._forward, layer)
+            yield self
+        finally:
+            for layer in self.layers:
+                layer.__dict__.pop("forward", None)
+            self.rows = []
+
+    def _forward(self, layer: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        result = layer.base_layer(x, *args, **kwargs)
+        for name, rows in self.rows:
+            if name not in layer.lora_A:
+                continue
+            lora_A, lora_B = layer.lora_A[name], layer.lora_B[name]
+            part = x[rows].to(lora_A.weight.dtype)
+            output = lora_B(lora_A(layer.lora_dropout[name](part))) * layer.scaling[name]
+            if isinstance(rows, slice):
+                result[rows] += output.to(result.dtype)
+            else:
+                result.index_add_(0, rows, output.to(result.dtype))
+        return result
 
 
 def _contains_stop(text: str, stops: Sequence[str]) -> bool:
