@@ -116,6 +116,17 @@ class ValueModel(torch.nn.Module):
         self.float()
 
     def forward(self, texts: list[str]) -> torch.Tensor:
+        """V of each text. A text listed several times (the rollouts of one task share their
+        first state) runs through the backbone once; its value is repeated, and the gradient
+        of the repeats sums into that one pass, as it would over separate passes."""
+        distinct = list(dict.fromkeys(texts))
+        if len(distinct) == len(texts):
+            return self._values(texts)
+        where = {text: index for index, text in enumerate(distinct)}
+        index = torch.tensor([where[text] for text in texts], device=self.head.weight.device)
+        return self._values(distinct).index_select(0, index)
+
+    def _values(self, texts: list[str]) -> torch.Tensor:
         device = self.head.weight.device
         rows = []
         for text in texts:

@@ -94,6 +94,37 @@ def test_critics_read_state_or_own_observation(tmp_path: Path) -> None:
     )  # zero-initialised head
 
 
+def test_critic_runs_a_repeated_state_once_with_the_same_values_and_gradient(tmp_path) -> None:
+    """The rollouts of one task share their first state: the critic encodes it once, and
+    values and gradients equal those of encoding every row."""
+    args = small_args(tmp_path)
+    critic = build_critics(args, ["agent_0", "agent_1"], "cpu")["shared"]
+    with torch.no_grad():
+        critic.head.weight.normal_(generator=torch.Generator().manual_seed(0))
+    texts = ["state of task A", "state of task B, longer", "state of task A", "state of task A"]
+    targets = torch.tensor([0.5, -1.0, 2.0, 0.0])
+    passes = []
+    original = critic.backbone.forward
+
+    def counted(*a, **k):
+        passes.append(k["input_ids"].shape[0])
+        return original(*a, **k)
+
+    critic.backbone.forward = counted
+    values = critic(texts)
+    torch.nn.functional.mse_loss(values, targets).backward()
+    grads = [p.grad.clone() for p in critic.parameters()]
+    assert passes == [2]
+    critic.zero_grad()
+    each = torch.cat([critic([text]) for text in texts])
+    torch.nn.functional.mse_loss(each, targets).backward()
+    assert torch.allclose(values, each, atol=1e-5)
+    for got, parameter in zip(grads, critic.parameters()):
+        scale = float(parameter.grad.abs().max())
+        assert scale > 0 and float((got - parameter.grad).abs().max()) <= 1e-5 * scale
+    assert values[0] == values[2] == values[3] and values[0] != values[1]
+
+
 @pytest.mark.parametrize("critic", ["shared", "independent"])
 def test_two_updates_move_every_trainable_parameter(tmp_path: Path, critic: str) -> None:
     args = small_args(tmp_path, critic=critic)
