@@ -163,6 +163,15 @@ def worker_comlrl(size: str, tasks: int) -> dict:
 
     path = _model_path(size)
     tokenizer = AutoTokenizer.from_pretrained(path)
+    # CoMLRL takes a prompt to end at its first pad token. SmolLM2's pad token is its
+    # <|im_end|>, which the chat template writes inside every prompt (after the system
+    # turn), so each completion would be cut to nothing and score 0. Its <|endoftext|>
+    # never appears in a prompt: that pad token lets CoMLRL see the whole completion.
+    if (
+        tokenizer.pad_token_id == tokenizer.eos_token_id
+        and "<|endoftext|>" in tokenizer.get_vocab()
+    ):
+        tokenizer.pad_token = "<|endoftext|>"
     roles = list(mallm_envs.make(setup["env"], **setup["env_kwargs"]).possible_agents)
     items = []
     for seed in range(tasks):
@@ -177,9 +186,11 @@ def worker_comlrl(size: str, tasks: int) -> dict:
             )
         items.append(item)
     rewards_seen: list[float] = []
+    words_seen: list[int] = []
 
     def reward(*completions: list[str], batch_items=None) -> list[float]:
         # The same reward as ours: the env scores the joint action.
+        words_seen.extend(len(texts[0].split()) for texts in completions)
         env = mallm_envs.make(setup["env"], **setup["env_kwargs"])
         env.reset(seed=int(batch_items[0]["seed"]))
         for role, texts in zip(roles, completions):
@@ -228,6 +239,7 @@ def worker_comlrl(size: str, tasks: int) -> dict:
         "trainer": "comlrl",
         "adapter": "full",
         "team_return_mean": sum(rewards_seen) / max(len(rewards_seen), 1),
+        "completion_words_mean": sum(words_seen) / max(len(words_seen), 1),
         "seconds_per_update": total / tasks,
         "peak_mib": (_status_kib("VmHWM") - baseline) / 1024,
     }
