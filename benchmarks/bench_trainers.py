@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "baselines" / "results" / "llm"
@@ -150,6 +151,48 @@ def worker_ours(size: str, tasks: int, adapter: str = "full") -> dict:
     }
 
 
+class PeerSetupError(RuntimeError):
+    """The peer trainer would not see the prompts and completions ours sees."""
+
+
+def peer_items(tokenizer: Any, env_id: str, env_kwargs: dict, tasks: int) -> list[dict]:
+    """CoMLRL's dataset: per task, its seed and each role's chat-formatted prompt.
+
+    CoMLRL takes a prompt to end at its first pad token. SmolLM2's pad token is its
+    ``<|im_end|>``, which the chat template writes inside every prompt (after the system
+    turn), so each completion would be cut to nothing and score 0 while CoMLRL's update
+    scored the prompt's tail. Its ``<|endoftext|>`` never appears in a prompt: the tokenizer
+    gets that pad token. Raises :class:`PeerSetupError` if a prompt still holds the pad token.
+    """
+    import mallm_envs
+
+    if (
+        tokenizer.pad_token_id == tokenizer.eos_token_id
+        and "<|endoftext|>" in tokenizer.get_vocab()
+    ):
+        tokenizer.pad_token = "<|endoftext|>"
+    roles = list(mallm_envs.make(env_id, **env_kwargs).possible_agents)
+    items = []
+    for seed in range(tasks):
+        env = mallm_envs.make(env_id, **env_kwargs)
+        env.reset(seed=seed)
+        item: dict[str, Any] = {"seed": seed}
+        for index, role in enumerate(roles):
+            prompt = tokenizer.apply_chat_template(
+                [{"role": "user", "content": env.observe(role)["text"]}],
+                tokenize=False,
+                add_generation_prompt=True,
+            )
+            if tokenizer.pad_token_id in tokenizer(prompt)["input_ids"]:
+                raise PeerSetupError(
+                    f"the pad token {tokenizer.pad_token!r} is inside {role}'s prompt: CoMLRL "
+                    "would cut the prompt there and score the wrong tokens"
+                )
+            item[f"prompt_{index}"] = prompt
+        items.append(item)
+    return items
+
+
 def worker_comlrl(size: str, tasks: int) -> dict:
     import torch
 
@@ -163,28 +206,8 @@ def worker_comlrl(size: str, tasks: int) -> dict:
 
     path = _model_path(size)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    # CoMLRL takes a prompt to end at its first pad token. SmolLM2's pad token is its
-    # <|im_end|>, which the chat template writes inside every prompt (after the system
-    # turn), so each completion would be cut to nothing and score 0. Its <|endoftext|>
-    # never appears in a prompt: that pad token lets CoMLRL see the whole completion.
-    if (
-        tokenizer.pad_token_id == tokenizer.eos_token_id
-        and "<|endoftext|>" in tokenizer.get_vocab()
-    ):
-        tokenizer.pad_token = "<|endoftext|>"
     roles = list(mallm_envs.make(setup["env"], **setup["env_kwargs"]).possible_agents)
-    items = []
-    for seed in range(tasks):
-        env = mallm_envs.make(setup["env"], **setup["env_kwargs"])
-        env.reset(seed=seed)
-        item = {"seed": seed}
-        for index, role in enumerate(roles):
-            item[f"prompt_{index}"] = tokenizer.apply_chat_template(
-                [{"role": "user", "content": env.observe(role)["text"]}],
-                tokenize=False,
-                add_generation_prompt=True,
-            )
-        items.append(item)
+    items = peer_items(tokenizer, setup["env"], setup["env_kwargs"], tasks)
     rewards_seen: list[float] = []
     words_seen: list[int] = []
 
