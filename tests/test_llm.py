@@ -290,6 +290,7 @@ def test_lean_adapter_routing_gives_peft_mixed_batch_numbers(lm, monkeypatch, ba
     routed = sample()
     assert calls == {"peft": 0, "lean": calls["lean"]} and calls["lean"] > 0
     assert all("forward" not in layer.__dict__ for layer in lm._adapter_rows.layers)
+    assert lm._route(["policy0_helper"]) == {"adapter_names": ["policy0_helper"]}  # closed
     monkeypatch.setattr(lm._adapter_rows, "_linear_only", False)  # e.g. a DoRA or merged layer
     calls.update(peft=0, lean=0)
     expected = sample()

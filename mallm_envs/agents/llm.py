@@ -1841,6 +1841,7 @@ class _AdapterRows:
             for layer in self.layers:
                 layer.__dict__.pop("forward", None)
             self.rows = []
+            self.fast = False  # outside the block, route() hands peft the adapter names
 
     def _forward(self, layer: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         result = layer.base_layer(x, *args, **kwargs)
