@@ -23,6 +23,12 @@ Run (writes baselines/results/llm/bench_trainers.json and .md)::
     python benchmarks/bench_trainers.py --tasks 12
     python benchmarks/bench_trainers.py --comlrl-python peers/comlrl-venv/bin/python
     python benchmarks/bench_trainers.py --sizes smollm2 --tasks 3 --out smollm2
+    python benchmarks/bench_trainers.py --sizes smollm2 --tasks 3 --bf16 --out smollm2_bf16
+
+``--bf16`` adds, for ``smollm2``, both trainers with the model's weights in bfloat16 (ours:
+the frozen base in bfloat16, the LoRA adapters in float32, as peft keeps them; CoMLRL: its
+full copies in bfloat16), each compared with the other's bfloat16 run. Sampled answers
+differ from the float32 runs' (rounding), so their rewards are compared, not their tokens.
 
 CoMLRL's venv: ``python3 -m venv peers/comlrl-venv && peers/comlrl-venv/bin/pip install
 comlrl==1.4.3 torch==2.13.0 pettingzoo gymnasium`` (its worker builds prompts and rewards
@@ -112,13 +118,14 @@ def worker_ours(size: str, tasks: int, adapter: str = "full") -> dict:
     path = _model_path(size)
     baseline = _status_kib("VmRSS")
     with tempfile.TemporaryDirectory() as folder:
-        mode, _, extra = adapter.partition("+")
+        mode, *extras = adapter.split("+")
         args = magrpo.Args(
             env_id=setup["env"],
             env_kwargs=json.dumps(setup["env_kwargs"]),
             model=path,
             adapter=mode,
-            gradient_checkpointing=extra == "gc",
+            gradient_checkpointing="gc" in extras,
+            dtype="bfloat16" if "bf16" in extras else "float32",
             log_kl=False,
             group_size=GROUP_SIZE,
             max_new_tokens=setup["tokens"],
@@ -193,7 +200,9 @@ def peer_items(tokenizer: Any, env_id: str, env_kwargs: dict, tasks: int) -> lis
     return items
 
 
-def worker_comlrl(size: str, tasks: int) -> dict:
+def worker_comlrl(size: str, tasks: int, adapter: str = "full") -> dict:
+    """One run of CoMLRL's trainer; ``adapter`` is ``full`` or ``full+bf16`` (copies in
+    bfloat16)."""
     import torch
 
     setup = SETUPS[size]
@@ -226,7 +235,8 @@ def worker_comlrl(size: str, tasks: int) -> dict:
         (lambda item, index=index: item[f"prompt_{index}"]) for index in range(len(roles))
     ]
     baseline = _status_kib("VmRSS")
-    agents = [AutoModelForCausalLM.from_pretrained(path) for _ in roles]
+    dtype = torch.bfloat16 if "bf16" in adapter.split("+") else torch.float32
+    agents = [AutoModelForCausalLM.from_pretrained(path, dtype=dtype) for _ in roles]
     config = MAGRPOConfig(
         num_train_epochs=1,
         agent_learning_rate=1e-5,
@@ -260,7 +270,7 @@ def worker_comlrl(size: str, tasks: int) -> dict:
     total = time.perf_counter() - began
     return {
         "trainer": "comlrl",
-        "adapter": "full",
+        "adapter": adapter,
         "team_return_mean": sum(rewards_seen) / max(len(rewards_seen), 1),
         "completion_words_mean": sum(words_seen) / max(len(words_seen), 1),
         "seconds_per_update": total / tasks,
@@ -341,13 +351,16 @@ def main() -> None:
     parser.add_argument("--adapter", default="lora")
     parser.add_argument("--no-memory", action="store_true", help="skip the 1/2/4-agent sweep")
     parser.add_argument("--out", default="bench_trainers", help="results file stem")
+    parser.add_argument(
+        "--bf16", action="store_true", help="smollm2: also both trainers with bfloat16 weights"
+    )
     options = parser.parse_args()
 
     if options.worker == "ours":
         print(json.dumps(worker_ours(options.size, options.tasks, options.adapter)))
         return
     if options.worker == "comlrl":
-        print(json.dumps(worker_comlrl(options.size, options.tasks)))
+        print(json.dumps(worker_comlrl(options.size, options.tasks, options.adapter)))
         return
     if options.worker == "memory":
         print(json.dumps(worker_memory(options.size, options.agents, options.adapter)))
@@ -365,15 +378,26 @@ def main() -> None:
     tasks = str(options.tasks)
     for size in options.sizes:
         entry: dict = {}
-        for adapter in ADAPTERS[size]:
+        modes = list(ADAPTERS[size])
+        peer_modes = ["full"]
+        if options.bf16 and size == "smollm2":
+            modes.append("lora+bf16")
+            peer_modes.append("full+bf16")
+        for adapter in modes:
             entry[f"ours-{adapter}"] = _run(
                 ours_python, "--worker", "ours", "--size", size, "--tasks", tasks,
                 "--adapter", adapter,
             )  # fmt: skip
         if peer.is_file():
-            theirs = _run(str(peer), "--worker", "comlrl", "--size", size, "--tasks", tasks)
-            entry["comlrl"] = theirs
-            for adapter in ADAPTERS[size]:
+            for peer_mode in peer_modes:
+                name = "comlrl" if peer_mode == "full" else f"comlrl+{peer_mode.split('+', 1)[1]}"
+                entry[name] = _run(
+                    str(peer), "--worker", "comlrl", "--size", size, "--tasks", tasks,
+                    "--adapter", peer_mode,
+                )  # fmt: skip
+            for adapter in modes:
+                # Each of ours against the peer at the same precision.
+                theirs = entry["comlrl+bf16" if "bf16" in adapter.split("+") else "comlrl"]
                 ours = entry[f"ours-{adapter}"]
                 entry[f"time_ratio_comlrl_over_ours-{adapter}"] = (
                     theirs["seconds_per_update"] / ours["seconds_per_update"]
@@ -419,11 +443,12 @@ def main() -> None:
                     f"| {size} | {name} | {value['seconds_per_update']:.3f} | "
                     f"{value['peak_mib']:.1f} | {value.get('team_return_mean', float('nan')):.3f} |"
                 )
-        for adapter in ADAPTERS[size]:
+        for adapter in [k.removeprefix("ours-") for k in entry if k.startswith("ours-")]:
             key = f"time_ratio_comlrl_over_ours-{adapter}"
             if key in entry:
+                peer_name = "CoMLRL bf16" if "bf16" in adapter.split("+") else "CoMLRL"
                 lines.append(
-                    f"| {size} | ratio CoMLRL / ours-{adapter} | {entry[key]:.2f}x | "
+                    f"| {size} | ratio {peer_name} / ours-{adapter} | {entry[key]:.2f}x | "
                     f"{entry[f'memory_ratio_comlrl_over_ours-{adapter}']:.2f}x | |"
                 )
     if memory:
