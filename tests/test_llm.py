@@ -372,6 +372,33 @@ def test_gradients_reach_only_the_agents_adapter(lm: MultiAgentLM) -> None:
         parameter.grad = None
 
 
+def test_bfloat16_base_trains_float32_adapters() -> None:
+    """``--dtype bfloat16`` with LoRA: the frozen base holds bfloat16 weights, the adapters
+    stay float32 (what AdamW needs), sampling and scoring run, and a step moves the adapter."""
+    bf16 = MultiAgentLM(["helper", "main"], seed=0, dtype="bfloat16")
+    base = [p for n, p in bf16.peft_model.named_parameters() if "lora_" not in n]
+    assert base and all(p.dtype == torch.bfloat16 for p in base)
+    adapters = bf16.trainable_parameters("main")
+    assert adapters and all(p.dtype == torch.float32 for p in adapters)
+    out = bf16.generate(
+        {"helper": [PROMPTS[0]], "main": [PROMPTS[1]]},
+        num_samples=2,
+        sampling=SamplingConfig(max_new_tokens=4),
+        generator=torch.Generator().manual_seed(0),
+    )
+    samples = out["main"][0]
+    logprobs = bf16.sequence_logprobs(
+        "main", [s.prompt_ids for s in samples], [s.response_ids for s in samples]
+    )
+    assert logprobs.dtype == torch.float32 and torch.isfinite(logprobs).all()
+    before = [p.detach().clone() for p in adapters]
+    optimizer = torch.optim.AdamW(adapters, lr=1e-2)
+    (-logprobs.sum()).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in adapters)
+    optimizer.step()
+    assert any(not torch.equal(b, p) for b, p in zip(before, adapters))
+
+
 def _full_sequence_logprobs(lm: MultiAgentLM, agent: str, prompts, responses) -> torch.Tensor:
     """The plain way: every row's prompt and response through the model, padded together."""
     network = lm._train_network(agent)
