@@ -78,6 +78,11 @@ def _status_kib(field: str) -> int:
     return 0
 
 
+def _is_bf16(mode: str) -> bool:
+    """Whether a trainer mode (``lora``, ``full+gc``, ``lora+bf16``...) runs in bfloat16."""
+    return "bf16" in mode.split("+")
+
+
 def _model_path(size: str) -> str:
     from mallm_envs.agents.tiny_model import TinyModelConfig, tiny_model_path
 
@@ -125,7 +130,7 @@ def worker_ours(size: str, tasks: int, adapter: str = "full") -> dict:
             model=path,
             adapter=mode,
             gradient_checkpointing="gc" in extras,
-            dtype="bfloat16" if "bf16" in extras else "float32",
+            dtype="bfloat16" if _is_bf16(adapter) else "float32",
             log_kl=False,
             group_size=GROUP_SIZE,
             max_new_tokens=setup["tokens"],
@@ -235,7 +240,7 @@ def worker_comlrl(size: str, tasks: int, adapter: str = "full") -> dict:
         (lambda item, index=index: item[f"prompt_{index}"]) for index in range(len(roles))
     ]
     baseline = _status_kib("VmRSS")
-    dtype = torch.bfloat16 if "bf16" in adapter.split("+") else torch.float32
+    dtype = torch.bfloat16 if _is_bf16(adapter) else torch.float32
     agents = [AutoModelForCausalLM.from_pretrained(path, dtype=dtype) for _ in roles]
     config = MAGRPOConfig(
         num_train_epochs=1,
@@ -379,25 +384,24 @@ def main() -> None:
     for size in options.sizes:
         entry: dict = {}
         modes = list(ADAPTERS[size])
-        peer_modes = ["full"]
+        peer_modes = {"comlrl": "full"}  # entry name: the peer's mode
         if options.bf16 and size == "smollm2":
             modes.append("lora+bf16")
-            peer_modes.append("full+bf16")
+            peer_modes["comlrl+bf16"] = "full+bf16"
         for adapter in modes:
             entry[f"ours-{adapter}"] = _run(
                 ours_python, "--worker", "ours", "--size", size, "--tasks", tasks,
                 "--adapter", adapter,
             )  # fmt: skip
         if peer.is_file():
-            for peer_mode in peer_modes:
-                name = "comlrl" if peer_mode == "full" else f"comlrl+{peer_mode.split('+', 1)[1]}"
+            for name, peer_mode in peer_modes.items():
                 entry[name] = _run(
                     str(peer), "--worker", "comlrl", "--size", size, "--tasks", tasks,
                     "--adapter", peer_mode,
                 )  # fmt: skip
             for adapter in modes:
                 # Each of ours against the peer at the same precision.
-                theirs = entry["comlrl+bf16" if "bf16" in adapter.split("+") else "comlrl"]
+                theirs = entry["comlrl+bf16" if _is_bf16(adapter) else "comlrl"]
                 ours = entry[f"ours-{adapter}"]
                 entry[f"time_ratio_comlrl_over_ours-{adapter}"] = (
                     theirs["seconds_per_update"] / ours["seconds_per_update"]
@@ -446,7 +450,7 @@ def main() -> None:
         for adapter in [k.removeprefix("ours-") for k in entry if k.startswith("ours-")]:
             key = f"time_ratio_comlrl_over_ours-{adapter}"
             if key in entry:
-                peer_name = "CoMLRL bf16" if "bf16" in adapter.split("+") else "CoMLRL"
+                peer_name = "CoMLRL bf16" if _is_bf16(adapter) else "CoMLRL"
                 lines.append(
                     f"| {size} | ratio {peer_name} / ours-{adapter} | {entry[key]:.2f}x | "
                     f"{entry[f'memory_ratio_comlrl_over_ours-{adapter}']:.2f}x | |"

@@ -62,20 +62,23 @@ def setting_of(run: dict) -> str:
 def group_runs(runs: list[dict]) -> dict[str, dict]:
     """Runs by setting, with the mean held-out return over the seeds at each update all of
     them reached (a setting whose seeds are still running averages only the shared points)."""
-    groups: dict[str, dict] = {}
+    members: dict[str, list[dict]] = {}
     for run in runs:
-        groups.setdefault(setting_of(run), {"runs": []})["runs"].append(run["run"])
-    for name, group in groups.items():
-        members = [r for r in runs if setting_of(r) == name]
+        members.setdefault(setting_of(run), []).append(run)
+    groups = {}
+    for name, setting_runs in members.items():
         per_update: dict[int, list[float]] = {}
-        for run in members:
+        for run in setting_runs:
             for point in run["eval"]:
                 per_update.setdefault(point["update"], []).append(point["team_return"])
-        group["mean"] = [
-            {"update": u, "team_return": statistics.fmean(v)}
-            for u, v in sorted(per_update.items())
-            if len(v) == len(members)
-        ]
+        groups[name] = {
+            "runs": [run["run"] for run in setting_runs],
+            "mean": [
+                {"update": u, "team_return": statistics.fmean(v)}
+                for u, v in sorted(per_update.items())
+                if len(v) == len(setting_runs)
+            ],
+        }
     return groups
 
 
