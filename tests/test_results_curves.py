@@ -54,3 +54,12 @@ def test_the_committed_coopcode_curves_read(tmp_path: Path) -> None:
     assert any(r["run"] == "magrpo-s0-lr5e-4" and len(r["eval"]) == 4 for r in runs)
     levels = curves.baseline_levels(ROOT / "leaderboards" / "CoopCode-v1")
     assert set(levels) == set(curves.STRATEGIES)
+
+
+def test_a_setting_keeps_its_colour_when_another_is_added() -> None:
+    before = curves.setting_colours({"MAGRPO, lr 0.0005": {}, "MAGRPO, lr 0.0001": {}})
+    after = curves.setting_colours(
+        {"MAAC, lr 0.0005": {}, "MAGRPO, lr 0.0001": {}, "MAGRPO, lr 0.0005": {}, "X, lr 1": {}}
+    )
+    assert all(after[name] == index for name, index in before.items())
+    assert len(set(after.values())) == len(after)  # no two settings share a colour

@@ -107,6 +107,43 @@ def spread_labels(levels: list[float], gap: float) -> list[float]:
     return placed
 
 
+TRAINER_COLOURS = ("magrpo", "maac")  # tab20 pair 0 (blues), pair 1 (oranges); others after
+
+
+def setting_colours(groups: dict[str, dict]) -> dict[str, int]:
+    """A tab20 colour index per setting that stays put when settings are added: each trainer
+    its own hue pair (MAGRPO blue, MAAC orange), its settings by falling learning rate dark
+    then light (a third setting of one trainer takes the next free hue).
+
+    >>> setting_colours({"MAAC, lr 0.0005": {}, "MAGRPO, lr 0.0001": {}, "MAGRPO, lr 0.0005": {}})
+    {'MAGRPO, lr 0.0005': 0, 'MAGRPO, lr 0.0001': 1, 'MAAC, lr 0.0005': 2}
+    """
+
+    def key(name: str) -> tuple[int, str, float]:
+        trainer, _, lr = name.partition(", lr ")
+        known = trainer.lower()
+        rank = TRAINER_COLOURS.index(known) if known in TRAINER_COLOURS else len(TRAINER_COLOURS)
+        try:
+            rate = -float(lr)
+        except ValueError:
+            rate = 0.0
+        return rank, trainer, rate
+
+    colours: dict[str, int] = {}
+    used: set[int] = set()
+    spare = (2 * len(TRAINER_COLOURS) + i for i in range(100))
+    for name in sorted(groups, key=key):
+        rank, trainer, _ = key(name)
+        mine = [i for n, i in colours.items() if key(n)[1] == trainer]
+        if rank < len(TRAINER_COLOURS) and len(mine) < 2:
+            index = 2 * rank + len(mine)
+        else:
+            index = next(i for i in spare if i not in used)
+        colours[name] = index % 20
+        used.add(index)
+    return {name: colours[name] for name in sorted(groups, key=key)}
+
+
 def plot(env_id: str, groups: dict[str, dict], runs: list[dict], levels: dict, out: Path) -> None:
     import matplotlib
 
@@ -117,7 +154,9 @@ def plot(env_id: str, groups: dict[str, dict], runs: list[dict], levels: dict, o
     start = levels.get("parallel")
     by_name = {r["run"]: r for r in runs}
     last_update = 0
-    for color, (name, group) in zip(plt.cm.tab10.colors, groups.items()):
+    palette = setting_colours(groups)
+    for name, group in groups.items():
+        color = plt.cm.tab20.colors[palette[name]]
         for run_name in group["runs"]:
             points = [(0, start)] if start is not None else []
             points += [(p["update"], p["team_return"]) for p in by_name[run_name]["eval"]]
