@@ -32,7 +32,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -636,7 +636,7 @@ def open_run(args: PolicyArgs, algorithm: str, dist: Distributed) -> dict[str, A
                 "first one): starting over from step 0",
             )
         return None
-    check_resumable(checkpoint["args"], args.to_dict())
+    check_resumable(checkpoint["args"], args.to_dict(), argument_defaults(type(args)))
     if checkpoint["world_size"] != dist.world_size:
         raise TrainerConfigError(
             f"the checkpoint in {folder} was written by {checkpoint['world_size']} processes; "
@@ -1052,12 +1052,28 @@ RESUMABLE_CHANGES = frozenset(
 """Arguments that may differ between a run and its resumption; any other change is refused."""
 
 
-def check_resumable(saved: Mapping[str, Any], current: Mapping[str, Any]) -> None:
-    """Refuse to resume a checkpoint under different training settings."""
+def argument_defaults(cls: type) -> dict[str, Any]:
+    """Each trainer argument's default value (those that have one)."""
+    values = {}
+    for spec in fields(cls):
+        if spec.default is not MISSING:
+            values[spec.name] = spec.default
+        elif spec.default_factory is not MISSING:
+            values[spec.name] = spec.default_factory()
+    return values
+
+
+def check_resumable(
+    saved: Mapping[str, Any], current: Mapping[str, Any], defaults: Mapping[str, Any] | None = None
+) -> None:
+    """Refuse to resume a checkpoint under different training settings. A setting the
+    checkpoint does not name (added to the trainer after it was written) counts as its
+    default from ``defaults``."""
+    known = {**(defaults or {}), **saved}
     changed = sorted(
         key
-        for key in set(saved) | set(current)
-        if key not in RESUMABLE_CHANGES and saved.get(key) != current.get(key)
+        for key in set(known) | set(current)
+        if key not in RESUMABLE_CHANGES and known.get(key) != current.get(key)
     )
     if changed:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -58,6 +58,10 @@ class Args(common.PolicyArgs):
     """The critic reads at most this many tokens (the end of the text)."""
     critic_learning_rate: float = 1e-4
     """AdamW learning rate of the critic(s)."""
+    critic_adapter: Literal["full", "lora"] = "full"
+    """'full': every critic weight is trained; 'lora': the critic's backbone is frozen and a
+    LoRA adapter (the actors' --lora-rank, --lora-alpha, --lora-targets) and the value head
+    are trained: no optimizer state for the backbone, and a checkpoint of a few MB."""
     # --- rollouts ---
     rollouts: int = 4
     """Episodes sampled per task and update."""
@@ -160,10 +164,52 @@ def build_critics(args: Args, agents: list[str], device: str) -> dict[str, Value
                 device=device,
                 tiny_seed=args.tiny_seed,
             )
+            if args.critic_adapter == "lora":
+                network = add_lora(network, args)
             critic = ValueModel(network, tokenizer, args.critic_max_tokens)
             critic.train()
             critics[name] = critic.to(device)
     return critics
+
+
+def add_lora(network: Any, args: Args) -> Any:
+    """``network`` with LoRA layers injected in place and only those trainable."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    targets = [t for t in args.lora_targets.split(",") if t] or None
+    config = LoraConfig(
+        r=args.lora_rank, lora_alpha=args.lora_alpha, lora_dropout=0.0, target_modules=targets
+    )
+    network = inject_adapter_in_model(config, network)
+    for name, parameter in network.named_parameters():
+        parameter.requires_grad_("lora_" in name)
+    return network
+
+
+def critic_state_dict(critic: ValueModel) -> dict[str, torch.Tensor]:
+    """What a checkpoint keeps of a critic, on the CPU: all of a fully trained one; only the
+    trained tensors (LoRA and value head) of a LoRA critic, whose frozen backbone is the
+    model it was built from."""
+    trained = {name for name, p in critic.named_parameters() if p.requires_grad}
+    full = all(p.requires_grad for p in critic.parameters())
+    return {
+        key: value.detach().cpu().clone()
+        for key, value in critic.state_dict().items()
+        if full or key in trained
+    }
+
+
+def load_critic_state_dict(critic: ValueModel, state: Mapping[str, torch.Tensor]) -> None:
+    """Restore :func:`critic_state_dict`'s tensors; refuses a state that lacks a trained
+    tensor or holds one this critic does not have (a full critic's state into a LoRA one)."""
+    missing, unexpected = critic.load_state_dict(dict(state), strict=False)
+    trained = {name for name, p in critic.named_parameters() if p.requires_grad}
+    lacking = sorted(set(missing) & trained)
+    if unexpected or lacking:
+        raise common.TrainerConfigError(
+            "the checkpoint's critic does not fit this critic "
+            f"(unexpected: {sorted(unexpected)[:3]}, missing: {lacking[:3]})"
+        )
 
 
 # --- the math ------------------------------------------------------------------------
@@ -428,7 +474,9 @@ def train(
         for policy in lm.policies
     }
     critic_optimizers = {
-        name: torch.optim.AdamW(critic.parameters(), lr=args.critic_learning_rate)
+        name: torch.optim.AdamW(
+            [p for p in critic.parameters() if p.requires_grad], lr=args.critic_learning_rate
+        )
         for name, critic in critics.items()
     }
     if run.checkpoint is not None:
@@ -436,7 +484,7 @@ def train(
             lm.load_policy_state_dict(policy, run.checkpoint["policies"][policy])
             actor_optimizers[policy].load_state_dict(run.checkpoint["actor_optimizers"][policy])
         for name, critic in critics.items():
-            critic.load_state_dict(run.checkpoint["critics"][name])
+            load_critic_state_dict(critic, run.checkpoint["critics"][name])
             critic_optimizers[name].load_state_dict(run.checkpoint["critic_optimizers"][name])
     generator = run.generator(lm)
     run.begin(lm)
@@ -464,10 +512,7 @@ def train(
                 times=(began, rolled, finished),
             )
             if run.checkpoint_due(step):
-                critic_states = {
-                    name: {k: v.detach().cpu().clone() for k, v in critic.state_dict().items()}
-                    for name, critic in critics.items()
-                }
+                critic_states = {name: critic_state_dict(c) for name, c in critics.items()}
                 states = {
                     "algorithm": f"maac-{args.critic}",
                     "critics": critic_states,

@@ -19,6 +19,7 @@ from baselines.maac import (  # noqa: E402
     build_critics,
     critic_input,
     gae_advantages,
+    load_critic_state_dict,
     rollout,
     train,
 )
@@ -174,6 +175,49 @@ def test_resume_after_a_kill_continues_identically(tmp_path: Path) -> None:
     a = common.load_checkpoint(Path(straight.output_dir) / common.CHECKPOINT_NAME)
     b = common.load_checkpoint(Path(broken.output_dir) / common.CHECKPOINT_NAME)
     assert a["replica_checksums"] == b["replica_checksums"]
+
+
+def test_lora_critic_trains_only_its_adapter_and_head_and_resumes_identically(tmp_path) -> None:
+    agents = ["agent_0", "agent_1"]
+    critic = build_critics(small_args(tmp_path, critic_adapter="lora"), agents, "cpu")["shared"]
+    trained = {n for n, p in critic.named_parameters() if p.requires_grad}
+    assert trained and all("lora_" in n or n.startswith("head.") for n in trained)
+    assert {"head.weight", "head.bias"} <= trained
+    frozen = {n: p.detach().clone() for n, p in critic.named_parameters() if not p.requires_grad}
+    assert frozen  # the backbone
+
+    straight = small_args(tmp_path / "a", critic_adapter="lora", num_updates=4, checkpoint_every=2)
+    train(straight)
+    saved = common.load_checkpoint(Path(straight.output_dir) / common.CHECKPOINT_NAME)
+    kept = saved["critics"]["shared"]
+    assert set(kept) == trained  # the frozen backbone is not in the checkpoint
+    full = build_critics(small_args(tmp_path), agents, "cpu")["shared"]
+    assert sum(v.numel() for v in kept.values()) < sum(p.numel() for p in full.parameters()) / 5
+    for name in ("head.weight", "head.bias"):
+        assert not torch.equal(kept[name], torch.zeros_like(kept[name])), name
+    lora_b = [k for k in kept if "lora_B" in k]
+    assert lora_b and any(bool(kept[k].any()) for k in lora_b)  # B starts at 0: it moved
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_three(step: int, metrics: dict) -> None:
+        if step == 3:
+            raise Killed
+
+    broken = small_args(tmp_path / "b", critic_adapter="lora", num_updates=4, checkpoint_every=2)
+    with pytest.raises(Killed):
+        train(broken, on_step=kill_at_three)
+    assert [int(r["step"]) for r in train(broken)] == [3, 4]
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in rows]  # noqa: E731
+    assert strip(common.read_metrics(broken.output_dir)) == strip(
+        common.read_metrics(straight.output_dir)
+    )
+    resumed = common.load_checkpoint(Path(broken.output_dir) / common.CHECKPOINT_NAME)
+    assert all(torch.equal(kept[k], resumed["critics"]["shared"][k]) for k in kept)
+    # a fully trained critic's checkpoint does not load into a LoRA critic
+    with pytest.raises(common.TrainerConfigError, match="does not fit"):
+        load_critic_state_dict(critic, full.state_dict())
 
 
 def test_args_are_validated(tmp_path: Path) -> None:

@@ -110,3 +110,14 @@ def test_branched_turns_then_single_sample_continuation(tmp_path) -> None:
     # a long horizon trains with the cap: only the branched turn's groups give advantages
     rows = train(small_args(tmp_path, env_kwargs='{"max_turns": 3}', branch_turns=1))
     assert [int(r["step"]) for r in rows] == [1, 2]
+
+
+def test_a_setting_added_after_a_checkpoint_counts_as_its_default() -> None:
+    saved = small_args(None).to_dict()
+    added = saved.pop("group_size")  # as if group_size were added after the checkpoint
+    defaults = common.argument_defaults(Args)
+    common.check_resumable(saved, {**saved, "group_size": defaults["group_size"]}, defaults)
+    with pytest.raises(common.TrainerConfigError, match="group_size"):
+        common.check_resumable(saved, {**saved, "group_size": defaults["group_size"] + 1}, defaults)
+    with pytest.raises(common.TrainerConfigError, match="group_size"):  # no defaults: refused
+        common.check_resumable(saved, {**saved, "group_size": added})
