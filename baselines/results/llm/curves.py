@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
+import itertools
 import json
 import re
 import statistics
@@ -130,18 +131,13 @@ def setting_colours(groups: dict[str, dict]) -> dict[str, int]:
         return rank, trainer, rate
 
     colours: dict[str, int] = {}
-    used: set[int] = set()
-    spare = (2 * len(TRAINER_COLOURS) + i for i in range(100))
+    spare = itertools.count(2 * len(TRAINER_COLOURS))  # hues no trainer owns
     for name in sorted(groups, key=key):
         rank, trainer, _ = key(name)
-        mine = [i for n, i in colours.items() if key(n)[1] == trainer]
-        if rank < len(TRAINER_COLOURS) and len(mine) < 2:
-            index = 2 * rank + len(mine)
-        else:
-            index = next(i for i in spare if i not in used)
-        colours[name] = index % 20
-        used.add(index)
-    return {name: colours[name] for name in sorted(groups, key=key)}
+        mine = sum(1 for other in colours if key(other)[1] == trainer)
+        known = rank < len(TRAINER_COLOURS) and mine < 2
+        colours[name] = (2 * rank + mine if known else next(spare)) % 20
+    return colours
 
 
 def plot(env_id: str, groups: dict[str, dict], runs: list[dict], levels: dict, out: Path) -> None:
