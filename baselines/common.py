@@ -439,6 +439,15 @@ def start_run(args: PolicyArgs, algorithm: str, check: Callable[[int], None] | N
     return Run(args, algorithm, dist, device, agents, checkpoint)
 
 
+def lora_settings(args: PolicyArgs) -> LoraSettings:
+    """The LoRA shape the policy arguments ask for (the critic's LoRA shares it)."""
+    return LoraSettings(
+        r=args.lora_rank,
+        alpha=args.lora_alpha,
+        target_modules=tuple(t for t in args.lora_targets.split(",") if t),
+    )
+
+
 def build_model(args: PolicyArgs, agents: list[str], device: str, seed: int) -> MultiAgentLM:
     """The trainer's policies: one base model, an adapter or copy per agent (see PolicyArgs)."""
     lm = MultiAgentLM(
@@ -446,11 +455,7 @@ def build_model(args: PolicyArgs, agents: list[str], device: str, seed: int) -> 
         args.model,
         adapter=args.adapter,
         shared=args.shared_policy,
-        lora=LoraSettings(
-            r=args.lora_rank,
-            alpha=args.lora_alpha,
-            target_modules=tuple(t for t in args.lora_targets.split(",") if t),
-        ),
+        lora=lora_settings(args),
         seed=seed,
         gguf_file=args.gguf_file,
         allow_download=args.allow_download,

@@ -174,12 +174,9 @@ def build_critics(args: Args, agents: list[str], device: str) -> dict[str, Value
 
 def add_lora(network: Any, args: Args) -> Any:
     """``network`` with LoRA layers injected in place and only those trainable."""
-    from peft import LoraConfig, inject_adapter_in_model
+    from peft import inject_adapter_in_model
 
-    targets = [t for t in args.lora_targets.split(",") if t] or None
-    config = LoraConfig(
-        r=args.lora_rank, lora_alpha=args.lora_alpha, lora_dropout=0.0, target_modules=targets
-    )
+    config = common.lora_settings(args).peft_config()
     network = inject_adapter_in_model(config, network)
     for name, parameter in network.named_parameters():
         parameter.requires_grad_("lora_" in name)

@@ -18,6 +18,7 @@ from mallm_envs.agents import llm as llm_module  # noqa: E402
 from mallm_envs.agents.llm import (  # noqa: E402
     LLMAgent,
     LLMConfigError,
+    LoraSettings,
     ModelLoadError,
     MultiAgentLM,
     SamplingConfig,
@@ -799,3 +800,14 @@ def test_llm_agent_requests_have_their_own_generators(lm: MultiAgentLM) -> None:
     assert agent.act_batch([{"text": t} for t in PROMPTS], [{}, {}]) == one_by_one
     agent.reset(seed=4)
     assert agent.act({"text": PROMPTS[0]}) == one_by_one[0]
+
+
+def test_lora_settings_make_the_peft_config_both_trainers_use() -> None:
+    pytest.importorskip("peft")
+    config = LoraSettings(r=4, alpha=8, target_modules=("q_proj", "v_proj")).peft_config(
+        "CAUSAL_LM"
+    )
+    assert (config.r, config.lora_alpha, config.bias) == (4, 8, "none")
+    assert set(config.target_modules) == {"q_proj", "v_proj"} and config.task_type == "CAUSAL_LM"
+    # No targets (an empty --lora-targets) lets peft pick the model's usual projections.
+    assert LoraSettings(target_modules=()).peft_config().target_modules is None

@@ -140,6 +140,20 @@ class LoraSettings:
     dropout: float = 0.0
     target_modules: tuple[str, ...] | None = ("q_proj", "k_proj", "v_proj", "o_proj")
 
+    def peft_config(self, task_type: str | None = None) -> Any:
+        """These settings as a ``peft.LoraConfig`` (no bias trained; empty targets let peft
+        pick the usual projections, as ``None`` does)."""
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=list(self.target_modules) if self.target_modules else None,
+            bias="none",
+            task_type=task_type,
+        )
+
 
 @dataclass
 class Generation:
@@ -423,18 +437,9 @@ class MultiAgentLM:
                 for parameter in network.parameters():
                     parameter.requires_grad_(True)
         else:
-            from peft import LoraConfig, get_peft_model
+            from peft import get_peft_model
 
-            config = LoraConfig(
-                r=self.lora.r,
-                lora_alpha=self.lora.alpha,
-                lora_dropout=self.lora.dropout,
-                target_modules=list(self.lora.target_modules)
-                if self.lora.target_modules is not None
-                else None,
-                bias="none",
-                task_type="CAUSAL_LM",
-            )
+            config = self.lora.peft_config(task_type="CAUSAL_LM")
             first, *rest = self.policies
             self.peft_model = get_peft_model(base, config, adapter_name=first)
             for policy in rest:
