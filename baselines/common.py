@@ -49,7 +49,7 @@ from mallm_envs.agents.checkpoint import (  # the library owns the checkpoint fo
     remove_stale_temps,
     save_checkpoint,
 )
-from mallm_envs.agents.llm import LoraSettings, MultiAgentLM, SamplingConfig
+from mallm_envs.agents.llm import LoraSettings, MultiAgentLM, SamplingConfig, parse_lora_targets
 from mallm_envs.core import TaskEnv, atomic_write_bytes
 
 __all__ = [  # re-exported from mallm_envs.agents.checkpoint
@@ -241,7 +241,7 @@ class PolicyArgs:
             shared=self.shared_policy,
             lora_rank=self.lora_rank,
             lora_alpha=self.lora_alpha,
-            lora_targets=tuple(t for t in self.lora_targets.split(",") if t) or None,
+            lora_targets=parse_lora_targets(self.lora_targets),
             dtype=self.dtype,
             gguf_file=self.gguf_file,
             tiny_seed=self.tiny_seed,
@@ -444,7 +444,7 @@ def lora_settings(args: PolicyArgs) -> LoraSettings:
     return LoraSettings(
         r=args.lora_rank,
         alpha=args.lora_alpha,
-        target_modules=tuple(t for t in args.lora_targets.split(",") if t),
+        target_modules=parse_lora_targets(args.lora_targets),
     )
 
 

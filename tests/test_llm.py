@@ -811,3 +811,19 @@ def test_lora_settings_make_the_peft_config_both_trainers_use() -> None:
     assert set(config.target_modules) == {"q_proj", "v_proj"} and config.task_type == "CAUSAL_LM"
     # No targets (an empty --lora-targets) lets peft pick the model's usual projections.
     assert LoraSettings(target_modules=()).peft_config().target_modules is None
+
+
+def test_lora_targets_string_parses_the_same_for_trainer_export_and_old_checkpoints() -> None:
+    from baselines.common import PolicyArgs, lora_settings
+    from mallm_envs.agents.llm import _policy_config_from_trainer_args, parse_lora_targets
+
+    assert parse_lora_targets("q_proj, v_proj,") == ("q_proj", "v_proj")
+    assert parse_lora_targets("") is None and parse_lora_targets(None) is None
+    args = PolicyArgs(lora_targets="q_proj,o_proj")
+    assert lora_settings(args).target_modules == ("q_proj", "o_proj")
+    assert args.policy_config(["a", "b"]).lora_targets == ("q_proj", "o_proj")
+    old = _policy_config_from_trainer_args(
+        {"model": "tiny", "lora_targets": "q_proj,o_proj"}, ["a"]
+    )
+    assert old.lora_targets == ("q_proj", "o_proj")
+    assert _policy_config_from_trainer_args({"model": "tiny"}, ["a"]).lora_targets is None

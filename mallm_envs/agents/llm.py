@@ -155,6 +155,12 @@ class LoraSettings:
         )
 
 
+def parse_lora_targets(text: str | None) -> tuple[str, ...] | None:
+    """The comma-separated ``--lora-targets`` value as module names; empty means ``None``
+    (peft picks the usual projections)."""
+    return tuple(t.strip() for t in str(text or "").split(",") if t.strip()) or None
+
+
 @dataclass
 class Generation:
     """One sampled response."""
@@ -2121,7 +2127,6 @@ def _policy_config_from_trainer_args(args: Mapping[str, Any], agents: Sequence[s
     defaults where one is missing (the same defaults as ``baselines/common.PolicyArgs``)."""
     from mallm_envs.agents.checkpoint import PolicyConfig
 
-    targets = tuple(t for t in str(args.get("lora_targets", "")).split(",") if t) or None
     return PolicyConfig(
         model=str(args["model"]),
         agents=tuple(agents),
@@ -2129,7 +2134,7 @@ def _policy_config_from_trainer_args(args: Mapping[str, Any], agents: Sequence[s
         shared=bool(args.get("shared_policy", False)),
         lora_rank=int(args.get("lora_rank", 8)),
         lora_alpha=int(args.get("lora_alpha", 16)),
-        lora_targets=targets,
+        lora_targets=parse_lora_targets(args.get("lora_targets")),
         dtype=str(args.get("dtype") or "float32"),
         gguf_file=args.get("gguf_file"),
         tiny_seed=int(args.get("tiny_seed", 0)),
