@@ -158,7 +158,8 @@ class LoraSettings:
 def parse_lora_targets(text: str | None) -> tuple[str, ...] | None:
     """The comma-separated ``--lora-targets`` value as module names; empty means ``None``
     (peft picks the usual projections)."""
-    return tuple(t.strip() for t in str(text or "").split(",") if t.strip()) or None
+    names = (t.strip() for t in str(text or "").split(","))
+    return tuple(n for n in names if n) or None
 
 
 @dataclass
