@@ -45,5 +45,5 @@ for run in "${RUNS[@]}"; do
   esac
   "$PY" -u -m "baselines.$trainer" "${COMMON[@]}" "${extra[@]}" --seed "$seed" \
     --learning-rate "$lr" \
-    --output-dir "$HERE/$run" 2>&1 | grep -v -i "warn" | tee -a "$HERE/$run.log"
+    --output-dir "$HERE/$run" 2>&1 | grep --line-buffered -v -i "warn" | tee -a "$HERE/$run.log"
 done
