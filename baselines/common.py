@@ -638,7 +638,8 @@ def open_run(args: PolicyArgs, algorithm: str, dist: Distributed) -> dict[str, A
             say(
                 dist,
                 f"{folder}: {rows} metric rows but no checkpoint (the run stopped before its "
-                "first one): starting over from step 0",
+                "first one, or the checkpoint was removed): starting over from step 0 and "
+                "replacing those rows",
             )
         return None
     check_resumable(checkpoint["args"], args.to_dict(), argument_defaults(type(args)))

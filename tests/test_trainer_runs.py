@@ -63,6 +63,21 @@ def test_a_resumed_run_says_where_it_continues(tmp_path, capsys) -> None:
     assert "resuming at update 2" in capsys.readouterr().err
 
 
+def test_rows_without_a_checkpoint_start_over_and_say_so(tmp_path, capsys) -> None:
+    # A run folder can hold logged rows and no checkpoint: the run stopped before its first
+    # checkpoint, or the folder came to another machine without its (untracked) checkpoint.
+    first = train(small_args(tmp_path, num_updates=2))
+    (tmp_path / "run" / common.CHECKPOINT_NAME).unlink()
+    capsys.readouterr()
+    again = train(small_args(tmp_path, num_updates=2))
+    said = capsys.readouterr().err
+    assert "2 metric rows but no checkpoint" in said and "starting over from step 0" in said
+    assert [int(r["step"]) for r in again] == [1, 2]
+    logged = common.read_metrics(tmp_path / "run")
+    assert [int(r["step"]) for r in logged] == [1, 2]  # replaced, not appended to
+    assert [r["team_return"] for r in again] == [r["team_return"] for r in first]
+
+
 def test_default_run_folder_is_named_by_env_algorithm_seed_and_time(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = small_args(None, num_updates=1, seed=3)
